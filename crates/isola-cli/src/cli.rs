@@ -1,0 +1,181 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "isola", version, about = "Code Mode for every MCP server: run TypeScript against your tools in a sandbox.")]
+pub struct Cli {
+    /// The mcpServers config file [default: isola.json in the working directory].
+    #[arg(long, global = true, env = "ISOLA_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// More logging on stderr (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the configured servers, their state and their tools.
+    Tools {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the TypeScript declarations of the API (all servers, or the named ones).
+    Types {
+        /// Servers to include (config names or namespace identifiers).
+        servers: Vec<String>,
+        /// One line per tool instead of full declarations.
+        #[arg(long)]
+        compact: bool,
+        /// Also print the token count (tiktoken o200k) on stderr.
+        #[arg(long)]
+        tokens: bool,
+    },
+    /// Run a TypeScript script against the configured servers.
+    Exec(ExecArgs),
+    /// Benchmarks (see BENCHMARKS.md).
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// The script file, or - for standard input.
+    pub file: PathBuf,
+    /// Print the whole execution record as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the trace of tool calls after the result.
+    #[arg(long)]
+    pub trace: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Run the sandbox inside this process instead of a worker process (faster to start, but
+    /// a native operation that never returns cannot be stopped at the deadline).
+    #[arg(long)]
+    pub in_process: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct LimitArgs {
+    /// Wall-clock deadline, e.g. 30s, 500ms, 2m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
+    pub timeout: Option<u64>,
+    /// JS heap limit in MiB.
+    #[arg(long, value_name = "MIB")]
+    pub memory_mb: Option<u64>,
+    /// JS stack limit in KiB.
+    #[arg(long, value_name = "KIB")]
+    pub stack_kb: Option<u64>,
+    /// Maximum number of tool calls.
+    #[arg(long, value_name = "N")]
+    pub max_tool_calls: Option<u32>,
+    /// Maximum tool calls in flight at once.
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<u32>,
+    /// Console output kept, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_log_bytes: Option<u64>,
+    /// Result size kept, in bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub max_result_bytes: Option<u64>,
+}
+
+impl LimitArgs {
+    /// Flags override the config's limits.
+    pub fn apply(&self, limits: &mut isola_protocol::Limits) {
+        if let Some(v) = self.timeout {
+            limits.deadline_ms = v;
+        }
+        if let Some(v) = self.memory_mb {
+            limits.memory_bytes = v.saturating_mul(1024 * 1024);
+        }
+        if let Some(v) = self.stack_kb {
+            limits.stack_bytes = v.saturating_mul(1024);
+        }
+        if let Some(v) = self.max_tool_calls {
+            limits.max_tool_calls = v;
+        }
+        if let Some(v) = self.concurrency {
+            limits.max_concurrency = v;
+        }
+        if let Some(v) = self.max_log_bytes {
+            limits.max_log_bytes = v;
+        }
+        if let Some(v) = self.max_result_bytes {
+            limits.max_result_bytes = v;
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub which: BenchCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Trivial-script latency (in-process and warm worker), binding round trip, sandbox memory,
+    /// and the same script through `deno run` as the peer.
+    Exec {
+        /// Executions per measurement.
+        #[arg(long, default_value_t = 2000)]
+        iterations: u32,
+        /// Path of a deno binary for the peer comparison.
+        #[arg(long, env = "ISOLA_DENO")]
+        deno: Option<PathBuf>,
+    },
+    /// 100 sequential calls to a real MCP server through Isola vs directly with rmcp.
+    Mcp {
+        /// Server name in the config (must have an `echo` tool, e.g. server-everything).
+        #[arg(long, default_value = "everything")]
+        server: String,
+        #[arg(long, default_value_t = 100)]
+        calls: u32,
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
+    },
+}
+
+/// `30s`, `500ms`, `2m`, or a bare number of seconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 30s, 500ms or 2m)"))?;
+    let factor = match unit {
+        "ms" => 1.0,
+        "s" => 1000.0,
+        "m" => 60_000.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s or m)")),
+    };
+    let ms = n * factor;
+    if !(1.0..=86_400_000.0).contains(&ms) {
+        return Err(format!("`{s}` is out of range (1ms to 24h)"));
+    }
+    Ok(ms as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("2s"), Ok(2000));
+        assert_eq!(parse_duration_ms("2"), Ok(2000));
+        assert_eq!(parse_duration_ms("150ms"), Ok(150));
+        assert_eq!(parse_duration_ms("1.5m"), Ok(90_000));
+        assert!(parse_duration_ms("2h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration_ms("abc").is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! The typed API as the engine uses it: the generated TypeScript plus, per binding, where a call
+//! goes and how its arguments are checked.
+
+use isola_typegen::{Api, ServerSpec, ToolSpec};
+use serde_json::Value;
+
+/// One callable function of the API.
+pub struct Binding {
+    /// `github.createIssue`.
+    pub function: String,
+    pub server: String,
+    /// The MCP tool name.
+    pub tool: String,
+    /// `None` when the tool's input schema could not be compiled (the call is then unchecked).
+    validator: Option<jsonschema::Validator>,
+}
+
+/// The API of every connected server, ready to execute against. Immutable: rebuilt whole when a
+/// server's tool list changes.
+pub struct ApiState {
+    pub api: Api,
+    pub bindings: Vec<Binding>,
+    pub namespaces: Vec<isola_protocol::Namespace>,
+}
+
+impl ApiState {
+    pub fn build(servers: &[ServerSpec]) -> Self {
+        let api = Api::build(servers);
+        let mut bindings = Vec::new();
+        let mut namespaces = Vec::new();
+        for ns in &api.namespaces {
+            let mut functions = Vec::new();
+            for f in &ns.functions {
+                let validator = match jsonschema::validator_for(&f.input_schema) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        tracing::warn!(
+                            server = %ns.server, tool = %f.tool,
+                            "the tool's inputSchema does not compile; its arguments will not be checked: {e}"
+                        );
+                        None
+                    }
+                };
+                bindings.push(Binding {
+                    function: format!("{}.{}", ns.ident, f.ident),
+                    server: ns.server.clone(),
+                    tool: f.tool.clone(),
+                    validator,
+                });
+                functions.push(f.ident.clone());
+            }
+            namespaces.push(isola_protocol::Namespace { name: ns.ident.clone(), functions });
+        }
+        Self { api, bindings, namespaces }
+    }
+
+    /// The binding a script names as `namespace.function`.
+    pub fn binding(&self, function: &str) -> Option<&Binding> {
+        self.bindings.iter().find(|b| b.function == function)
+    }
+}
+
+impl Binding {
+    /// Check arguments against the tool's input schema. The error names every offending path.
+    pub fn validate(&self, args: &Value) -> Result<(), String> {
+        let Some(v) = &self.validator else { return Ok(()) };
+        let problems: Vec<String> = v
+            .iter_errors(args)
+            .take(5)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                let at = if path.is_empty() { "the argument object".to_string() } else { format!("`{path}`") };
+                format!("{at}: {e}")
+            })
+            .collect();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(format!("invalid arguments for {} (tool `{}` of server `{}`): {}", self.function, self.tool, self.server, problems.join("; ")))
+    }
+}
+
+/// Convert an MCP tool (as JSON) to the generator's input.
+pub fn tool_spec(tool: &Value) -> ToolSpec {
+    let text = |k: &str| tool.get(k).and_then(Value::as_str).map(str::to_string);
+    ToolSpec {
+        name: text("name").unwrap_or_default(),
+        title: text("title"),
+        description: text("description"),
+        input_schema: tool.get("inputSchema").cloned().unwrap_or_else(|| serde_json::json!({"type": "object"})),
+        output_schema: tool.get("outputSchema").cloned(),
+        annotations: tool.get("annotations").cloned(),
+    }
+}

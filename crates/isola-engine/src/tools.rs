@@ -1,0 +1,48 @@
+//! Where tool calls go. The MCP hub is the real source; anything else that can list tools and
+//! call them (an in-process binding set, a test double) can stand in.
+
+use futures::future::BoxFuture;
+use isola_typegen::ServerSpec;
+use serde_json::{Map, Value};
+
+use crate::api::tool_spec;
+
+/// A failed call, as the machinery saw it (not an `isError` result: those are `Ok`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ToolError(pub String);
+
+/// A source of tools: lists them for the API and carries out calls.
+pub trait Tools: Send + Sync + 'static {
+    /// Every server's tools, for generating the API.
+    fn servers(&self) -> Vec<ServerSpec>;
+    /// Call one tool. The result is an MCP `CallToolResult` as JSON (`content`,
+    /// `structuredContent`, `isError`).
+    fn call<'a>(&'a self, server: &'a str, tool: &'a str, args: Map<String, Value>)
+    -> BoxFuture<'a, Result<Value, ToolError>>;
+}
+
+impl Tools for isola_mcp::McpHub {
+    fn servers(&self) -> Vec<ServerSpec> {
+        isola_mcp::McpHub::servers(self)
+            .into_iter()
+            .map(|s| ServerSpec {
+                name: s.name.clone(),
+                tools: s
+                    .tools
+                    .iter()
+                    .filter_map(|t| serde_json::to_value(t).ok())
+                    .map(|t| tool_spec(&t))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn call<'a>(&'a self, server: &'a str, tool: &'a str, args: Map<String, Value>)
+    -> BoxFuture<'a, Result<Value, ToolError>> {
+        Box::pin(async move {
+            let result = isola_mcp::McpHub::call(self, server, tool, args).await.map_err(|e| ToolError(e.to_string()))?;
+            serde_json::to_value(&result).map_err(|e| ToolError(format!("unreadable result: {e}")))
+        })
+    }
+}

@@ -1,0 +1,535 @@
+//! The QuickJS sandbox: runs one script in a fresh JS runtime and reports how it ended.
+//!
+//! The API is one function, [`run`]: an [`ExecRequest`] goes in, the script's tool calls and
+//! console lines go out through a [`Host`], and one [`RunOutcome`] comes back. Nothing of the
+//! host process is reachable from the script: the context has the ECMAScript built-ins, the
+//! bindings named in the request, `console`, `setTimeout`/`clearTimeout`, and nothing else (no
+//! module loader, no `std`/`os`, no fetch, no bytecode loading).
+//!
+//! Every limit of [`isola_protocol::Limits`] is enforced here except the hard deadline for
+//! native operations that never return to the interpreter (`Array(2**32-1).join()`): only
+//! killing the process stops those, which is why the CLI runs this inside worker processes
+//! (crate `isola-worker`).
+//!
+//! ```
+//! use std::{cell::RefCell, rc::Rc, sync::{Arc, atomic::AtomicBool}};
+//! use isola_protocol::{CallResult, ExecRequest, Limits, LogLevel, Namespace};
+//! use isola_sandbox::{Host, Wake};
+//!
+//! struct Adder;
+//! impl Host for Adder {
+//!     fn call(&mut self, _id: u32, _binding: u32, args: String) -> Option<CallResult> {
+//!         let v: serde_json::Value = serde_json::from_str(&args).unwrap();
+//!         let sum = v["a"].as_i64().unwrap() + v["b"].as_i64().unwrap();
+//!         Some(CallResult::Ok { value: sum.to_string() })
+//!     }
+//!     fn log(&mut self, _level: LogLevel, _text: String) {}
+//!     fn wait(&mut self, _timeout: std::time::Duration) -> Wake { Wake::TimedOut }
+//! }
+//!
+//! let request = ExecRequest {
+//!     code: "(async () => await math.add({ a: 2, b: 3 }))()".into(),
+//!     namespaces: vec![Namespace { name: "math".into(), functions: vec!["add".into()] }],
+//!     limits: Limits::default(),
+//! };
+//! let host = Rc::new(RefCell::new(Adder));
+//! let outcome = isola_sandbox::run(&request, host, &Arc::new(AtomicBool::new(false)));
+//! assert_eq!(outcome.result.unwrap().unwrap().json, "5");
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use isola_protocol::{
+    CallResult, ErrorKind, ExecRequest, JsError, LimitKind, LogLevel, Payload, RunOutcome,
+};
+use rquickjs::context::EvalOptions;
+use rquickjs::{Array, Context, Ctx, Function, Object, Runtime, Value, context::intrinsic};
+
+/// The file name the user's (transpiled) script is evaluated under; stack traces name it.
+pub const SCRIPT_NAME: &str = "script.js";
+const PRELUDE_NAME: &str = "isola:prelude";
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// The built-ins a sandbox context gets. Deliberately absent: `Performance` (a high-resolution
+/// timer is a side channel and nothing needs it), `DOMException`.
+type Intrinsics = (
+    intrinsic::Date,
+    intrinsic::Eval,
+    intrinsic::RegExpCompiler,
+    intrinsic::RegExp,
+    intrinsic::Json,
+    intrinsic::Proxy,
+    intrinsic::MapSet,
+    intrinsic::TypedArrays,
+    intrinsic::Promise,
+    intrinsic::WeakRef,
+);
+
+/// What the sandbox needs from whoever runs it.
+pub trait Host {
+    /// The script called binding `binding` (an index into the request's flattened namespaces)
+    /// with `args` (JSON text). Return `Some` to settle the call at once, or `None` to settle it
+    /// later through [`Host::wait`].
+    fn call(&mut self, id: u32, binding: u32, args: String) -> Option<CallResult>;
+    /// One console line, already rendered. Called only within the log limit.
+    fn log(&mut self, level: LogLevel, text: String);
+    /// Block until a pending call settles or `timeout` passes.
+    fn wait(&mut self, timeout: Duration) -> Wake;
+}
+
+/// Why [`Host::wait`] returned.
+#[derive(Debug)]
+pub enum Wake {
+    Settled { id: u32, result: CallResult },
+    TimedOut,
+    /// Stop the run: the caller cancelled it.
+    Cancelled,
+    /// The host is gone; stop the run.
+    Disconnected,
+}
+
+/// Why the run was stopped from outside the script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Abort {
+    Limit(LimitKind),
+    Cancelled,
+    Disconnected,
+}
+
+/// Shared between the interrupt handler, the natives and the loop.
+struct Guard {
+    deadline: Instant,
+    cancel: Arc<AtomicBool>,
+    abort: Cell<Option<Abort>>,
+}
+
+impl Guard {
+    /// The interrupt handler: true stops the interpreter with an uncatchable error.
+    fn should_interrupt(&self) -> bool {
+        if self.abort.get().is_some() {
+            return true;
+        }
+        if self.cancel.load(Ordering::Relaxed) {
+            self.abort.set(Some(Abort::Cancelled));
+            return true;
+        }
+        if Instant::now() >= self.deadline {
+            self.abort.set(Some(Abort::Limit(LimitKind::Deadline)));
+            return true;
+        }
+        false
+    }
+}
+
+/// Mutable state the natives share with the loop. Holds no JS values, so nothing can outlive
+/// the context.
+#[derive(Default)]
+struct State {
+    next_call: u32,
+    calls_made: u32,
+    pending_calls: u32,
+    timers: BTreeSet<(Instant, u32)>,
+    log_bytes: u64,
+    logs_dropped: u64,
+    finished: Option<Result<Option<Payload>, JsError>>,
+}
+
+/// Run one script. Never panics on anything the script does; every failure is in the outcome.
+pub fn run(request: &ExecRequest, host: Rc<RefCell<dyn Host>>, cancel: &Arc<AtomicBool>) -> RunOutcome {
+    let started = Instant::now();
+    let limits = &request.limits;
+    let guard = Rc::new(Guard {
+        deadline: started + Duration::from_millis(limits.deadline_ms),
+        cancel: cancel.clone(),
+        abort: Cell::new(None),
+    });
+    let runtime = match Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return internal(format!("cannot create a JS runtime: {e}")),
+    };
+    runtime.set_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+    runtime.set_max_stack_size(usize::try_from(limits.stack_bytes).unwrap_or(usize::MAX));
+    let g = guard.clone();
+    runtime.set_interrupt_handler(Some(Box::new(move || g.should_interrupt())));
+    let context = match Context::custom::<Intrinsics>(&runtime) {
+        Ok(ctx) => ctx,
+        Err(e) => return internal(format!("cannot create a JS context: {e}")),
+    };
+    let state = Rc::new(RefCell::new(State::default()));
+    let result = context.with(|ctx| drive(&ctx, request, &host, &state, &guard));
+    let memory_used_bytes = u64::try_from(runtime.memory_usage().memory_used_size).unwrap_or(0);
+    drop(context);
+    let logs_dropped_bytes = state.borrow().logs_dropped;
+    let result = match guard.abort.get() {
+        // An abort wins over whatever the script did after it.
+        Some(abort) => Err(abort_error(abort, limits)),
+        None => result,
+    };
+    RunOutcome { result, logs_dropped_bytes, memory_used_bytes }
+}
+
+fn internal(message: String) -> RunOutcome {
+    RunOutcome {
+        result: Err(JsError {
+            kind: ErrorKind::Internal,
+            limit: None,
+            name: "InternalError".into(),
+            message,
+            stack: None,
+            tool: None,
+        }),
+        logs_dropped_bytes: 0,
+        memory_used_bytes: 0,
+    }
+}
+
+fn abort_error(abort: Abort, limits: &isola_protocol::Limits) -> JsError {
+    let (kind, limit, message) = match abort {
+        Abort::Limit(LimitKind::Deadline) => (
+            ErrorKind::Limit,
+            Some(LimitKind::Deadline),
+            format!("the deadline of {} ms was hit; the script was stopped", limits.deadline_ms),
+        ),
+        Abort::Limit(LimitKind::ToolCalls) => (
+            ErrorKind::Limit,
+            Some(LimitKind::ToolCalls),
+            format!("the limit of {} tool calls was hit; the script was stopped", limits.max_tool_calls),
+        ),
+        Abort::Limit(other) => (ErrorKind::Limit, Some(other), format!("the {} limit was hit", other.as_str())),
+        Abort::Cancelled => (ErrorKind::Cancelled, None, "the execution was cancelled".to_string()),
+        Abort::Disconnected => {
+            (ErrorKind::Internal, None, "the host went away during the execution".to_string())
+        }
+    };
+    let name = match kind {
+        ErrorKind::Limit => "LimitError",
+        ErrorKind::Cancelled => "CancelledError",
+        _ => "InternalError",
+    };
+    JsError { kind, limit, name: name.into(), message, stack: None, tool: None }
+}
+
+/// Turn what the script threw into a [`JsError`], recognising QuickJS's own limit errors.
+fn classify(name: String, message: String, stack: String, tool: String, limits: &isola_protocol::Limits) -> JsError {
+    let stack = (!stack.is_empty()).then_some(stack);
+    let memory = name == "InternalError" && message == "out of memory";
+    let overflow = (name == "RangeError" && message == "Maximum call stack size exceeded")
+        || (name == "InternalError" && message.starts_with("stack overflow"));
+    if memory {
+        return JsError {
+            kind: ErrorKind::Limit,
+            limit: Some(LimitKind::Memory),
+            name: "LimitError".into(),
+            message: format!("the memory limit of {} bytes was hit (out of memory)", limits.memory_bytes),
+            stack,
+            tool: None,
+        };
+    }
+    if overflow {
+        return JsError {
+            kind: ErrorKind::Limit,
+            limit: Some(LimitKind::Stack),
+            name: "LimitError".into(),
+            message: format!("the stack limit of {} bytes was hit (too much recursion)", limits.stack_bytes),
+            stack,
+            tool: None,
+        };
+    }
+    let is_tool = !tool.is_empty();
+    JsError {
+        kind: if is_tool && (name == "ToolError" || name == "ValidationError") { ErrorKind::Tool } else { ErrorKind::Runtime },
+        limit: None,
+        name,
+        message,
+        stack,
+        tool: is_tool.then_some(tool),
+    }
+}
+
+/// Cut `text` to at most `max` bytes on a char boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn js_err(e: rquickjs::Error) -> JsError {
+    JsError {
+        kind: ErrorKind::Internal,
+        limit: None,
+        name: "InternalError".into(),
+        message: format!("sandbox setup failed: {e}"),
+        stack: None,
+        tool: None,
+    }
+}
+
+type Finished = Result<Option<Payload>, JsError>;
+
+fn drive<'js>(
+    ctx: &Ctx<'js>,
+    request: &ExecRequest,
+    host: &Rc<RefCell<dyn Host>>,
+    state: &Rc<RefCell<State>>,
+    guard: &Rc<Guard>,
+) -> Finished {
+    let limits = &request.limits;
+    let api = match install(ctx, request, host, state, guard) {
+        Ok(api) => api,
+        Err(e) => return Err(guard.abort.get().map(|a| abort_error(a, limits)).unwrap_or_else(|| js_err(e))),
+    };
+    let (start, settle, fire, report) = api;
+
+    let options = {
+        let mut o = EvalOptions::default();
+        o.global = true;
+        o.strict = true;
+        o.backtrace_barrier = true;
+        o.filename = Some(SCRIPT_NAME.to_string());
+        o
+    };
+    match ctx.eval_with_options::<Value, _>(request.code.as_bytes(), options) {
+        Ok(value) => {
+            if start.call::<_, ()>((value,)).is_err() {
+                let _ = ctx.catch();
+            }
+        }
+        Err(_) => {
+            let thrown = ctx.catch();
+            if guard.abort.get().is_none() && report.call::<_, ()>((thrown,)).is_err() {
+                let _ = ctx.catch();
+            }
+        }
+    }
+
+    loop {
+        // Microtasks first: they may settle the script.
+        while guard.abort.get().is_none() && state.borrow().finished.is_none() && ctx.execute_pending_job() {}
+        if let Some(abort) = guard.abort.get() {
+            return Err(abort_error(abort, limits));
+        }
+        if let Some(done) = state.borrow_mut().finished.take() {
+            return done;
+        }
+        // Timers that are due.
+        let now = Instant::now();
+        let due = {
+            let mut st = state.borrow_mut();
+            match st.timers.first().copied() {
+                Some((at, id)) if at <= now => {
+                    st.timers.remove(&(at, id));
+                    Some(id)
+                }
+                _ => None,
+            }
+        };
+        if let Some(id) = due {
+            if fire.call::<_, ()>((id,)).is_err() {
+                let _ = ctx.catch();
+            }
+            continue;
+        }
+        if now >= guard.deadline {
+            guard.abort.set(Some(Abort::Limit(LimitKind::Deadline)));
+            continue;
+        }
+        let (pending, next_timer) = {
+            let st = state.borrow();
+            (st.pending_calls, st.timers.first().map(|(at, _)| *at))
+        };
+        if pending == 0 && next_timer.is_none() {
+            return Err(JsError {
+                kind: ErrorKind::Runtime,
+                limit: None,
+                name: "Error".into(),
+                message: "the script is waiting for something that can never happen: its promise never \
+                          settled and no tool call or timer is pending"
+                    .into(),
+                stack: None,
+                tool: None,
+            });
+        }
+        let until = next_timer.map_or(guard.deadline, |t| t.min(guard.deadline));
+        if pending == 0 {
+            // Only timers: sleep, but stay responsive to cancellation.
+            let nap = until.saturating_duration_since(now).min(Duration::from_millis(50));
+            std::thread::sleep(nap);
+            if guard.cancel.load(Ordering::Relaxed) {
+                guard.abort.set(Some(Abort::Cancelled));
+            }
+            continue;
+        }
+        let wake = host.borrow_mut().wait(until.saturating_duration_since(now));
+        match wake {
+            Wake::Settled { id, result } => {
+                state.borrow_mut().pending_calls -= 1;
+                let r = match result {
+                    CallResult::Ok { value } => settle.call::<_, ()>((id, true, value)),
+                    CallResult::Err { name, message, tool } => settle.call::<_, ()>((id, false, vec![name, message, tool])),
+                };
+                if r.is_err() {
+                    let _ = ctx.catch();
+                }
+            }
+            Wake::TimedOut => {
+                if guard.cancel.load(Ordering::Relaxed) {
+                    guard.abort.set(Some(Abort::Cancelled));
+                }
+            }
+            Wake::Cancelled => guard.abort.set(Some(Abort::Cancelled)),
+            Wake::Disconnected => guard.abort.set(Some(Abort::Disconnected)),
+        }
+    }
+}
+
+type Api<'js> = (Function<'js>, Function<'js>, Function<'js>, Function<'js>);
+
+/// Evaluate the prelude with the natives and the namespaces; returns its entry points.
+fn install<'js>(
+    ctx: &Ctx<'js>,
+    request: &ExecRequest,
+    host: &Rc<RefCell<dyn Host>>,
+    state: &Rc<RefCell<State>>,
+    guard: &Rc<Guard>,
+) -> rquickjs::Result<Api<'js>> {
+    let limits = request.limits.clone();
+    let bindings: u32 = request.namespaces.iter().map(|n| n.functions.len() as u32).sum();
+    let natives = Object::new(ctx.clone())?;
+
+    let max_calls = limits.max_tool_calls;
+    natives.set(
+        "call",
+        Function::new(ctx.clone(), {
+            let (g, state, host) = (guard.clone(), state.clone(), host.clone());
+            move |ctx: Ctx<'js>, binding: u32, args: String| -> rquickjs::Result<Value<'js>> {
+                if binding >= bindings {
+                    return Err(rquickjs::Exception::throw_type(&ctx, "no such binding"));
+                }
+                let id = {
+                    let mut st = state.borrow_mut();
+                    if st.calls_made >= max_calls {
+                        drop(st);
+                        g.abort.set(Some(Abort::Limit(LimitKind::ToolCalls)));
+                        return Err(rquickjs::Exception::throw_internal(&ctx, "tool call limit reached"));
+                    }
+                    st.calls_made += 1;
+                    st.next_call += 1;
+                    st.next_call
+                };
+                match host.borrow_mut().call(id, binding, args) {
+                    None => {
+                        state.borrow_mut().pending_calls += 1;
+                        Ok(Value::new_int(ctx, id as i32))
+                    }
+                    Some(CallResult::Ok { value }) => {
+                        Ok(rquickjs::String::from_str(ctx, &value)?.into_value())
+                    }
+                    Some(CallResult::Err { name, message, tool }) => {
+                        let arr = Array::new(ctx.clone())?;
+                        arr.set(0, name)?;
+                        arr.set(1, message)?;
+                        arr.set(2, tool)?;
+                        Ok(arr.into_value())
+                    }
+                }
+            }
+        })?,
+    )?;
+
+    let max_log = limits.max_log_bytes;
+    natives.set(
+        "log",
+        Function::new(ctx.clone(), {let (state, host) = (state.clone(), host.clone()); move |level: String, text: String| {
+            let level = match level.as_str() {
+                "debug" => LogLevel::Debug,
+                "info" => LogLevel::Info,
+                "warn" => LogLevel::Warn,
+                "error" => LogLevel::Error,
+                _ => LogLevel::Log,
+            };
+            let mut st = state.borrow_mut();
+            let room = max_log.saturating_sub(st.log_bytes) as usize;
+            let len = text.len() as u64;
+            if room == 0 {
+                st.logs_dropped += len;
+                return;
+            }
+            let kept = cut(&text, room);
+            st.log_bytes += kept.len() as u64;
+            st.logs_dropped += len - kept.len() as u64;
+            let kept = if kept.len() == text.len() { text } else { kept.to_string() };
+            drop(st);
+            host.borrow_mut().log(level, kept);
+        }})?,
+    )?;
+
+    natives.set(
+        "timer",
+        Function::new(ctx.clone(), {let state = state.clone(); move |id: u32, ms: f64| {
+            let ms = if ms.is_finite() { ms.clamp(0.0, 1e12) } else { 0.0 };
+            let at = Instant::now() + Duration::from_micros((ms * 1000.0) as u64);
+            state.borrow_mut().timers.insert((at, id));
+        }})?,
+    )?;
+    natives.set(
+        "clearTimer",
+        Function::new(ctx.clone(), {let state = state.clone(); move |id: u32| {
+            state.borrow_mut().timers.retain(|(_, t)| *t != id);
+        }})?,
+    )?;
+
+    let max_result = limits.max_result_bytes;
+    natives.set(
+        "finish",
+        Function::new(ctx.clone(), {let state = state.clone(); move |json: Option<String>| {
+            let payload = json.map(|json| {
+                if json.len() as u64 <= max_result {
+                    Payload { json, dropped_bytes: 0 }
+                } else {
+                    let kept = cut(&json, max_result as usize).to_string();
+                    let dropped = (json.len() - kept.len()) as u64;
+                    Payload { json: kept, dropped_bytes: dropped }
+                }
+            });
+            let mut st = state.borrow_mut();
+            if st.finished.is_none() {
+                st.finished = Some(Ok(payload));
+            }
+        }})?,
+    )?;
+    natives.set(
+        "fail",
+        Function::new(ctx.clone(), {let (state, limits) = (state.clone(), limits.clone()); move |name: String, message: String, stack: String, tool: String| {
+            let mut st = state.borrow_mut();
+            if st.finished.is_none() {
+                st.finished = Some(Err(classify(name, message, stack, tool, &limits)));
+            }
+        }})?,
+    )?;
+
+    let namespaces = Array::new(ctx.clone())?;
+    for (i, ns) in request.namespaces.iter().enumerate() {
+        let entry = Array::new(ctx.clone())?;
+        entry.set(0, ns.name.as_str())?;
+        entry.set(1, ns.functions.clone())?;
+        namespaces.set(i, entry)?;
+    }
+
+    let mut options = EvalOptions::default();
+    options.global = true;
+    options.strict = true;
+    options.filename = Some(PRELUDE_NAME.to_string());
+    let prelude: Function = ctx.eval_with_options(PRELUDE, options)?;
+    let api: Object = prelude.call((natives, namespaces))?;
+    Ok((api.get("start")?, api.get("settle")?, api.get("fire")?, api.get("report")?))
+}

@@ -1,0 +1,189 @@
+// The sandbox prelude: evaluated once per execution, before the user's script, in the fresh
+// context. It receives the native functions as arguments and never puts them on the global
+// object, so a script can only reach the host through the wrappers below. Every limit is
+// enforced on the native side; this file only shapes values.
+(function (natives, namespaces) {
+  "use strict";
+  const { call, log, timer, clearTimer, finish, fail } = natives;
+  const g = globalThis;
+  const stringify = JSON.stringify;
+  const parse = JSON.parse;
+  const pending = new Map(); // call id -> [resolve, reject, site Error]
+  const timers = new Map(); // timer id -> [callback, args]
+  let nextTimer = 1;
+  let nextBinding = 0;
+
+  function typeName(v) {
+    if (v === null) return "null";
+    if (Array.isArray(v)) return "an array";
+    return typeof v;
+  }
+
+  // JSON.stringify replacer: values JSON cannot hold become something readable.
+  function replacer(_key, v) {
+    if (typeof v === "bigint") return v.toString();
+    if (v instanceof Map) return Object.fromEntries(v);
+    if (v instanceof Set) return Array.from(v);
+    if (v instanceof Error) return { name: v.name, message: v.message };
+    return v;
+  }
+
+  function render(v) {
+    switch (typeof v) {
+      case "string":
+        return v;
+      case "undefined":
+        return "undefined";
+      case "function":
+        return "[Function " + (v.name || "anonymous") + "]";
+      case "bigint":
+        return v + "n";
+      case "symbol":
+        return v.toString();
+      case "object":
+        if (v instanceof Error) {
+          const stack = typeof v.stack === "string" && v.stack ? "\n" + v.stack.trimEnd() : "";
+          return v.name + ": " + v.message + stack;
+        }
+        try {
+          const seen = new WeakSet();
+          return stringify(v, function (k, x) {
+            x = replacer(k, x);
+            if (typeof x === "object" && x !== null) {
+              if (seen.has(x)) return "[Circular]";
+              seen.add(x);
+            }
+            return x;
+          });
+        } catch (e) {
+          return String(v);
+        }
+      default:
+        return String(v);
+    }
+  }
+
+  function report(e) {
+    let name = "Error";
+    let message = "";
+    let stack = "";
+    let tool = "";
+    try {
+      if (e instanceof Error) {
+        name = String(e.name);
+        message = String(e.message);
+        stack = typeof e.stack === "string" ? e.stack : "";
+        tool = typeof e.tool === "string" ? e.tool : "";
+      } else {
+        message = "uncaught value: " + render(e);
+      }
+    } catch (_) {
+      message = "uncaught value that cannot be rendered";
+    }
+    fail(name, message, stack, tool);
+  }
+
+  function invoke(binding, fname, input) {
+    if (input !== undefined && (input === null || typeof input !== "object" || Array.isArray(input))) {
+      return Promise.reject(
+        new TypeError(fname + " takes one object argument (or none), got " + typeName(input)),
+      );
+    }
+    let json;
+    try {
+      json = stringify(input === undefined ? {} : input, replacer);
+    } catch (e) {
+      return Promise.reject(new TypeError(fname + ": the argument is not JSON-serialisable: " + e.message));
+    }
+    const r = call(binding, json);
+    if (typeof r === "number") {
+      const site = new Error("");
+      return new Promise((resolve, reject) => pending.set(r, [resolve, reject, site]));
+    }
+    if (typeof r === "string") return Promise.resolve(parse(r));
+    const e = new Error(r[1]);
+    e.name = r[0];
+    e.tool = r[2];
+    return Promise.reject(e);
+  }
+
+  for (const [ns, fns] of namespaces) {
+    const obj = {};
+    for (const f of fns) {
+      const binding = nextBinding++;
+      const fname = ns + "." + f;
+      const fn = function (input) {
+        return invoke(binding, fname, input);
+      };
+      Object.defineProperty(fn, "name", { value: fname });
+      obj[f] = fn;
+    }
+    Object.freeze(obj);
+    Object.defineProperty(g, ns, { value: obj, writable: false, enumerable: false, configurable: false });
+  }
+
+  const consoleFn = (level) =>
+    function (...args) {
+      log(level, args.map(render).join(" "));
+    };
+  g.console = Object.freeze({
+    log: consoleFn("log"),
+    info: consoleFn("info"),
+    warn: consoleFn("warn"),
+    error: consoleFn("error"),
+    debug: consoleFn("debug"),
+  });
+
+  g.setTimeout = function setTimeout(callback, ms, ...args) {
+    if (typeof callback !== "function") {
+      throw new TypeError("setTimeout: the callback must be a function (strings are not evaluated)");
+    }
+    const id = nextTimer++;
+    timers.set(id, [callback, args]);
+    timer(id, Math.max(0, Number(ms) || 0));
+    return id;
+  };
+  g.clearTimeout = function clearTimeout(id) {
+    if (timers.delete(id)) clearTimer(id);
+  };
+
+  return {
+    start(value) {
+      Promise.resolve(value).then((v) => {
+        let json;
+        try {
+          json = v === undefined ? undefined : stringify(v, replacer);
+        } catch (e) {
+          report(new TypeError("the result cannot be converted to JSON: " + e.message));
+          return;
+        }
+        finish(json === undefined ? null : json);
+      }, report);
+    },
+    settle(id, ok, payload) {
+      const p = pending.get(id);
+      if (p === undefined) return;
+      pending.delete(id);
+      if (ok) {
+        p[0](parse(payload));
+      } else {
+        const e = p[2];
+        e.name = payload[0];
+        e.message = payload[1];
+        e.tool = payload[2];
+        p[1](e);
+      }
+    },
+    fire(id) {
+      const t = timers.get(id);
+      if (t === undefined) return;
+      timers.delete(id);
+      try {
+        t[0](...t[1]);
+      } catch (e) {
+        report(e);
+      }
+    },
+    report,
+  };
+})

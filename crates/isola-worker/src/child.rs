@@ -1,0 +1,149 @@
+//! The worker side: what runs inside a worker process.
+//!
+//! The process holds nothing but the script. It is started with an empty environment and only
+//! its channel (stdin for host → worker frames, stdout for worker → host frames; stderr is
+//! `/dev/null`). Before it reads its first request it hardens itself: no new privileges, no
+//! core dumps, no file writes, no new file descriptors.
+
+use std::cell::RefCell;
+use std::io::{self, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use isola_protocol::{CallResult, HostMsg, LogLevel, MAX_FRAME_BYTES, SandboxMsg, encode_frame};
+use isola_sandbox::{Host, Wake};
+
+/// Entry point of a worker process. Returns the process exit code.
+pub fn worker_main() -> i32 {
+    harden();
+    let chan = Rc::new(RefCell::new(Channel {
+        input: BufReader::with_capacity(64 * 1024, io::stdin().lock()),
+        output: io::stdout().lock(),
+    }));
+    if chan.borrow_mut().send(&SandboxMsg::Ready).is_err() {
+        return 1;
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    loop {
+        let request = match chan.borrow_mut().recv() {
+            Ok(Some(HostMsg::Exec(request))) => request,
+            Ok(Some(HostMsg::CallDone { .. })) => continue, // a late answer for a finished run
+            Ok(None) => return 0,                             // the host closed the channel
+            Err(_) => return 2,
+        };
+        set_address_space_limit(request.limits.memory_bytes);
+        let outcome = isola_sandbox::run(&request, chan.clone(), &cancel);
+        if chan.borrow_mut().send(&SandboxMsg::Done(outcome)).is_err() {
+            return 1;
+        }
+    }
+}
+
+struct Channel<R: Read, W: Write> {
+    input: BufReader<R>,
+    output: W,
+}
+
+impl<R: Read + AsRawFd, W: Write> Channel<R, W> {
+    fn send(&mut self, msg: &SandboxMsg) -> io::Result<()> {
+        let frame = encode_frame(msg).map_err(io::Error::other)?;
+        self.output.write_all(&frame)?;
+        self.output.flush()
+    }
+
+    /// Read one frame; `None` at a clean end of input.
+    fn recv(&mut self) -> io::Result<Option<HostMsg>> {
+        let mut len = [0u8; 4];
+        match self.input.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let len = u32::from_le_bytes(len);
+        if len > MAX_FRAME_BYTES {
+            return Err(io::Error::other(format!("frame of {len} bytes is over the limit")));
+        }
+        let mut body = vec![0u8; len as usize];
+        self.input.read_exact(&mut body)?;
+        serde_json::from_slice(&body).map(Some).map_err(io::Error::other)
+    }
+
+    /// Wait up to `timeout` for input to be readable.
+    fn readable(&mut self, timeout: Duration) -> bool {
+        if !self.input.buffer().is_empty() {
+            return true;
+        }
+        let mut fd = libc::pollfd { fd: self.input.get_ref().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd, count 1.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        n > 0
+    }
+}
+
+impl<R: Read + AsRawFd, W: Write> Host for Channel<R, W> {
+    fn call(&mut self, id: u32, binding: u32, args: String) -> Option<CallResult> {
+        if self.send(&SandboxMsg::Call { id, binding, args }).is_err() {
+            // The host is gone; the run will see Disconnected on its next wait.
+            return None;
+        }
+        None
+    }
+
+    fn log(&mut self, level: LogLevel, text: String) {
+        let _ = self.send(&SandboxMsg::Log { level, text });
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Wake {
+        if !self.readable(timeout) {
+            return Wake::TimedOut;
+        }
+        match self.recv() {
+            Ok(Some(HostMsg::CallDone { id, result })) => Wake::Settled { id, result },
+            Ok(Some(HostMsg::Exec(_))) | Ok(None) | Err(_) => Wake::Disconnected,
+        }
+    }
+}
+
+/// Defence in depth for the worker process. QuickJS gives the script no way to reach the OS;
+/// these make sure that even a QuickJS bug finds little to use.
+fn harden() {
+    // SAFETY: plain syscalls with constant arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+        // Anything beyond the channel (0, 1, 2) that slipped through is closed.
+        libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+        set_rlimit(libc::RLIMIT_CORE, 0, true);
+        set_rlimit(libc::RLIMIT_FSIZE, 0, true);
+        // No new descriptors: the three standard ones are all a worker needs.
+        set_rlimit(libc::RLIMIT_NOFILE, 3, true);
+    }
+}
+
+/// Backstop for the JS heap limit: the whole process may map at most a generous multiple of it.
+fn set_address_space_limit(memory_bytes: u64) {
+    let limit = memory_bytes.saturating_mul(2).saturating_add(1 << 30);
+    // SAFETY: plain syscall.
+    unsafe { set_rlimit(libc::RLIMIT_AS, limit, false) };
+}
+
+/// Set a limit's soft value (and, when `hard`, its hard value too, which cannot be raised again).
+/// The address-space limit stays soft so the next request can set its own.
+unsafe fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64, hard: bool) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: valid pointers to locals.
+    unsafe {
+        if libc::getrlimit(resource, &mut lim) != 0 {
+            return;
+        }
+        lim.rlim_cur = value.min(lim.rlim_max);
+        if hard {
+            lim.rlim_max = lim.rlim_cur;
+        }
+        libc::setrlimit(resource, &lim);
+    }
+}

@@ -1,0 +1,144 @@
+//! Where sandboxes run: in worker processes (the default), or in-process for library users.
+//!
+//! Both backends present the same [`Session`]: send one [`ExecRequest`], then read
+//! [`SandboxMsg`]s (tool calls, console lines, the final outcome) and answer calls with
+//! [`Session::settle`]. [`Session::abort`] stops the run however far it got:
+//!
+//! * **workers** ([`WorkerPool`]): each execution borrows a warm worker process. Aborting kills
+//!   the process, which stops even native operations that never return to the interpreter
+//!   (`Array(2**32-1).join()`); the pool starts a replacement in the background. Workers hold
+//!   nothing but the script: empty environment, no descriptors but their channel.
+//! * **in-process**: the sandbox runs on a thread of this process. Fast, but an abort can only
+//!   interrupt the interpreter, so a script stuck in a native operation keeps its thread busy
+//!   until the operation ends. Use it only where scripts are trusted or for benchmarks.
+//!
+//! The worker process side is [`worker_main`]; the `isola` binary runs it as `isola __worker`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), isola_worker::BackendError> {
+//! use isola_worker::{Backend, WorkerCommand, WorkerPool};
+//! let pool = WorkerPool::new(WorkerCommand::current_exe("__worker")?, 2);
+//! let backend = Backend::Workers(pool);
+//! # Ok(()) }
+//! ```
+
+mod child;
+mod inproc;
+mod pool;
+
+use std::time::Duration;
+
+pub use child::worker_main;
+use isola_protocol::{CallResult, ExecRequest, SandboxMsg};
+pub use pool::{WorkerCommand, WorkerPool};
+
+/// A failure of the machinery, never of the script.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The worker program could not be started.
+    #[error("cannot start a sandbox worker ({program}): {source}")]
+    Spawn { program: String, source: std::io::Error },
+    /// The worker did not come up with its ready message.
+    #[error("the sandbox worker ({program}) did not start properly: {reason}")]
+    Handshake { program: String, reason: String },
+    /// The path of the running executable is unknown.
+    #[error("cannot find the isola executable to start workers: {0}")]
+    CurrentExe(std::io::Error),
+    /// The in-process sandbox thread could not be started.
+    #[error("cannot start the sandbox thread: {0}")]
+    Thread(std::io::Error),
+    /// Talking to a worker failed.
+    #[error("lost the sandbox worker: {0}")]
+    Channel(String),
+}
+
+/// Where executions run.
+pub enum Backend {
+    InProcess,
+    Workers(WorkerPool),
+}
+
+impl Backend {
+    /// Start one execution.
+    pub async fn start(&self, request: ExecRequest) -> Result<Session, BackendError> {
+        match self {
+            Backend::InProcess => Ok(Session::InProcess(inproc::InProcess::start(request)?)),
+            Backend::Workers(pool) => {
+                let mut worker = pool.checkout().await?;
+                worker.send(&isola_protocol::HostMsg::Exec(request)).await?;
+                Ok(Session::Worker { worker: Some(worker), pool: pool.clone() })
+            }
+        }
+    }
+
+    /// How long to wait past the deadline for the sandbox's own graceful stop before forcing it.
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(150)
+    }
+}
+
+/// One execution in progress.
+pub enum Session {
+    InProcess(inproc::InProcess),
+    Worker { worker: Option<pool::Worker>, pool: WorkerPool },
+}
+
+impl Session {
+    /// The next message from the sandbox; `Err` when it died.
+    pub async fn next(&mut self) -> Result<SandboxMsg, BackendError> {
+        match self {
+            Session::InProcess(s) => s.next().await,
+            Session::Worker { worker, .. } => match worker {
+                Some(w) => w.recv().await,
+                None => Err(BackendError::Channel("the worker was already released".into())),
+            },
+        }
+    }
+
+    /// Answer a tool call.
+    pub async fn settle(&mut self, id: u32, result: CallResult) -> Result<(), BackendError> {
+        match self {
+            Session::InProcess(s) => s.settle(id, result),
+            Session::Worker { worker, .. } => match worker {
+                Some(w) => w.send(&isola_protocol::HostMsg::CallDone { id, result }).await,
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// Stop the run now. A worker is killed and replaced.
+    pub fn abort(mut self) {
+        match &mut self {
+            Session::InProcess(s) => s.abort(),
+            Session::Worker { worker, pool } => {
+                if let Some(w) = worker.take() {
+                    pool.discard(w);
+                }
+            }
+        }
+    }
+
+    /// The run ended normally (after [`SandboxMsg::Done`]): keep the worker for the next one.
+    pub fn finish(mut self) {
+        if let Session::Worker { worker, pool } = &mut self
+            && let Some(w) = worker.take()
+        {
+            pool.checkin(w);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A session dropped without finish() (e.g. its future was cancelled) must not leave a
+        // worker running someone's script.
+        match self {
+            Session::InProcess(s) => s.abort(),
+            Session::Worker { worker, pool } => {
+                if let Some(w) = worker.take() {
+                    pool.discard(w);
+                }
+            }
+        }
+    }
+}

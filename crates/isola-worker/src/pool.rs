@@ -1,0 +1,183 @@
+//! Host side of worker processes: spawning, the warm pool, framing.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use isola_protocol::{HostMsg, MAX_FRAME_BYTES, SandboxMsg, encode_frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::BackendError;
+
+/// How to start a worker process.
+#[derive(Clone, Debug)]
+pub struct WorkerCommand {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+}
+
+impl WorkerCommand {
+    /// This executable, with `subcommand` as its only argument (`isola __worker`).
+    pub fn current_exe(subcommand: &str) -> Result<Self, BackendError> {
+        let program = std::env::current_exe().map_err(BackendError::CurrentExe)?;
+        Ok(Self { program, args: vec![subcommand.into()] })
+    }
+
+    fn describe(&self) -> String {
+        let mut s = self.program.display().to_string();
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&a.to_string_lossy());
+        }
+        s
+    }
+}
+
+/// A pool of warm worker processes. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct WorkerPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    command: WorkerCommand,
+    /// How many idle workers to keep ready.
+    warm: usize,
+    idle: Mutex<Vec<Worker>>,
+}
+
+impl WorkerPool {
+    /// A pool that keeps `warm` workers ready. Workers start in the background, so this must be
+    /// called within a tokio runtime.
+    pub fn new(command: WorkerCommand, warm: usize) -> Self {
+        let pool = Self { inner: Arc::new(Inner { command, warm, idle: Mutex::new(Vec::new()) }) };
+        pool.refill();
+        pool
+    }
+
+    /// Wait until `warm` workers are ready (for benchmarks and tests that measure warm starts).
+    pub async fn warm_up(&self) -> Result<(), BackendError> {
+        loop {
+            let have = self.idle_count();
+            if have >= self.inner.warm {
+                return Ok(());
+            }
+            let w = Worker::spawn(&self.inner.command).await?;
+            self.push_idle(w);
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.inner.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// A ready worker: an idle one, or a new one.
+    pub async fn checkout(&self) -> Result<Worker, BackendError> {
+        let ready = self.inner.idle.lock().ok().and_then(|mut v| v.pop());
+        self.refill();
+        match ready {
+            Some(w) => Ok(w),
+            None => Worker::spawn(&self.inner.command).await,
+        }
+    }
+
+    /// Give back a worker whose run ended normally.
+    pub fn checkin(&self, worker: Worker) {
+        let keep = self.idle_count() < self.inner.warm.max(1);
+        if keep { self.push_idle(worker) } else { worker.kill() }
+    }
+
+    /// Kill a worker (deadline, cancellation, protocol error) and start a replacement.
+    pub fn discard(&self, worker: Worker) {
+        worker.kill();
+        self.refill();
+    }
+
+    fn push_idle(&self, worker: Worker) {
+        if let Ok(mut v) = self.inner.idle.lock() {
+            v.push(worker);
+        }
+    }
+
+    /// Start workers in the background until `warm` are idle.
+    fn refill(&self) {
+        let missing = self.inner.warm.saturating_sub(self.idle_count());
+        if missing == 0 {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        for _ in 0..missing {
+            let pool = self.clone();
+            handle.spawn(async move {
+                match Worker::spawn(&pool.inner.command).await {
+                    Ok(w) => {
+                        if pool.idle_count() < pool.inner.warm { pool.push_idle(w) } else { w.kill() }
+                    }
+                    Err(e) => tracing::warn!("could not start a spare worker: {e}"),
+                }
+            });
+        }
+    }
+}
+
+/// One worker process and its channel.
+pub struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Worker {
+    async fn spawn(command: &WorkerCommand) -> Result<Self, BackendError> {
+        let describe = command.describe();
+        let mut cmd = Command::new(&command.program);
+        cmd.args(&command.args)
+            .env_clear()
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child =
+            cmd.spawn().map_err(|source| BackendError::Spawn { program: describe.clone(), source })?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(BackendError::Handshake { program: describe, reason: "no pipes".into() });
+        };
+        let mut worker = Worker { child, stdin, stdout: BufReader::with_capacity(64 * 1024, stdout) };
+        match worker.recv().await {
+            Ok(SandboxMsg::Ready) => Ok(worker),
+            Ok(other) => Err(BackendError::Handshake { program: describe, reason: format!("unexpected {other:?}") }),
+            Err(e) => Err(BackendError::Handshake { program: describe, reason: e.to_string() }),
+        }
+    }
+
+    pub async fn send(&mut self, msg: &HostMsg) -> Result<(), BackendError> {
+        let frame = encode_frame(msg).map_err(|e| BackendError::Channel(e.to_string()))?;
+        self.stdin.write_all(&frame).await.map_err(|e| BackendError::Channel(e.to_string()))?;
+        self.stdin.flush().await.map_err(|e| BackendError::Channel(e.to_string()))
+    }
+
+    /// Read one message. A worker is untrusted: frames are bounded and must parse.
+    pub async fn recv(&mut self) -> Result<SandboxMsg, BackendError> {
+        let lost = |e: std::io::Error| BackendError::Channel(format!("the worker exited or closed its channel ({e})"));
+        let len = self.stdout.read_u32_le().await.map_err(lost)?;
+        if len > MAX_FRAME_BYTES {
+            return Err(BackendError::Channel(format!("the worker sent a frame of {len} bytes")));
+        }
+        let mut body = vec![0u8; len as usize];
+        self.stdout.read_exact(&mut body).await.map_err(lost)?;
+        serde_json::from_slice(&body).map_err(|e| BackendError::Channel(format!("bad frame from the worker: {e}")))
+    }
+
+    /// Kill the process now; it is reaped in the background.
+    pub fn kill(mut self) {
+        let _ = self.child.start_kill();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = self.child.wait().await;
+            });
+        }
+    }
+}
