@@ -95,6 +95,14 @@ impl Session {
         }
     }
 
+    /// The worker's process id (for diagnostics and tests); `None` in-process.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Session::Worker { worker: Some(w), .. } => w.pid(),
+            _ => None,
+        }
+    }
+
     /// Answer a tool call.
     pub async fn settle(&mut self, id: u32, result: CallResult) -> Result<(), BackendError> {
         match self {

@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use isola_protocol::{HostMsg, MAX_FRAME_BYTES, SandboxMsg, encode_frame};
@@ -46,13 +47,15 @@ struct Inner {
     /// How many idle workers to keep ready.
     warm: usize,
     idle: Mutex<Vec<Worker>>,
+    /// Workers being started in the background, so refills don't overshoot.
+    starting: AtomicUsize,
 }
 
 impl WorkerPool {
     /// A pool that keeps `warm` workers ready. Workers start in the background, so this must be
     /// called within a tokio runtime.
     pub fn new(command: WorkerCommand, warm: usize) -> Self {
-        let pool = Self { inner: Arc::new(Inner { command, warm, idle: Mutex::new(Vec::new()) }) };
+        let pool = Self { inner: Arc::new(Inner { command, warm, idle: Mutex::new(Vec::new()), starting: AtomicUsize::new(0) }) };
         pool.refill();
         pool
     }
@@ -65,7 +68,7 @@ impl WorkerPool {
                 return Ok(());
             }
             let w = Worker::spawn(&self.inner.command).await?;
-            self.push_idle(w);
+            self.offer(w);
         }
     }
 
@@ -85,8 +88,7 @@ impl WorkerPool {
 
     /// Give back a worker whose run ended normally.
     pub fn checkin(&self, worker: Worker) {
-        let keep = self.idle_count() < self.inner.warm.max(1);
-        if keep { self.push_idle(worker) } else { worker.kill() }
+        self.offer(worker);
     }
 
     /// Kill a worker (deadline, cancellation, protocol error) and start a replacement.
@@ -95,26 +97,37 @@ impl WorkerPool {
         self.refill();
     }
 
-    fn push_idle(&self, worker: Worker) {
-        if let Ok(mut v) = self.inner.idle.lock() {
-            v.push(worker);
+    /// Keep a worker if fewer than `warm` are idle (at least one, so a pool of zero still
+    /// reuses), else kill it.
+    fn offer(&self, worker: Worker) {
+        let rejected = match self.inner.idle.lock() {
+            Ok(mut v) if v.len() < self.inner.warm.max(1) => {
+                v.push(worker);
+                None
+            }
+            _ => Some(worker),
+        };
+        if let Some(w) = rejected {
+            w.kill();
         }
     }
 
     /// Start workers in the background until `warm` are idle.
     fn refill(&self) {
-        let missing = self.inner.warm.saturating_sub(self.idle_count());
+        let have = self.idle_count() + self.inner.starting.load(Ordering::Relaxed);
+        let missing = self.inner.warm.saturating_sub(have);
         if missing == 0 {
             return;
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
         for _ in 0..missing {
             let pool = self.clone();
+            pool.inner.starting.fetch_add(1, Ordering::Relaxed);
             handle.spawn(async move {
-                match Worker::spawn(&pool.inner.command).await {
-                    Ok(w) => {
-                        if pool.idle_count() < pool.inner.warm { pool.push_idle(w) } else { w.kill() }
-                    }
+                let spawned = Worker::spawn(&pool.inner.command).await;
+                pool.inner.starting.fetch_sub(1, Ordering::Relaxed);
+                match spawned {
+                    Ok(w) => pool.offer(w),
                     Err(e) => tracing::warn!("could not start a spare worker: {e}"),
                 }
             });
@@ -169,6 +182,10 @@ impl Worker {
         let mut body = vec![0u8; len as usize];
         self.stdout.read_exact(&mut body).await.map_err(lost)?;
         serde_json::from_slice(&body).map_err(|e| BackendError::Channel(format!("bad frame from the worker: {e}")))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Kill the process now; it is reaped in the background.
