@@ -1,1 +1,337 @@
-//! placeholder
+//! The measurements behind `isola bench` (and shared pieces of the criterion benches).
+//!
+//! Figures are recorded in `BENCHMARKS.md` with the command that produced them. Peers are
+//! measured in the same run and reported as ratios: these machines are noisy.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let report = isola_bench::exec_latency(None, 1000, None).await;
+//! println!("{report}");
+//! # }
+//! ```
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use isola_engine::{Engine, ExecOptions, ToolError, Tools};
+use isola_protocol::{CallResult, ExecRequest, Limits, LogLevel, Namespace};
+use isola_sandbox::{Host, Wake};
+use isola_typegen::ServerSpec;
+use isola_worker::{Backend, WorkerCommand, WorkerPool};
+use serde_json::{Map, Value};
+
+/// The trivial TypeScript script every latency figure runs.
+pub const TRIVIAL_TS: &str = "const x: number = 20;\nconst y: number = 22;\nreturn x + y;\n";
+
+/// Percentiles of a set of durations.
+#[derive(Clone, Copy, Debug)]
+pub struct Stats {
+    pub n: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub mean: Duration,
+}
+
+impl Stats {
+    pub fn of(mut samples: Vec<Duration>) -> Self {
+        samples.sort();
+        let n = samples.len().max(1);
+        let at = |q: f64| samples.get(((n as f64 * q) as usize).min(n - 1)).copied().unwrap_or_default();
+        let total: Duration = samples.iter().sum();
+        Stats { n: samples.len(), p50: at(0.50), p99: at(0.99), mean: total / n as u32 }
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "p50 {} · p99 {} · mean {} (n={})", us(self.p50), us(self.p99), us(self.mean), self.n)
+    }
+}
+
+fn us(d: Duration) -> String {
+    let micros = d.as_secs_f64() * 1e6;
+    if micros >= 10_000.0 { format!("{:.1} ms", micros / 1000.0) } else { format!("{micros:.1} µs") }
+}
+
+/// No tools at all: for latency of the machinery alone.
+pub struct NoTools;
+
+impl Tools for NoTools {
+    fn servers(&self) -> Vec<ServerSpec> {
+        Vec::new()
+    }
+    fn call<'a>(&'a self, _: &'a str, _: &'a str, _: Map<String, Value>) -> BoxFuture<'a, Result<Value, ToolError>> {
+        Box::pin(async { Err(ToolError("no tools".into())) })
+    }
+}
+
+/// A host whose one binding (`bench.noop`) answers at once: the in-process binding path.
+pub struct NoopHost;
+
+impl Host for NoopHost {
+    fn call(&mut self, _id: u32, _binding: u32, _args: String) -> Option<CallResult> {
+        Some(CallResult::Ok { value: "null".into() })
+    }
+    fn log(&mut self, _: LogLevel, _: String) {}
+    fn wait(&mut self, _: Duration) -> Wake {
+        Wake::TimedOut
+    }
+}
+
+/// Transpile and run one script in a fresh in-process sandbox: the in-process execution path
+/// without any async machinery.
+pub fn run_direct(source: &str, namespaces: &[Namespace]) -> isola_protocol::RunOutcome {
+    let js = match isola_transpile::transpile(source, "bench.ts") {
+        Ok(t) => t.js,
+        Err(e) => throwing_script(&e.message),
+    };
+    let request = ExecRequest { code: js, namespaces: namespaces.to_vec(), limits: Limits::default() };
+    isola_sandbox::run(&request, Rc::new(RefCell::new(NoopHost)), &Arc::new(AtomicBool::new(false)))
+}
+
+fn throwing_script(message: &str) -> String {
+    // A benchmark script that does not transpile is a bug in this file; run something that
+    // reports it instead of panicking.
+    format!("(async () => {{ throw new Error({message:?}) }})()")
+}
+
+pub fn noop_namespace() -> Vec<Namespace> {
+    vec![Namespace { name: "bench".into(), functions: vec!["noop".into()] }]
+}
+
+/// Microseconds per awaited call over `calls` sequential calls to the no-op binding.
+pub fn binding_round_trip(calls: u32) -> f64 {
+    let script = format!("for (let i = 0; i < {calls}; i++) {{ await bench.noop({{ i }}); }}\nreturn {calls};");
+    let base = "return 0;";
+    let ns = noop_namespace();
+    // Subtract the cost of an empty run so only the calls are counted.
+    let t0 = Instant::now();
+    let _ = run_direct(base, &ns);
+    let empty = t0.elapsed();
+    let t1 = Instant::now();
+    let out = run_direct(&script, &ns);
+    let full = t1.elapsed();
+    debug_assert!(out.result.is_ok());
+    (full.saturating_sub(empty)).as_secs_f64() * 1e6 / f64::from(calls)
+}
+
+/// Bytes of JS heap a live sandbox holds before running anything substantial.
+pub fn idle_sandbox_bytes() -> u64 {
+    run_direct("return 0;", &[]).memory_used_bytes
+}
+
+/// Resident memory of a process, from /proc.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// `isola bench exec`: the trivial script in-process and through a warm worker, the binding
+/// round trip, sandbox memory, and `deno run` as the peer.
+pub async fn exec_latency(worker: Option<WorkerCommand>, iterations: u32, deno: Option<&Path>) -> String {
+    let mut out = String::new();
+    let n = iterations.max(10);
+
+    // In-process, direct: transpile + fresh runtime + run.
+    for _ in 0..50 {
+        let _ = run_direct(TRIVIAL_TS, &[]);
+    }
+    let direct: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let _ = run_direct(TRIVIAL_TS, &[]);
+            t.elapsed()
+        })
+        .collect();
+    let direct = Stats::of(direct);
+    let _ = writeln!(out, "trivial TS script, in-process (strip + fresh runtime + run): {direct}");
+
+    // In-process through the engine (a sandbox thread per execution, async bridge).
+    let engine = Engine::new(Arc::new(NoTools), Backend::InProcess, Limits::default());
+    let inproc = timed_executions(&engine, n).await;
+    let _ = writeln!(out, "trivial TS script, in-process through the engine:           {inproc}");
+
+    // Through a warm worker.
+    let mut worker_stats = None;
+    if let Some(cmd) = worker {
+        let pool = WorkerPool::new(cmd, 2);
+        if let Err(e) = pool.warm_up().await {
+            let _ = writeln!(out, "worker: cannot start workers: {e}");
+        } else {
+            let engine = Engine::new(Arc::new(NoTools), Backend::Workers(pool.clone()), Limits::default());
+            let s = timed_executions(&engine, n).await;
+            let _ = writeln!(out, "trivial TS script, through a warm worker process:           {s}");
+            worker_stats = Some(s);
+            // Memory of an idle worker process.
+            if let Ok(w) = Backend::Workers(pool.clone()).start(trivial_request()).await {
+                let rss = w.pid().and_then(rss_bytes);
+                w.abort();
+                if let Some(rss) = rss {
+                    let _ = writeln!(out, "idle worker process resident memory: {:.1} MiB", rss as f64 / 1048576.0);
+                }
+            }
+        }
+    }
+
+    let per_call = binding_round_trip(10_000);
+    let _ = writeln!(out, "host-binding round trip, 10,000 awaited calls in-process: {per_call:.2} µs per call");
+    let idle = idle_sandbox_bytes();
+    let _ = writeln!(out, "JS heap of a live sandbox (runtime + context + prelude): {:.1} KiB", idle as f64 / 1024.0);
+
+    if let Some(deno) = deno {
+        match deno_run(deno, 20) {
+            Ok(s) => {
+                let _ = writeln!(out, "peer: `deno run` of the same script (process per run):    {s}");
+                let _ = writeln!(
+                    out,
+                    "ratio deno / isola in-process: {:.0}x; deno / isola worker: {}",
+                    s.p50.as_secs_f64() / direct.p50.as_secs_f64(),
+                    worker_stats
+                        .map(|w| format!("{:.0}x", s.p50.as_secs_f64() / w.p50.as_secs_f64()))
+                        .unwrap_or_else(|| "n/a".into())
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "peer: deno failed: {e}");
+            }
+        }
+    } else {
+        let _ = writeln!(out, "peer: no deno binary given (--deno PATH or ISOLA_DENO)");
+    }
+    out
+}
+
+fn trivial_request() -> ExecRequest {
+    ExecRequest {
+        code: "(async () => { await new Promise(r => setTimeout(r, 200)); })()".into(),
+        namespaces: Vec::new(),
+        limits: Limits::default(),
+    }
+}
+
+async fn timed_executions(engine: &Engine, n: u32) -> Stats {
+    for _ in 0..20 {
+        let _ = engine.execute(TRIVIAL_TS, ExecOptions::default()).await;
+    }
+    let mut samples = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = engine.execute(TRIVIAL_TS, ExecOptions::default()).await;
+        samples.push(t.elapsed());
+        debug_assert!(r.ok);
+    }
+    Stats::of(samples)
+}
+
+fn deno_run(deno: &Path, runs: u32) -> Result<Stats, String> {
+    let dir = std::env::temp_dir().join(format!("isola-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let file = dir.join("trivial.ts");
+    // The same computation as TRIVIAL_TS, as a module that prints its result.
+    std::fs::write(&file, "const x: number = 20;\nconst y: number = 22;\nconsole.log(x + y);\n").map_err(|e| e.to_string())?;
+    let mut samples = Vec::new();
+    for i in 0..runs + 2 {
+        let t = Instant::now();
+        let out = std::process::Command::new(deno)
+            .args(["run", "--quiet", "--no-config", "--no-lock"])
+            .arg(&file)
+            .env("DENO_DIR", dir.join("deno-dir"))
+            .env("NO_COLOR", "1")
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", deno.display()))?;
+        if !out.status.success() || String::from_utf8_lossy(&out.stdout).trim() != "42" {
+            return Err(format!("deno run failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        if i >= 2 {
+            samples.push(t.elapsed());
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Stats::of(samples))
+}
+
+/// `isola bench mcp`: `calls` sequential calls to a stdio server's `echo` tool, through Isola
+/// (one script) and directly with rmcp, `rounds` times each, alternating.
+pub async fn mcp_overhead(
+    hub: Arc<isola_mcp::McpHub>,
+    backend: Backend,
+    server: &isola_mcp::ServerConfig,
+    server_name: &str,
+    calls: u32,
+    rounds: u32,
+) -> Result<String, String> {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::TokioChildProcess;
+
+    let isola_mcp::ServerConfig::Stdio { command, args, env, cwd } = server else {
+        return Err(format!("server `{server_name}` is not a stdio server"));
+    };
+    let engine = Engine::new(hub, backend, Limits::default());
+    let ns = engine
+        .api()
+        .api
+        .namespaces
+        .iter()
+        .find(|n| n.server == server_name)
+        .map(|n| n.ident.clone())
+        .ok_or_else(|| format!("server `{server_name}` has no tools (is it connected?)"))?;
+    let script = format!(
+        "for (let i = 0; i < {calls}; i++) {{ await {ns}.echo({{ message: 'm' + i }}); }}\nreturn {calls};"
+    );
+
+    let mut cmd = tokio::process::Command::new(command);
+    cmd.args(args).envs(env);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    let transport = TokioChildProcess::new(cmd).map_err(|e| format!("cannot start the server: {e}"))?;
+    let direct = ().serve(transport).await.map_err(|e| format!("rmcp initialize failed: {e}"))?;
+
+    let mut isola = Vec::new();
+    let mut raw = Vec::new();
+    for round in 0..rounds + 1 {
+        let t = Instant::now();
+        let rec = engine.execute(&script, ExecOptions::default()).await;
+        let ti = t.elapsed();
+        if !rec.ok {
+            return Err(format!("the Isola run failed: {:?}", rec.error));
+        }
+        let t = Instant::now();
+        for i in 0..calls {
+            let mut args = Map::new();
+            args.insert("message".into(), Value::String(format!("m{i}")));
+            direct
+                .call_tool(CallToolRequestParams::new("echo").with_arguments(args))
+                .await
+                .map_err(|e| format!("direct call failed: {e}"))?;
+        }
+        let tr = t.elapsed();
+        if round > 0 {
+            isola.push(ti);
+            raw.push(tr);
+        }
+    }
+    let _ = direct.cancel().await;
+    let si = Stats::of(isola);
+    let sr = Stats::of(raw);
+    let mut out = String::new();
+    let _ = writeln!(out, "{calls} sequential `echo` calls to `{server_name}` over stdio, {rounds} rounds:");
+    let _ = writeln!(out, "  through Isola (one script, worker sandbox): {si}");
+    let _ = writeln!(out, "  directly with rmcp:                          {sr}");
+    let _ = writeln!(
+        out,
+        "  Isola overhead (p50): {:+.1}%  ({:.1} µs per call)",
+        (si.p50.as_secs_f64() / sr.p50.as_secs_f64() - 1.0) * 100.0,
+        (si.p50.as_secs_f64() - sr.p50.as_secs_f64()) * 1e6 / f64::from(calls)
+    );
+    Ok(out)
+}

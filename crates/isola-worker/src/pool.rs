@@ -136,10 +136,14 @@ impl WorkerPool {
 }
 
 /// One worker process and its channel.
+///
+/// Frames from the worker are read by a task of their own and queued, so [`Worker::recv`] is
+/// cancel-safe: the engine waits on it inside `select!`, and a half-read frame must never be
+/// dropped (the channel would lose its framing).
 pub struct Worker {
     child: Child,
     stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    frames: tokio::sync::mpsc::Receiver<Result<SandboxMsg, BackendError>>,
 }
 
 impl Worker {
@@ -158,7 +162,9 @@ impl Worker {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(BackendError::Handshake { program: describe, reason: "no pipes".into() });
         };
-        let mut worker = Worker { child, stdin, stdout: BufReader::with_capacity(64 * 1024, stdout) };
+        let (tx, frames) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(read_frames(BufReader::with_capacity(64 * 1024, stdout), tx));
+        let mut worker = Worker { child, stdin, frames };
         match worker.recv().await {
             Ok(SandboxMsg::Ready) => Ok(worker),
             Ok(other) => Err(BackendError::Handshake { program: describe, reason: format!("unexpected {other:?}") }),
@@ -172,16 +178,12 @@ impl Worker {
         self.stdin.flush().await.map_err(|e| BackendError::Channel(e.to_string()))
     }
 
-    /// Read one message. A worker is untrusted: frames are bounded and must parse.
+    /// The next message from the worker. Cancel-safe.
     pub async fn recv(&mut self) -> Result<SandboxMsg, BackendError> {
-        let lost = |e: std::io::Error| BackendError::Channel(format!("the worker exited or closed its channel ({e})"));
-        let len = self.stdout.read_u32_le().await.map_err(lost)?;
-        if len > MAX_FRAME_BYTES {
-            return Err(BackendError::Channel(format!("the worker sent a frame of {len} bytes")));
+        match self.frames.recv().await {
+            Some(msg) => msg,
+            None => Err(BackendError::Channel("the worker exited or closed its channel".into())),
         }
-        let mut body = vec![0u8; len as usize];
-        self.stdout.read_exact(&mut body).await.map_err(lost)?;
-        serde_json::from_slice(&body).map_err(|e| BackendError::Channel(format!("bad frame from the worker: {e}")))
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -197,4 +199,30 @@ impl Worker {
             });
         }
     }
+}
+
+/// Read frames until the pipe closes or a frame is bad. A worker is untrusted: frames are
+/// bounded and must parse; the first bad one ends the channel.
+async fn read_frames(
+    mut stdout: BufReader<ChildStdout>,
+    tx: tokio::sync::mpsc::Sender<Result<SandboxMsg, BackendError>>,
+) {
+    loop {
+        let msg = read_frame(&mut stdout).await;
+        let stop = msg.is_err();
+        if tx.send(msg).await.is_err() || stop {
+            return;
+        }
+    }
+}
+
+async fn read_frame(stdout: &mut BufReader<ChildStdout>) -> Result<SandboxMsg, BackendError> {
+    let lost = |e: std::io::Error| BackendError::Channel(format!("the worker exited or closed its channel ({e})"));
+    let len = stdout.read_u32_le().await.map_err(lost)?;
+    if len > MAX_FRAME_BYTES {
+        return Err(BackendError::Channel(format!("the worker sent a frame of {len} bytes")));
+    }
+    let mut body = vec![0u8; len as usize];
+    stdout.read_exact(&mut body).await.map_err(lost)?;
+    serde_json::from_slice(&body).map_err(|e| BackendError::Channel(format!("bad frame from the worker: {e}")))
 }

@@ -1,0 +1,128 @@
+//! The subcommands.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use isola_engine::{Engine, ExecOptions};
+use isola_mcp::{Config, McpHub, ServerState};
+use isola_worker::{Backend, WorkerCommand, WorkerPool};
+
+use crate::cli::{Cli, Command, ExecArgs};
+use crate::{exit, render};
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Tools { json } => tools(cli.config.as_deref(), json).await,
+        Command::Types { servers, compact, tokens } => types(cli.config.as_deref(), &servers, compact, tokens).await,
+        Command::Exec(args) => exec(cli.config.as_deref(), args).await,
+        Command::Bench(args) => crate::bench::run(cli.config.as_deref(), args).await,
+    }
+}
+
+/// Load the config: `--config PATH`, else `isola.json` in the working directory.
+pub fn load_config(path: Option<&Path>) -> Result<Config> {
+    let path: PathBuf = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(isola_mcp::DEFAULT_CONFIG_FILE));
+    Ok(isola_mcp::load_config(&path)?)
+}
+
+/// Connect to every configured server, warning on stderr about those that failed.
+pub async fn connect(config: &Config) -> Arc<McpHub> {
+    let hub = McpHub::connect(config).await;
+    for s in hub.servers() {
+        if let ServerState::Failed(reason) = &s.state {
+            eprintln!("warning: MCP server `{}` is unavailable: {reason}", s.name);
+        }
+    }
+    Arc::new(hub)
+}
+
+/// The backend the CLI runs scripts on: worker processes of this same executable.
+pub fn worker_backend(config: &Config) -> Result<Backend> {
+    let command = WorkerCommand::current_exe("__worker")?;
+    let warm = config.settings.workers.unwrap_or(2);
+    Ok(Backend::Workers(WorkerPool::new(command, warm)))
+}
+
+async fn tools(config: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let config = load_config(config)?;
+    let hub = McpHub::connect(&config).await;
+    let servers = hub.servers();
+    let api = isola_engine::ApiState::build(&isola_engine::Tools::servers(&hub));
+    let text = if json { render::tools_json(&servers, &api)? } else { render::tools_text(&servers, &api) };
+    hub.shutdown().await;
+    print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn types(config: Option<&Path>, only: &[String], compact: bool, tokens: bool) -> Result<ExitCode> {
+    let config = load_config(config)?;
+    let hub = connect(&config).await;
+    let api = isola_engine::ApiState::build(&isola_engine::Tools::servers(hub.as_ref()));
+    for name in only {
+        if !api.api.namespaces.iter().any(|n| &n.server == name || &n.ident == name) {
+            let known: Vec<&str> = api.api.namespaces.iter().map(|n| n.server.as_str()).collect();
+            bail!(
+                "no server `{name}` in {}\nhint: configured servers with tools: {}",
+                config.path.display(),
+                if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+            );
+        }
+    }
+    let filter: Vec<&str> = only.iter().map(String::as_str).collect();
+    let filter = (!filter.is_empty()).then_some(filter.as_slice());
+    let text = if compact { api.api.compact(filter) } else { api.api.declarations(filter) };
+    if tokens {
+        eprintln!("{} tokens (tiktoken o200k_base)", isola_tokens::count_tokens(&text));
+    }
+    hub.shutdown().await;
+    print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn exec(config_path: Option<&Path>, args: ExecArgs) -> Result<ExitCode> {
+    let (source, file_name) = read_script(&args.file)?;
+    let config = load_config(config_path)?;
+    let mut limits = config.settings.limits.clone();
+    args.limits.apply(&mut limits);
+    let backend = if args.in_process { Backend::InProcess } else { worker_backend(&config)? };
+    let hub = connect(&config).await;
+    let engine = Engine::new(hub.clone(), backend, limits);
+    let record = engine.execute(&source, ExecOptions { file_name, ..ExecOptions::default() }).await;
+    hub.shutdown().await;
+    if args.json {
+        print(&format!("{}\n", serde_json::to_string_pretty(&record)?))?;
+    } else {
+        render::record_text(&record, args.trace, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())
+            .context("writing the result")?;
+    }
+    Ok(match &record.error {
+        None => ExitCode::SUCCESS,
+        Some(e) if e.kind == isola_protocol::ErrorKind::Internal => ExitCode::from(exit::INTERNAL),
+        Some(_) => ExitCode::from(exit::SCRIPT_FAILED),
+    })
+}
+
+/// The script's text and the name errors should use for it.
+fn read_script(path: &Path) -> Result<(String, String)> {
+    if path == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading the script from standard input")?;
+        return Ok((s, "stdin.ts".to_string()));
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read the script {}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!("the script {} is not UTF-8 (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())
+    })?;
+    Ok((text, path.display().to_string()))
+}
+
+/// Write to stdout; a closed pipe is not an error worth a message (see main).
+pub fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Human-readable output.
+
+use std::io::{self, Write};
+
+use isola_engine::ApiState;
+use isola_mcp::{ServerInfo, ServerState};
+use isola_protocol::{ExecRecord, LogLevel};
+use serde_json::{Value, json};
+
+fn state_text(state: &ServerState) -> String {
+    match state {
+        ServerState::Connected => "connected".into(),
+        ServerState::Disconnected(r) => format!("disconnected ({r})"),
+        ServerState::Failed(r) => format!("failed: {r}"),
+        ServerState::Disabled => "disabled".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn first_line(s: Option<&str>) -> &str {
+    s.unwrap_or("").lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+}
+
+/// The TS function name of a server's tool, if the API has it.
+fn function_of<'a>(api: &'a ApiState, server: &str, tool: &str) -> Option<&'a str> {
+    api.bindings.iter().find(|b| b.server == server && b.tool == tool).map(|b| b.function.as_str())
+}
+
+pub fn tools_text(servers: &[ServerInfo], api: &ApiState) -> String {
+    let mut out = String::new();
+    if servers.is_empty() {
+        out.push_str("no MCP servers configured (add some under \"mcpServers\")\n");
+    }
+    for s in servers {
+        out.push_str(&format!("{}  [{}]  {}  ({} tools)\n", s.name, state_text(&s.state), s.transport, s.tools.len()));
+        for t in &s.tools {
+            let f = function_of(api, &s.name, &t.name).unwrap_or("?");
+            let desc = first_line(t.description.as_deref());
+            let mut line = format!("  {f}");
+            if f.rsplit('.').next() != Some(&*t.name) {
+                line.push_str(&format!("  (tool `{}`)", t.name));
+            }
+            if !desc.is_empty() {
+                line.push_str(&format!("  {desc}"));
+            }
+            out.push_str(&line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+pub fn tools_json(servers: &[ServerInfo], api: &ApiState) -> anyhow::Result<String> {
+    let list: Vec<Value> = servers
+        .iter()
+        .map(|s| {
+            let (state, error) = match &s.state {
+                ServerState::Connected => ("connected", None),
+                ServerState::Disconnected(r) => ("disconnected", Some(r.clone())),
+                ServerState::Failed(r) => ("failed", Some(r.clone())),
+                ServerState::Disabled => ("disabled", None),
+                _ => ("unknown", None),
+            };
+            json!({
+                "name": s.name,
+                "state": state,
+                "error": error,
+                "transport": s.transport,
+                "tools": s.tools.iter().map(|t| json!({
+                    "name": t.name,
+                    "function": function_of(api, &s.name, &t.name),
+                    "description": t.description,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(format!("{}\n", serde_json::to_string_pretty(&list)?))
+}
+
+/// Result on stdout; logs, errors and the trace on stderr.
+pub fn record_text(record: &ExecRecord, trace: bool, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<()> {
+    for log in &record.logs {
+        let tag = match log.level {
+            LogLevel::Log => "log",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+            LogLevel::Debug => "debug",
+        };
+        writeln!(err, "[{tag}] {}", log.text)?;
+    }
+    if trace || !record.ok {
+        if trace && !record.calls.is_empty() {
+            writeln!(err, "tool calls:")?;
+        }
+        for c in record.calls.iter().filter(|c| trace || !c.ok) {
+            let status = if c.ok { "ok".to_string() } else { format!("error: {}", c.error.as_deref().unwrap_or("")) };
+            writeln!(
+                err,
+                "  {:>9.1}ms +{:>8.1}ms  {}({})  {status}",
+                c.started_ms,
+                c.duration_ms,
+                c.function,
+                truncate(&c.arguments.to_string(), 80)
+            )?;
+        }
+    }
+    match &record.error {
+        None => match &record.result {
+            Value::Null => {}
+            Value::String(s) => writeln!(out, "{s}")?,
+            v => writeln!(out, "{}", serde_json::to_string_pretty(v).unwrap_or_default())?,
+        },
+        Some(e) => {
+            let what = match e.limit {
+                Some(l) => format!("{}/{}", e.kind.as_str(), l.as_str()),
+                None => e.kind.as_str().to_string(),
+            };
+            writeln!(err, "error[{what}]: {}: {}", e.name, e.message)?;
+            if let Some(p) = &e.position {
+                writeln!(err, "  --> {}:{}:{}", p.file, p.line, p.column)?;
+            }
+            if let Some(frame) = &e.code_frame {
+                writeln!(err, "{}", frame.trim_end())?;
+            }
+            if let Some(stack) = &e.stack {
+                writeln!(err, "stack:\n{}", stack.trim_end())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max).collect();
+    t.push('…');
+    t
+}
