@@ -59,7 +59,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn init_tracing(verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
-        0 => "warn",
+        // The CLI reports what a user must know itself (failed servers, errors); library
+        // warnings are for -v.
+        0 => "error",
         1 => "info",
         _ => "debug",
     };

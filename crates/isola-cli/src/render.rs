@@ -123,6 +123,9 @@ pub fn record_text(record: &ExecRecord, trace: bool, out: &mut dyn Write, err: &
             if let Some(frame) = &e.code_frame {
                 writeln!(err, "{}", frame.trim_end())?;
             }
+            if let Some(hint) = &e.hint {
+                writeln!(err, "hint: {hint}")?;
+            }
             if let Some(stack) = &e.stack {
                 writeln!(err, "stack:\n{}", stack.trim_end())?;
             }

@@ -20,6 +20,7 @@
 //! ```
 
 mod api;
+mod hints;
 mod record;
 mod tools;
 
@@ -169,7 +170,8 @@ impl Engine {
                         rec.finish(value, truncated, started)
                     }
                     Err(e) => {
-                        let err = record::exec_error(e, &transpiled, source, &file);
+                        let mut err = record::exec_error(e, &transpiled, source, &file);
+                        hints::improve(&mut err, source, &api);
                         rec.fail(err, started)
                     }
                 }
@@ -285,6 +287,7 @@ fn deadline_error(limits: &Limits) -> ExecError {
         code_frame: None,
         stack: None,
         tool: None,
+        hint: None,
     }
 }
 
@@ -298,6 +301,7 @@ fn cancelled_error() -> ExecError {
         code_frame: None,
         stack: None,
         tool: None,
+        hint: None,
     }
 }
 

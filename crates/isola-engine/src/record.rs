@@ -55,6 +55,7 @@ pub fn syntax_error(e: &SyntaxError, file: &str) -> ExecError {
         code_frame: Some(e.code_frame.clone()),
         stack: None,
         tool: None,
+        hint: None,
     }
 }
 
@@ -71,6 +72,7 @@ pub fn exec_error(e: JsError, transpiled: &Transpiled, source: &str, file: &str)
         code_frame: position.map(|(line, column)| code_frame(source, line, column)),
         stack,
         tool: e.tool,
+        hint: None,
     }
 }
 
@@ -85,6 +87,7 @@ pub fn internal_error(message: String) -> ExecError {
         code_frame: None,
         stack: None,
         tool: None,
+        hint: None,
     }
 }
 

@@ -26,6 +26,9 @@ impl Tools for isola_mcp::McpHub {
     fn servers(&self) -> Vec<ServerSpec> {
         isola_mcp::McpHub::servers(self)
             .into_iter()
+            // A server that never came up has no API; a script naming it gets a ReferenceError
+            // with a hint.
+            .filter(|s| !s.tools.is_empty())
             .map(|s| ServerSpec {
                 name: s.name.clone(),
                 tools: s

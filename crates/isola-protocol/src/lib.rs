@@ -314,6 +314,9 @@ pub struct ExecError {
     pub stack: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+    /// What to do about it, where Isola can tell (`did you mean fs.readTextFile?`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// A position in the user's source: 1-based line and column.

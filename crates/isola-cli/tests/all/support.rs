@@ -1,0 +1,81 @@
+//! Shared helpers: a temporary project with a config and data files, and running `isola`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::json;
+
+/// A real MCP server's executable from `fixtures/servers`.
+pub fn server_bin(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/servers/node_modules/.bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: install the fixture servers with `npm ci --prefix fixtures/servers`",
+        path.display()
+    );
+    path
+}
+
+/// A temporary directory with `isola.json` (server-everything as `everything`, server-filesystem
+/// as `fs` on `data/`) and a few data files.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("a.txt"), "alpha\nfirst file\n").unwrap();
+        std::fs::write(data.join("b.txt"), "beta\n").unwrap();
+        std::fs::write(data.join("c.txt"), "gamma\nthird\nfile\n").unwrap();
+        let config = json!({"mcpServers": {
+            "everything": {"command": server_bin("mcp-server-everything")},
+            "fs": {"command": server_bin("mcp-server-filesystem"), "args": [data]},
+        }});
+        std::fs::write(dir.path().join("isola.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        Project { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Run `isola ARGS` in the project directory.
+    pub fn isola(&self, args: &[&str]) -> Run {
+        isola_in(self.path(), args)
+    }
+}
+
+pub fn isola_in(dir: &Path, args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_isola")).args(args).current_dir(dir).output().unwrap();
+    Run(output)
+}
+
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout(), self.stderr()))
+    }
+}

@@ -1,0 +1,1120 @@
+//! [`McpHub`]: one MCP client connection per configured server.
+//!
+//! - Servers start concurrently, each within `startupTimeoutMs`. A server that fails is kept
+//!   as [`ServerState::Failed`] with the reason; the others work.
+//! - Calls are concurrent: many can be in flight on one connection. Each has its own timeout
+//!   (`callTimeoutMs`); on timeout the request is cancelled on the server.
+//! - A tool result with `isError: true` is a successful [`McpHub::call`]: it is the tool's
+//!   answer, not a transport failure.
+//! - When a connection dies (the process exited, the transport closed), the next call
+//!   reconnects once (spawn, `initialize`, `tools/list`) before it is made.
+//! - `notifications/tools/list_changed` re-lists that server's tools and sends
+//!   [`HubEvent::ToolsChanged`] to subscribers.
+//!
+//! Stdio servers get their configured `env` *added* to isola's environment. Their stderr goes
+//! to `tracing` (target `isola_mcp::server_stderr`, level debug), never to isola's stdout; the
+//! last lines are kept for error messages.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::hash::Hash;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
+    PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion, Tool,
+};
+use rmcp::service::{
+    ClientInitializeError, NotificationContext, RoleClient, RunningService, RxJsonRpcMessage,
+    TxJsonRpcMessage,
+};
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
+};
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess, Transport};
+use rmcp::{ClientHandler, Peer, ServiceError, ServiceExt};
+use serde_json::{Map, Value};
+use tokio::io::AsyncBufReadExt;
+use tokio::process::ChildStderr;
+use tokio::sync::broadcast;
+use tracing::Instrument;
+
+use crate::config::{Config, ServerConfig};
+
+/// Give up on a `tools/list` that keeps returning a `nextCursor` after this many pages.
+pub const MAX_TOOL_PAGES: usize = 1000;
+/// Lines of a server's stderr kept for error messages.
+const STDERR_TAIL_LINES: usize = 12;
+/// Longest stderr line kept, in bytes.
+const STDERR_LINE_MAX: usize = 400;
+/// How long to wait for the rest of a dead server's stderr before reporting it.
+const STDERR_GRACE: Duration = Duration::from_millis(500);
+/// How long [`McpHub::shutdown`] waits for a connection to close and its process to exit.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where one server stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerState {
+    /// Initialized; its tools are listed.
+    Connected,
+    /// The connection was lost (reason inside); the next call reconnects.
+    Disconnected(String),
+    /// It could not be started, or restarting it failed (reason inside). Calls fail with
+    /// [`CallError::ServerUnavailable`].
+    Failed(String),
+    /// `"disabled": true` in the config.
+    Disabled,
+}
+
+/// A snapshot of one server.
+#[derive(Clone, Debug)]
+pub struct ServerInfo {
+    /// Its key in `mcpServers`.
+    pub name: String,
+    pub state: ServerState,
+    /// The last tool list received (kept while [`ServerState::Disconnected`]).
+    pub tools: Vec<Tool>,
+    /// `stdio: npx -y pkg` or `http: https://...`.
+    pub transport: String,
+    /// The name and version the server reported in `initialize`.
+    pub server_info: Option<Implementation>,
+    /// The server's `instructions` from `initialize`.
+    pub instructions: Option<String>,
+    /// Process id of a stdio server's child process.
+    pub pid: Option<u32>,
+}
+
+/// Something that happened to a server, for [`McpHub::subscribe`]rs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HubEvent {
+    /// The server's tool list changed; [`McpHub::servers`] has the new one.
+    ToolsChanged { server: String },
+    /// The connection was lost; the next call reconnects.
+    ServerDied { server: String, reason: String },
+    /// A lost connection was re-established.
+    ServerRestarted { server: String },
+}
+
+/// Why [`McpHub::call`] produced no tool result.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No server of that name in the config.
+    #[error(
+        "unknown MCP server `{server}`\nhint: configured servers: {}",
+        list(known)
+    )]
+    UnknownServer { server: String, known: Vec<String> },
+
+    /// The server failed to start, is disabled, or died and could not be restarted.
+    #[error("MCP server `{server}` is unavailable: {reason}")]
+    ServerUnavailable { server: String, reason: String },
+
+    /// No answer within `callTimeoutMs`; the request was cancelled.
+    #[error(
+        "call to `{server}.{tool}` timed out after {ms} ms\nhint: raise `isola.callTimeoutMs` in the config if the tool is just slow"
+    )]
+    Timeout {
+        server: String,
+        tool: String,
+        ms: u64,
+    },
+
+    /// The server answered with a JSON-RPC error or something that is not a tool result.
+    #[error("MCP server `{server}` rejected the call to `{tool}`: {message}")]
+    Protocol {
+        server: String,
+        tool: String,
+        message: String,
+    },
+
+    /// The connection failed while the call was in flight.
+    #[error("connection to MCP server `{server}` failed during the call to `{tool}`: {message}")]
+    Transport {
+        server: String,
+        tool: String,
+        message: String,
+    },
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "(none)".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The MCP client side of isola. Cheap to clone; clones share the connections.
+#[derive(Clone)]
+pub struct McpHub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    slots: Vec<Arc<Slot>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    events: broadcast::Sender<HubEvent>,
+    shutting_down: AtomicBool,
+    call_timeout_ms: u64,
+    startup_timeout: Duration,
+}
+
+impl Shared {
+    fn emit(&self, event: HubEvent) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+}
+
+/// One configured server and its current connection.
+struct Slot {
+    name: String,
+    /// `None` when disabled.
+    config: Option<ServerConfig>,
+    transport: String,
+    shared: Arc<Shared>,
+    link: tokio::sync::Mutex<Link>,
+    view: Mutex<View>,
+    /// Bumped for every connection attempt; callbacks of older connections are ignored.
+    generation: AtomicU64,
+    /// Orders `tools/list` results: only a list requested later than the shown one replaces it.
+    tools_seq: AtomicU64,
+}
+
+enum Link {
+    Up(Arc<Conn>),
+    Down { reason: String },
+    Failed { reason: String },
+    Disabled,
+    Closed,
+}
+
+struct View {
+    state: ServerState,
+    tools: Vec<Tool>,
+    tools_seq: u64,
+    server_info: Option<Implementation>,
+    instructions: Option<String>,
+    pid: Option<u32>,
+}
+
+struct Conn {
+    service: RunningService<RoleClient, Handler>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Conn {
+    fn is_alive(&self) -> bool {
+        !self.closed.load(Ordering::SeqCst) && !self.service.peer().is_transport_closed()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl McpHub {
+    /// Connect to every enabled server of `config`, concurrently. Never fails as a whole: a
+    /// server that cannot be started is recorded as [`ServerState::Failed`].
+    pub async fn connect(config: &Config) -> McpHub {
+        // reqwest is built without a TLS provider; install ring once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let (events, _) = broadcast::channel(256);
+        let shared = Arc::new(Shared {
+            events,
+            shutting_down: AtomicBool::new(false),
+            call_timeout_ms: config.settings.call_timeout_ms,
+            startup_timeout: config.settings.startup_timeout(),
+        });
+        let enabled = config
+            .servers
+            .iter()
+            .map(|(name, server)| (name, Some(server)));
+        let disabled = config.disabled.iter().map(|name| (name, None));
+        let slots: Vec<Arc<Slot>> = enabled
+            .chain(disabled)
+            .map(|(name, server)| {
+                let (transport, link, state) = match server {
+                    Some(server) => (
+                        server.describe(),
+                        Link::Failed {
+                            reason: "not started".to_owned(),
+                        },
+                        ServerState::Failed("not started".to_owned()),
+                    ),
+                    None => ("disabled".to_owned(), Link::Disabled, ServerState::Disabled),
+                };
+                Arc::new(Slot {
+                    name: name.clone(),
+                    config: server.cloned(),
+                    transport,
+                    shared: shared.clone(),
+                    link: tokio::sync::Mutex::new(link),
+                    view: Mutex::new(View {
+                        state,
+                        tools: Vec::new(),
+                        tools_seq: 0,
+                        server_info: None,
+                        instructions: None,
+                        pid: None,
+                    }),
+                    generation: AtomicU64::new(0),
+                    tools_seq: AtomicU64::new(0),
+                })
+            })
+            .collect();
+
+        futures::future::join_all(slots.iter().filter(|s| s.config.is_some()).map(|slot| {
+            let span = tracing::info_span!("mcp.connect", server = %slot.name);
+            async move {
+                let mut link = slot.link.lock().await;
+                match slot.establish(&mut link).await {
+                    Ok(_) => tracing::info!(transport = %slot.transport, "MCP server connected"),
+                    Err(reason) => tracing::warn!(%reason, "MCP server failed to start"),
+                }
+            }
+            .instrument(span)
+        }))
+        .await;
+
+        McpHub {
+            inner: Arc::new(HubInner { slots, shared }),
+        }
+    }
+
+    /// Every configured server: enabled ones in file order, then disabled ones.
+    pub fn servers(&self) -> Vec<ServerInfo> {
+        self.inner.slots.iter().map(|slot| slot.info()).collect()
+    }
+
+    /// The server called `name`.
+    pub fn server(&self, name: &str) -> Option<ServerInfo> {
+        self.slot(name).map(|slot| slot.info())
+    }
+
+    /// Events about servers from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<HubEvent> {
+        self.inner.shared.events.subscribe()
+    }
+
+    fn slot(&self, name: &str) -> Option<&Arc<Slot>> {
+        self.inner.slots.iter().find(|slot| slot.name == name)
+    }
+
+    /// Call `tool` on `server`. A result with `is_error: Some(true)` is returned as `Ok`.
+    pub async fn call(
+        &self,
+        server: &str,
+        tool: &str,
+        args: Map<String, Value>,
+    ) -> Result<CallToolResult, CallError> {
+        let span = tracing::info_span!("mcp.call", server, tool);
+        self.call_inner(server, tool, args).instrument(span).await
+    }
+
+    async fn call_inner(
+        &self,
+        server: &str,
+        tool: &str,
+        args: Map<String, Value>,
+    ) -> Result<CallToolResult, CallError> {
+        let slot = self.slot(server).ok_or_else(|| CallError::UnknownServer {
+            server: server.to_owned(),
+            known: self.inner.slots.iter().map(|s| s.name.clone()).collect(),
+        })?;
+        let conn = slot
+            .connection()
+            .await
+            .map_err(|reason| CallError::ServerUnavailable {
+                server: server.to_owned(),
+                reason,
+            })?;
+        let ms = self.inner.shared.call_timeout_ms;
+        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
+        let started = std::time::Instant::now();
+        // Dropping the call future on timeout sends `notifications/cancelled`.
+        let outcome =
+            tokio::time::timeout(Duration::from_millis(ms), conn.service.call_tool(params)).await;
+        let elapsed_ms = started.elapsed().as_millis();
+        match outcome {
+            Ok(Ok(result)) => {
+                tracing::debug!(elapsed_ms, is_error = ?result.is_error, "tool call done");
+                Ok(result)
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(elapsed_ms, %error, "tool call failed");
+                Err(map_service_error(error, server, tool))
+            }
+            Err(_) => {
+                tracing::debug!(elapsed_ms, "tool call timed out");
+                Err(CallError::Timeout {
+                    server: server.to_owned(),
+                    tool: tool.to_owned(),
+                    ms,
+                })
+            }
+        }
+    }
+
+    /// Close every connection and stop every child process. Later calls fail with
+    /// [`CallError::ServerUnavailable`].
+    pub async fn shutdown(&self) {
+        self.inner
+            .shared
+            .shutting_down
+            .store(true, Ordering::SeqCst);
+        let conns = futures::future::join_all(self.inner.slots.iter().map(|slot| async move {
+            let mut link = slot.link.lock().await;
+            let old = std::mem::replace(&mut *link, Link::Closed);
+            let mut view = lock(&slot.view);
+            if slot.config.is_some() {
+                view.state = ServerState::Failed("the hub was shut down".to_owned());
+            }
+            view.pid = None;
+            match old {
+                Link::Up(conn) => Some((slot.name.clone(), conn)),
+                _ => None,
+            }
+        }))
+        .await;
+        futures::future::join_all(conns.into_iter().flatten().map(|(name, conn)| {
+            close_conn(conn).instrument(tracing::info_span!("mcp.shutdown", server = %name))
+        }))
+        .await;
+    }
+}
+
+async fn close_conn(conn: Arc<Conn>) {
+    // Cancelling ends the service loop, which fails calls still in flight and closes the
+    // transport (for a child: close stdin, wait, SIGTERM, kill).
+    conn.service.cancellation_token().cancel();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut conn = conn;
+    loop {
+        match Arc::try_unwrap(conn) {
+            Ok(owned) => {
+                let mut service = owned.service;
+                match service.close_with_timeout(CLOSE_TIMEOUT).await {
+                    Ok(Some(_)) => tracing::debug!("connection closed"),
+                    Ok(None) => tracing::warn!("connection did not close in time"),
+                    Err(error) => tracing::warn!(%error, "closing the connection failed"),
+                }
+                return;
+            }
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                conn = shared;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(_) => {
+                // Calls still hold it; the cancelled service closes the transport on its own.
+                tracing::debug!("connection still referenced; left to close in the background");
+                return;
+            }
+        }
+    }
+}
+
+fn map_service_error(error: ServiceError, server: &str, tool: &str) -> CallError {
+    let (server, tool) = (server.to_owned(), tool.to_owned());
+    match error {
+        ServiceError::McpError(data) => CallError::Protocol {
+            server,
+            tool,
+            message: format!("{} (JSON-RPC error {})", data.message, data.code.0),
+        },
+        ServiceError::TransportClosed => CallError::Transport {
+            server,
+            tool,
+            message: "the connection closed before the answer came (did the server exit?); the next call reconnects".to_owned(),
+        },
+        ServiceError::TransportSend(error) => CallError::Transport {
+            server,
+            tool,
+            message: error_chain(&*error.error),
+        },
+        ServiceError::Timeout { timeout } => CallError::Timeout {
+            server,
+            tool,
+            ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        },
+        ServiceError::Cancelled { reason } => CallError::Transport {
+            server,
+            tool,
+            message: format!(
+                "the request was cancelled: {}",
+                reason.as_deref().unwrap_or("no reason given")
+            ),
+        },
+        other => CallError::Protocol {
+            server,
+            tool,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// `error: source: source...`, skipping sources already quoted by their parent.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+impl Slot {
+    fn info(&self) -> ServerInfo {
+        let view = lock(&self.view);
+        ServerInfo {
+            name: self.name.clone(),
+            state: view.state.clone(),
+            tools: view.tools.clone(),
+            transport: self.transport.clone(),
+            server_info: view.server_info.clone(),
+            instructions: view.instructions.clone(),
+            pid: view.pid,
+        }
+    }
+
+    fn next_tools_seq(&self) -> u64 {
+        self.tools_seq.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Show `tools` if they come from the current connection and were requested after the
+    /// list shown now. Returns whether the shown list changed.
+    fn commit_tools(&self, generation: u64, seq: u64, tools: Vec<Tool>) -> bool {
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return false;
+        }
+        let mut view = lock(&self.view);
+        if seq <= view.tools_seq {
+            return false;
+        }
+        view.tools_seq = seq;
+        let changed = view.tools != tools;
+        view.tools = tools;
+        changed
+    }
+
+    /// A live connection, reconnecting once if the last one died.
+    async fn connection(self: &Arc<Self>) -> Result<Arc<Conn>, String> {
+        let mut link = self.link.lock().await;
+        let reason = match &*link {
+            Link::Up(conn) if conn.is_alive() => return Ok(conn.clone()),
+            Link::Up(_) => "the connection closed".to_owned(),
+            Link::Down { reason } => reason.clone(),
+            Link::Failed { reason } => return Err(reason.clone()),
+            Link::Disabled => {
+                return Err("it is disabled in the config (`\"disabled\": true`)".to_owned());
+            }
+            Link::Closed => return Err("the hub was shut down".to_owned()),
+        };
+        tracing::info!(%reason, "reconnecting to the MCP server");
+        let before = lock(&self.view).tools.clone();
+        match self.establish(&mut link).await {
+            Ok(conn) => {
+                self.shared.emit(HubEvent::ServerRestarted {
+                    server: self.name.clone(),
+                });
+                if lock(&self.view).tools != before {
+                    self.shared.emit(HubEvent::ToolsChanged {
+                        server: self.name.clone(),
+                    });
+                }
+                Ok(conn)
+            }
+            Err(error) => Err(format!(
+                "the connection was lost ({reason}) and reconnecting failed: {error}"
+            )),
+        }
+    }
+
+    /// Start a new connection in place of whatever `link` holds. The caller holds the lock.
+    async fn establish(self: &Arc<Self>, link: &mut Link) -> Result<Arc<Conn>, String> {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.open(generation).await {
+            Ok(started) => {
+                let conn = Arc::new(started.conn);
+                *link = Link::Up(conn.clone());
+                self.commit_tools(generation, started.tools_seq, started.tools);
+                let peer_info = conn.service.peer().peer_info();
+                let mut view = lock(&self.view);
+                view.state = ServerState::Connected;
+                view.server_info = peer_info.as_ref().and_then(|i| i.server_info.clone());
+                view.instructions = peer_info.as_ref().and_then(|i| i.instructions.clone());
+                view.pid = started.pid;
+                Ok(conn)
+            }
+            Err(reason) => {
+                *link = Link::Failed {
+                    reason: reason.clone(),
+                };
+                let mut view = lock(&self.view);
+                view.state = ServerState::Failed(reason.clone());
+                view.pid = None;
+                Err(reason)
+            }
+        }
+    }
+
+    /// The connection of `generation` closed by itself.
+    async fn mark_down(self: Arc<Self>, generation: u64, reason: String) {
+        let mut link = self.link.lock().await;
+        if self.generation.load(Ordering::SeqCst) != generation
+            || !matches!(&*link, Link::Up(_))
+            || self.shared.shutting_down.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        tracing::warn!(server = %self.name, %reason, "MCP server connection lost");
+        *link = Link::Down {
+            reason: reason.clone(),
+        };
+        {
+            let mut view = lock(&self.view);
+            view.state = ServerState::Disconnected(reason.clone());
+            view.pid = None;
+        }
+        self.shared.emit(HubEvent::ServerDied {
+            server: self.name.clone(),
+            reason,
+        });
+    }
+
+    /// Re-list the tools after `notifications/tools/list_changed`.
+    async fn relist(self: Arc<Self>, generation: u64, peer: Peer<RoleClient>) {
+        let seq = self.next_tools_seq();
+        match tokio::time::timeout(self.shared.startup_timeout, list_all_tools(&peer)).await {
+            Ok(Ok(tools)) => {
+                let count = tools.len();
+                if self.commit_tools(generation, seq, tools) {
+                    tracing::info!(server = %self.name, tools = count, "tool list changed");
+                    self.shared.emit(HubEvent::ToolsChanged {
+                        server: self.name.clone(),
+                    });
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(server = %self.name, %error, "re-listing tools failed");
+            }
+            Err(_) => tracing::warn!(server = %self.name, "re-listing tools timed out"),
+        }
+    }
+
+    async fn open(self: &Arc<Self>, generation: u64) -> Result<Started, String> {
+        let handler = Handler {
+            slot: Arc::downgrade(self),
+            generation,
+        };
+        let closed = Arc::new(AtomicBool::new(false));
+        let timeout = self.shared.startup_timeout;
+        let timeout_ms = timeout.as_millis();
+        match &self.config {
+            None => Err("it is disabled in the config".to_owned()),
+            Some(ServerConfig::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            }) => {
+                let (process, stderr) = spawn(&self.transport, command, args, env, cwd.as_ref())?;
+                let pid = process.id();
+                let tail = StderrTail::start(stderr, self.name.clone());
+                let transport = Watched {
+                    inner: process,
+                    watch: Some(DeathWatch {
+                        slot: Arc::downgrade(self),
+                        generation,
+                        closed: closed.clone(),
+                        tail: Some(tail.clone()),
+                    }),
+                };
+                let outcome =
+                    tokio::time::timeout(timeout, self.initialize(handler, transport)).await;
+                let failure = match outcome {
+                    Ok(Ok((service, tools, tools_seq))) => {
+                        return Ok(Started {
+                            conn: Conn { service, closed },
+                            tools,
+                            tools_seq,
+                            pid,
+                        });
+                    }
+                    Ok(Err(failure)) => failure,
+                    Err(_) => InitFailure::Timeout,
+                };
+                // A process that exits at once shows up as a closed connection or a broken
+                // pipe; its stderr reaching EOF tells the two stories apart.
+                let exited = match &failure {
+                    InitFailure::Handshake(error)
+                        if matches!(
+                            **error,
+                            ClientInitializeError::ConnectionClosed(_)
+                                | ClientInitializeError::TransportError { .. }
+                        ) =>
+                    {
+                        tail.wait_eof(STDERR_GRACE).await
+                    }
+                    _ => false,
+                };
+                let run_by_hand = format!(
+                    "hint: run the command by hand to see why: {}",
+                    self.transport.trim_start_matches("stdio: ")
+                );
+                let (cause, hint) = match failure {
+                    InitFailure::Handshake(_) if exited => (
+                        "the process exited (or closed its stdout) before answering `initialize`"
+                            .to_owned(),
+                        run_by_hand,
+                    ),
+                    InitFailure::Handshake(error) => (handshake_error(&error, None), run_by_hand),
+                    InitFailure::List(error) => (format!("`tools/list` failed: {error}"), run_by_hand),
+                    InitFailure::Timeout => (
+                        format!("no answer to `initialize` + `tools/list` within {timeout_ms} ms"),
+                        "hint: raise `isola.startupTimeoutMs` (npx may need to download the package on first run), or run the command by hand to see what it does".to_owned(),
+                    ),
+                };
+                Err(format!(
+                    "{}: {cause}{}\n{hint}",
+                    self.transport,
+                    tail.render()
+                ))
+            }
+            Some(ServerConfig::Http { url, headers }) => {
+                let custom_headers =
+                    header_map(headers).map_err(|e| format!("{}: {e}", self.transport))?;
+                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                    .custom_headers(custom_headers)
+                    .max_concurrent_requests(64);
+                let inner = StreamableHttpClientTransport::from_config(config);
+                let detail = http_error_detail(&inner);
+                let transport = Watched {
+                    inner,
+                    watch: Some(DeathWatch {
+                        slot: Arc::downgrade(self),
+                        generation,
+                        closed: closed.clone(),
+                        tail: None,
+                    }),
+                };
+                let outcome =
+                    tokio::time::timeout(timeout, self.initialize(handler, transport)).await;
+                let failure = match outcome {
+                    Ok(Ok((service, tools, tools_seq))) => {
+                        return Ok(Started {
+                            conn: Conn { service, closed },
+                            tools,
+                            tools_seq,
+                            pid: None,
+                        });
+                    }
+                    Ok(Err(failure)) => failure,
+                    Err(_) => InitFailure::Timeout,
+                };
+                let (cause, hint) = match &failure {
+                    InitFailure::Handshake(error) if error.is_authorization_required() => (
+                        format!(
+                            "the server requires authorization: {}",
+                            handshake_error(error, Some(detail))
+                        ),
+                        "hint: add the credential to `headers`, e.g. \"Authorization\": \"Bearer ${TOKEN}\"".to_owned(),
+                    ),
+                    InitFailure::Handshake(error) => (
+                        handshake_error(error, Some(detail)),
+                        "hint: check that the server is running and that `url` is its Streamable HTTP endpoint (SSE-only servers are not supported)".to_owned(),
+                    ),
+                    InitFailure::List(error) => (
+                        format!("`tools/list` failed: {error}"),
+                        "hint: the server accepted `initialize` but could not list its tools; check its logs".to_owned(),
+                    ),
+                    InitFailure::Timeout => (
+                        format!("no answer to `initialize` + `tools/list` within {timeout_ms} ms"),
+                        "hint: check that the server is up, or raise `isola.startupTimeoutMs`".to_owned(),
+                    ),
+                };
+                Err(format!("{}: {cause}\n{hint}", self.transport))
+            }
+        }
+    }
+
+    async fn initialize<T>(
+        &self,
+        handler: Handler,
+        transport: T,
+    ) -> Result<(RunningService<RoleClient, Handler>, Vec<Tool>, u64), InitFailure>
+    where
+        T: Transport<RoleClient> + 'static,
+    {
+        let service = handler
+            .serve(transport)
+            .await
+            .map_err(|error| InitFailure::Handshake(Box::new(error)))?;
+        let seq = self.next_tools_seq();
+        let tools = list_all_tools(service.peer())
+            .await
+            .map_err(InitFailure::List)?;
+        Ok((service, tools, seq))
+    }
+}
+
+struct Started {
+    conn: Conn,
+    tools: Vec<Tool>,
+    tools_seq: u64,
+    pid: Option<u32>,
+}
+
+enum InitFailure {
+    Handshake(Box<ClientInitializeError>),
+    List(ListError),
+    Timeout,
+}
+
+/// Renders a boxed transport error with the causes its `Display` leaves out.
+type ErrorDetail = fn(&(dyn std::error::Error + 'static)) -> Option<String>;
+
+/// An [`ErrorDetail`] for the HTTP transport `_transport`: its client errors (connection
+/// refused, DNS, TLS) keep their cause out of the chain of sources.
+fn http_error_detail<C: StreamableHttpClient>(
+    _transport: &StreamableHttpClientTransport<C>,
+) -> ErrorDetail {
+    fn detail<E: std::error::Error + Send + Sync + 'static>(
+        error: &(dyn std::error::Error + 'static),
+    ) -> Option<String> {
+        match error.downcast_ref::<StreamableHttpError<E>>()? {
+            StreamableHttpError::Client(inner) => Some(error_chain(inner)),
+            _ => None,
+        }
+    }
+    detail::<C::Error>
+}
+
+fn handshake_error(error: &ClientInitializeError, detail: Option<ErrorDetail>) -> String {
+    match error {
+        ClientInitializeError::TransportError { error, context } => {
+            let inner: &(dyn std::error::Error + 'static) = &*error.error;
+            let text = detail
+                .and_then(|detail| detail(inner))
+                .unwrap_or_else(|| error_chain(inner));
+            format!("{context}: {text}")
+        }
+        ClientInitializeError::ConnectionClosed(waiting_for) => {
+            format!("the connection closed while waiting for the {waiting_for}")
+        }
+        ClientInitializeError::JsonRpcError(data) => format!(
+            "the server rejected `initialize`: {} (JSON-RPC error {})",
+            data.message, data.code.0
+        ),
+        other => error_chain(other),
+    }
+}
+
+/// Why a paginated `tools/list` failed.
+#[derive(Debug, thiserror::Error)]
+enum ListError {
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    #[error("the server returned more than {MAX_TOOL_PAGES} pages of tools (a `nextCursor` loop?)")]
+    TooManyPages,
+}
+
+/// Every tool of the server, following `nextCursor`.
+async fn list_all_tools(peer: &Peer<RoleClient>) -> Result<Vec<Tool>, ListError> {
+    let mut tools = Vec::new();
+    let mut cursor = None;
+    for _ in 0..MAX_TOOL_PAGES {
+        let params = PaginatedRequestParams::default().with_cursor(cursor);
+        let page = peer.list_tools(Some(params)).await?;
+        tools.extend(page.tools);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(tools),
+        }
+    }
+    Err(ListError::TooManyPages)
+}
+
+/// Spawn a stdio server (`line` describes it in messages): the configured env on top of
+/// isola's own, stderr piped.
+fn spawn(
+    line: &str,
+    command: &str,
+    args: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: Option<&PathBuf>,
+) -> Result<(TokioChildProcess, Option<ChildStderr>), String> {
+    if let Some(dir) = cwd
+        && !dir.is_dir()
+    {
+        return Err(format!(
+            "{line}: the working directory {} does not exist or is not a directory\nhint: fix `cwd` in the config (a relative `cwd` is relative to the config file)",
+            dir.display()
+        ));
+    }
+    let mut cmd = tokio::process::Command::new(command);
+    cmd.args(args).envs(env);
+    if let Some(dir) = cwd {
+        cmd.current_dir(dir);
+    }
+    TokioChildProcess::builder(cmd)
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "{line}: command not found: {command}\nhint: install it, or check PATH (the server inherits isola's PATH), or give the full path in `command`"
+            ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "{line}: permission denied running {command}\nhint: check that it is an executable file (chmod +x)"
+            ),
+            _ => format!("{line}: cannot start {command}: {error}"),
+        })
+}
+
+/// Convert config headers to the transport's header map (types inferred from the caller, so
+/// this crate needs no direct `http` dependency). The config already checked them.
+fn header_map<K, V>(headers: &BTreeMap<String, String>) -> Result<HashMap<K, V>, String>
+where
+    K: for<'a> TryFrom<&'a str> + Eq + Hash,
+    V: for<'a> TryFrom<&'a str>,
+{
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let key = K::try_from(name.as_str())
+                .map_err(|_| format!("invalid HTTP header name `{name}`"))?;
+            let value = V::try_from(value.as_str())
+                .map_err(|_| format!("invalid value for HTTP header `{name}`"))?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
+/// The last lines a child wrote to stderr, also forwarded to `tracing`.
+struct StderrTail {
+    lines: Mutex<VecDeque<String>>,
+    eof: tokio::sync::watch::Sender<bool>,
+}
+
+impl StderrTail {
+    fn start(stderr: Option<ChildStderr>, server: String) -> Arc<Self> {
+        let tail = Arc::new(StderrTail {
+            lines: Mutex::new(VecDeque::new()),
+            eof: tokio::sync::watch::Sender::new(false),
+        });
+        let Some(stderr) = stderr else {
+            tail.eof.send_replace(true);
+            return tail;
+        };
+        let writer = tail.clone();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stderr);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf);
+                        let line = line.trim_end();
+                        tracing::debug!(target: "isola_mcp::server_stderr", server = %server, "{line}");
+                        writer.push(line);
+                    }
+                }
+            }
+            writer.eof.send_replace(true);
+        });
+        tail
+    }
+
+    fn push(&self, line: &str) {
+        let mut end = line.len().min(STDERR_LINE_MAX);
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut lines = lock(&self.lines);
+        if lines.len() == STDERR_TAIL_LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line[..end].to_owned());
+    }
+
+    /// Wait up to `grace` for the child to close stderr; whether it did.
+    async fn wait_eof(&self, grace: Duration) -> bool {
+        let mut eof = self.eof.subscribe();
+        matches!(
+            tokio::time::timeout(grace, eof.wait_for(|done| *done)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// `\nstderr (last lines):\n  ...`, or nothing when the server wrote nothing.
+    fn render(&self) -> String {
+        let lines = lock(&self.lines);
+        if lines.is_empty() {
+            return String::new();
+        }
+        let mut text = String::from("\nstderr (last lines):");
+        for line in lines.iter() {
+            text.push_str("\n  ");
+            text.push_str(line);
+        }
+        text
+    }
+}
+
+/// Notices when the server side of a transport closes.
+struct DeathWatch {
+    slot: Weak<Slot>,
+    generation: u64,
+    closed: Arc<AtomicBool>,
+    tail: Option<Arc<StderrTail>>,
+}
+
+impl DeathWatch {
+    fn fire(self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let Some(slot) = self.slot.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let reason = match &self.tail {
+                Some(tail) => {
+                    tail.wait_eof(STDERR_GRACE).await;
+                    format!(
+                        "the server process exited (or closed its stdout){}",
+                        tail.render()
+                    )
+                }
+                None => "the HTTP transport closed".to_owned(),
+            };
+            slot.mark_down(self.generation, reason).await;
+        });
+    }
+}
+
+/// A transport that reports when its peer goes away.
+struct Watched<T> {
+    inner: T,
+    watch: Option<DeathWatch>,
+}
+
+impl<T: Transport<RoleClient>> Transport<RoleClient> for Watched<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
+        let message = self.inner.receive().await;
+        if message.is_none()
+            && let Some(watch) = self.watch.take()
+        {
+            watch.fire();
+        }
+        message
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        // Closing on purpose is not a death.
+        self.watch = None;
+        self.inner.close()
+    }
+}
+
+/// The client side of one connection: identifies isola, follows list changes, and turns
+/// progress and log notifications into tracing events.
+#[derive(Clone)]
+struct Handler {
+    slot: Weak<Slot>,
+    generation: u64,
+}
+
+#[allow(deprecated)] // `LoggingMessageNotificationParam` is deprecated by SEP-2577 but still sent.
+impl ClientHandler for Handler {
+    fn get_info(&self) -> ClientConfig {
+        // The newest version that still has the `initialize` handshake: what servers speak
+        // today, and the one where list-changed notifications arrive unsolicited.
+        ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("isola", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
+    }
+
+    async fn on_tool_list_changed(&self, context: NotificationContext<RoleClient>) {
+        if let Some(slot) = self.slot.upgrade() {
+            let span = tracing::info_span!("mcp.tools_changed", server = %slot.name);
+            slot.relist(self.generation, context.peer)
+                .instrument(span)
+                .await;
+        }
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let server = self
+            .slot
+            .upgrade()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        tracing::debug!(
+            server,
+            progress = params.progress,
+            total = ?params.total,
+            message = params.message.as_deref().unwrap_or(""),
+            "MCP progress"
+        );
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: rmcp::model::LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        use rmcp::model::LoggingLevel;
+        let server = self
+            .slot
+            .upgrade()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let logger = params.logger.as_deref().unwrap_or("");
+        let data = match &params.data {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        match params.level {
+            LoggingLevel::Debug => tracing::debug!(server, logger, "MCP log: {data}"),
+            LoggingLevel::Info | LoggingLevel::Notice => {
+                tracing::info!(server, logger, "MCP log: {data}")
+            }
+            LoggingLevel::Warning => tracing::warn!(server, logger, "MCP log: {data}"),
+            _ => tracing::error!(server, logger, "MCP log: {data}"),
+        }
+    }
+}
