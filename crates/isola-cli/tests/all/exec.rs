@@ -207,3 +207,15 @@ fn unknown_functions_get_a_did_you_mean_hint() {
     let rec = p.isola(&["exec", "ns.ts", "--json"]).json();
     assert!(rec["error"]["hint"].as_str().unwrap().contains("namespaces are: everything, fs"), "{rec}");
 }
+
+/// The README's first command runs this; keep it working.
+#[test]
+fn the_bundled_example_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let run = crate::support::isola_in(&root, &["--config", "examples/isola.json", "exec", "examples/demo.ts", "--json"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let rec = run.json();
+    assert_eq!(rec["result"]["largest"][0]["file"], json!("./notes/meeting.txt"), "{rec}");
+    assert_eq!(rec["result"]["check"], json!("The sum of 12 and 0 is 12."));
+    assert_eq!(rec["logs"][0]["text"], json!("read 4 files, 12 lines"));
+}
