@@ -17,8 +17,14 @@ use isola_protocol::{CallResult, HostMsg, LogLevel, MAX_FRAME_BYTES, SandboxMsg,
 use isola_sandbox::{Host, Wake};
 
 /// Entry point of a worker process. Returns the process exit code.
+///
+/// With `--self-check` among its arguments the worker hardens itself, tries what it must not be
+/// able to do, and exits 0 only if all of it was refused (used by the tests).
 pub fn worker_main() -> i32 {
     harden();
+    if std::env::args().any(|a| a == "--self-check") {
+        return if crate::seccomp::forbidden_calls_fail() { 0 } else { 1 };
+    }
     let chan = Rc::new(RefCell::new(Channel {
         input: BufReader::with_capacity(64 * 1024, io::stdin().lock()),
         output: io::stdout().lock(),
@@ -122,6 +128,8 @@ fn harden() {
         // No new descriptors: the three standard ones are all a worker needs.
         set_rlimit(libc::RLIMIT_NOFILE, 3, true);
     }
+    // Last: the system-call filter. A kernel without seccomp still gets the layers above.
+    let _ = crate::seccomp::install();
 }
 
 /// Backstop for the JS heap limit: the whole process may map at most a generous multiple of it.

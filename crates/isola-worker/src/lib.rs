@@ -25,6 +25,7 @@
 mod child;
 mod inproc;
 mod pool;
+mod seccomp;
 
 use std::time::Duration;
 

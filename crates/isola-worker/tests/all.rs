@@ -129,3 +129,15 @@ async fn the_pool_keeps_workers_warm() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pool.idle_count(), 2);
 }
+
+/// The system-call filter refuses opening files, sockets, fork and signals to others.
+#[test]
+fn the_worker_cannot_open_files_sockets_or_processes() {
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_isola-worker"))
+        .arg("--self-check")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "a forbidden system call succeeded in a hardened worker: {status}");
+}

@@ -17,8 +17,9 @@ fn promise_all_over_two_servers_runs_the_calls_concurrently() {
     let script = format!(
         r#"
 const names: string[] = ["a.txt", "b.txt", "c.txt"];
-const [sum, ...files] = await Promise.all([
+const [sum, slow, ...files] = await Promise.all([
   everything.getSum({{ a: 40, b: 2 }}),
+  everything.triggerLongRunningOperation({{ duration: 0.6, steps: 1 }}),
   ...names.map((n) => fs.readTextFile({{ path: `{dir}/${{n}}` }})),
 ]);
 const lines = files.map((f: any) => f.content.split("\n")[0]);
@@ -36,13 +37,23 @@ return {{ sum, lines }};
     assert!(rec["result"]["sum"].to_string().contains("42"), "{}", rec["result"]);
     assert_eq!(rec["logs"][0]["text"], json!("read 3 files"));
     let calls = rec["calls"].as_array().unwrap();
-    assert_eq!(calls.len(), 4);
-    let functions: Vec<&str> = calls.iter().map(|c| c["function"].as_str().unwrap()).collect();
-    assert!(functions.contains(&"everything.getSum") && functions.contains(&"fs.readTextFile"), "{functions:?}");
-    // Overlap: every call started before any call finished.
-    let first_end = calls.iter().map(|c| c["startedMs"].as_f64().unwrap() + c["durationMs"].as_f64().unwrap()).fold(f64::MAX, f64::min);
-    let last_start = calls.iter().map(|c| c["startedMs"].as_f64().unwrap()).fold(0.0, f64::max);
-    assert!(last_start < first_end, "calls did not overlap: {calls:#?}");
+    assert_eq!(calls.len(), 5);
+    let span = |c: &Value| {
+        let start = c["startedMs"].as_f64().unwrap();
+        (start, start + c["durationMs"].as_f64().unwrap())
+    };
+    // The 0.6 s operation on one server overlaps every read on the other: they ran in parallel.
+    let slow = calls.iter().find(|c| c["function"] == json!("everything.triggerLongRunningOperation")).unwrap();
+    let (slow_start, slow_end) = span(slow);
+    assert!(slow_end - slow_start >= 500.0, "{slow}");
+    let reads: Vec<&Value> = calls.iter().filter(|c| c["function"] == json!("fs.readTextFile")).collect();
+    assert_eq!(reads.len(), 3);
+    for r in reads {
+        let (start, end) = span(r);
+        assert!(start < slow_end && slow_start < end, "no overlap: {r} vs {slow}");
+    }
+    // And the whole script took about as long as the slowest call, not the sum.
+    assert!(rec["timings"]["runMs"].as_f64().unwrap() < slow_end + 500.0, "{}", rec["timings"]);
 }
 
 #[test]
