@@ -61,7 +61,15 @@ pub fn syntax_error(e: &SyntaxError, file: &str) -> ExecError {
 
 /// A sandbox error in the user's terms: stack and position mapped to their TypeScript.
 pub fn exec_error(e: JsError, transpiled: &Transpiled, source: &str, file: &str) -> ExecError {
-    let stack = e.stack.as_deref().map(|s| transpiled.map_stack(s)).filter(|s| !s.trim().is_empty());
+    let stack = e
+        .stack
+        .as_deref()
+        .map(|s| {
+            // The prelude's own frames (the API wrappers) are Isola's, not the user's.
+            let prelude = format!("({}:", isola_sandbox::PRELUDE_NAME);
+            transpiled.map_stack(s).lines().filter(|l| !l.contains(&prelude)).map(|l| format!("{l}\n")).collect::<String>()
+        })
+        .filter(|s| !s.trim().is_empty());
     let position = e.stack.as_deref().and_then(|s| transpiled.first_position(s));
     ExecError {
         kind: e.kind,

@@ -52,7 +52,9 @@ use rquickjs::{Array, Context, Ctx, Function, Object, Runtime, Value, context::i
 
 /// The file name the user's (transpiled) script is evaluated under; stack traces name it.
 pub const SCRIPT_NAME: &str = "script.js";
-const PRELUDE_NAME: &str = "isola:prelude";
+/// The file name of the prelude in stack traces; its frames are internal and are dropped from
+/// what users see.
+pub const PRELUDE_NAME: &str = "isola:prelude";
 const PRELUDE: &str = include_str!("prelude.js");
 
 /// The built-ins a sandbox context gets. Deliberately absent: `Performance` (a high-resolution
