@@ -47,6 +47,8 @@ use std::time::{Duration, Instant};
 use isola_protocol::{
     CallResult, ErrorKind, ExecRequest, JsError, LimitKind, LogLevel, Payload, RunOutcome,
 };
+mod prelude;
+
 use rquickjs::context::EvalOptions;
 use rquickjs::{Array, Context, Ctx, Function, Object, Runtime, Value, context::intrinsic};
 
@@ -55,7 +57,6 @@ pub const SCRIPT_NAME: &str = "script.js";
 /// The file name of the prelude in stack traces; its frames are internal and are dropped from
 /// what users see.
 pub const PRELUDE_NAME: &str = "isola:prelude";
-const PRELUDE: &str = include_str!("prelude.js");
 
 /// The built-ins a sandbox context gets. Deliberately absent: `Performance` (a high-resolution
 /// timer is a side channel and nothing needs it), `DOMException`.
@@ -527,11 +528,7 @@ fn install<'js>(
         namespaces.set(i, entry)?;
     }
 
-    let mut options = EvalOptions::default();
-    options.global = true;
-    options.strict = true;
-    options.filename = Some(PRELUDE_NAME.to_string());
-    let prelude: Function = ctx.eval_with_options(PRELUDE, options)?;
+    let prelude: Function = prelude::load(ctx)?;
     let api: Object = prelude.call((natives, namespaces))?;
     Ok((api.get("start")?, api.get("settle")?, api.get("fire")?, api.get("report")?))
 }
