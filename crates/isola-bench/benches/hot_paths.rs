@@ -5,10 +5,14 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use isola_bench::{TRIVIAL_TS, noop_namespace, run_direct};
 
 fn sandbox(c: &mut Criterion) {
-    c.bench_function("exec/trivial_ts_in_process", |b| b.iter(|| run_direct(TRIVIAL_TS, &[])));
+    c.bench_function("exec/trivial_ts_in_process", |b| {
+        b.iter(|| run_direct(TRIVIAL_TS, &[]))
+    });
     let ns = noop_namespace();
     let script = "for (let i = 0; i < 1000; i++) { await bench.noop({ i }); }\nreturn 0;";
-    c.bench_function("binding/1000_awaited_noop_calls", |b| b.iter(|| run_direct(script, &ns)));
+    c.bench_function("binding/1000_awaited_noop_calls", |b| {
+        b.iter(|| run_direct(script, &ns))
+    });
 }
 
 fn transpile(c: &mut Criterion) {
@@ -20,15 +24,21 @@ fn transpile(c: &mut Criterion) {
           for (const i of list) if (i.labels?.includes('bug')) found.push(i);\n\
         }\n\
         return found.map((i) => i.title);\n";
-    c.bench_function("transpile/8_line_script", |b| b.iter(|| isola_transpile::transpile(source, "bench.ts")));
+    c.bench_function("transpile/8_line_script", |b| {
+        b.iter(|| isola_transpile::transpile(source, "bench.ts"))
+    });
 }
 
 fn typegen(c: &mut Criterion) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/tools");
     let mut servers = Vec::new();
     for name in ["everything", "filesystem", "memory", "github", "notion"] {
-        let Ok(text) = std::fs::read_to_string(dir.join(format!("{name}.json"))) else { continue };
-        let Ok(tools) = serde_json::from_str::<Vec<serde_json::Value>>(&text) else { continue };
+        let Ok(text) = std::fs::read_to_string(dir.join(format!("{name}.json"))) else {
+            continue;
+        };
+        let Ok(tools) = serde_json::from_str::<Vec<serde_json::Value>>(&text) else {
+            continue;
+        };
         servers.push(isola_typegen::ServerSpec {
             name: name.into(),
             tools: tools

@@ -4,7 +4,13 @@
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let worker = args.next().map(|p| isola_worker::WorkerCommand { program: p.into(), args: vec![] });
+    let worker = args.next().map(|p| isola_worker::WorkerCommand {
+        program: p.into(),
+        args: vec![],
+    });
     let deno = args.next().map(std::path::PathBuf::from);
-    print!("{}", isola_bench::exec_latency(worker, 2000, deno.as_deref()).await);
+    print!(
+        "{}",
+        isola_bench::exec_latency(worker, 2000, deno.as_deref()).await
+    );
 }

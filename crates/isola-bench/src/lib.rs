@@ -42,21 +42,42 @@ impl Stats {
     pub fn of(mut samples: Vec<Duration>) -> Self {
         samples.sort();
         let n = samples.len().max(1);
-        let at = |q: f64| samples.get(((n as f64 * q) as usize).min(n - 1)).copied().unwrap_or_default();
+        let at = |q: f64| {
+            samples
+                .get(((n as f64 * q) as usize).min(n - 1))
+                .copied()
+                .unwrap_or_default()
+        };
         let total: Duration = samples.iter().sum();
-        Stats { n: samples.len(), p50: at(0.50), p99: at(0.99), mean: total / n as u32 }
+        Stats {
+            n: samples.len(),
+            p50: at(0.50),
+            p99: at(0.99),
+            mean: total / n as u32,
+        }
     }
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "p50 {} · p99 {} · mean {} (n={})", us(self.p50), us(self.p99), us(self.mean), self.n)
+        write!(
+            f,
+            "p50 {} · p99 {} · mean {} (n={})",
+            us(self.p50),
+            us(self.p99),
+            us(self.mean),
+            self.n
+        )
     }
 }
 
 fn us(d: Duration) -> String {
     let micros = d.as_secs_f64() * 1e6;
-    if micros >= 10_000.0 { format!("{:.1} ms", micros / 1000.0) } else { format!("{micros:.1} µs") }
+    if micros >= 10_000.0 {
+        format!("{:.1} ms", micros / 1000.0)
+    } else {
+        format!("{micros:.1} µs")
+    }
 }
 
 /// No tools at all: for latency of the machinery alone.
@@ -66,7 +87,12 @@ impl Tools for NoTools {
     fn servers(&self) -> Vec<ServerSpec> {
         Vec::new()
     }
-    fn call<'a>(&'a self, _: &'a str, _: &'a str, _: Map<String, Value>) -> BoxFuture<'a, Result<Value, ToolError>> {
+    fn call<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Map<String, Value>,
+    ) -> BoxFuture<'a, Result<Value, ToolError>> {
         Box::pin(async { Err(ToolError("no tools".into())) })
     }
 }
@@ -76,7 +102,9 @@ pub struct NoopHost;
 
 impl Host for NoopHost {
     fn call(&mut self, _id: u32, _binding: u32, _args: String) -> Option<CallResult> {
-        Some(CallResult::Ok { value: "null".into() })
+        Some(CallResult::Ok {
+            value: "null".into(),
+        })
     }
     fn log(&mut self, _: LogLevel, _: String) {}
     fn wait(&mut self, _: Duration) -> Wake {
@@ -92,9 +120,20 @@ pub fn run_direct(source: &str, namespaces: &[Namespace]) -> isola_protocol::Run
         Err(e) => throwing_script(&e.message),
     };
     // Default limits, but no cap on calls: the binding benchmark makes 10,000.
-    let limits = Limits { max_tool_calls: u32::MAX, ..Limits::default() };
-    let request = ExecRequest { code: js, namespaces: namespaces.to_vec(), limits };
-    isola_sandbox::run(&request, Rc::new(RefCell::new(NoopHost)), &Arc::new(AtomicBool::new(false)))
+    let limits = Limits {
+        max_tool_calls: u32::MAX,
+        ..Limits::default()
+    };
+    let request = ExecRequest {
+        code: js,
+        namespaces: namespaces.to_vec(),
+        limits,
+    };
+    isola_sandbox::run(
+        &request,
+        Rc::new(RefCell::new(NoopHost)),
+        &Arc::new(AtomicBool::new(false)),
+    )
 }
 
 fn throwing_script(message: &str) -> String {
@@ -104,12 +143,17 @@ fn throwing_script(message: &str) -> String {
 }
 
 pub fn noop_namespace() -> Vec<Namespace> {
-    vec![Namespace { name: "bench".into(), functions: vec!["noop".into()] }]
+    vec![Namespace {
+        name: "bench".into(),
+        functions: vec!["noop".into()],
+    }]
 }
 
 /// Microseconds per awaited call over `calls` sequential calls to the no-op binding.
 pub fn binding_round_trip(calls: u32) -> f64 {
-    let script = format!("for (let i = 0; i < {calls}; i++) {{ await bench.noop({{ i }}); }}\nreturn {calls};");
+    let script = format!(
+        "for (let i = 0; i < {calls}; i++) {{ await bench.noop({{ i }}); }}\nreturn {calls};"
+    );
     let base = "return 0;";
     let ns = noop_namespace();
     // Subtract the cost of an empty run so only the calls are counted.
@@ -140,7 +184,11 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
 
 /// `isola bench exec`: the trivial script in-process and through a warm worker, the binding
 /// round trip, sandbox memory, and `deno run` as the peer.
-pub async fn exec_latency(worker: Option<WorkerCommand>, iterations: u32, deno: Option<&Path>) -> String {
+pub async fn exec_latency(
+    worker: Option<WorkerCommand>,
+    iterations: u32,
+    deno: Option<&Path>,
+) -> String {
     let mut out = String::new();
     let n = iterations.max(10);
 
@@ -156,12 +204,18 @@ pub async fn exec_latency(worker: Option<WorkerCommand>, iterations: u32, deno: 
         })
         .collect();
     let direct = Stats::of(direct);
-    let _ = writeln!(out, "trivial TS script, in-process (strip + fresh runtime + run): {direct}");
+    let _ = writeln!(
+        out,
+        "trivial TS script, in-process (strip + fresh runtime + run): {direct}"
+    );
 
     // In-process through the engine (a sandbox thread per execution, async bridge).
     let engine = Engine::new(Arc::new(NoTools), Backend::InProcess, Limits::default());
     let inproc = timed_executions(&engine, n).await;
-    let _ = writeln!(out, "trivial TS script, in-process through the engine:           {inproc}");
+    let _ = writeln!(
+        out,
+        "trivial TS script, in-process through the engine:           {inproc}"
+    );
 
     // Through a warm worker.
     let mut worker_stats = None;
@@ -170,30 +224,54 @@ pub async fn exec_latency(worker: Option<WorkerCommand>, iterations: u32, deno: 
         if let Err(e) = pool.warm_up().await {
             let _ = writeln!(out, "worker: cannot start workers: {e}");
         } else {
-            let engine = Engine::new(Arc::new(NoTools), Backend::Workers(pool.clone()), Limits::default());
+            let engine = Engine::new(
+                Arc::new(NoTools),
+                Backend::Workers(pool.clone()),
+                Limits::default(),
+            );
             let s = timed_executions(&engine, n).await;
-            let _ = writeln!(out, "trivial TS script, through a warm worker process:           {s}");
+            let _ = writeln!(
+                out,
+                "trivial TS script, through a warm worker process:           {s}"
+            );
             worker_stats = Some(s);
             // Memory of an idle worker process.
-            if let Ok(w) = Backend::Workers(pool.clone()).start(trivial_request()).await {
+            if let Ok(w) = Backend::Workers(pool.clone())
+                .start(trivial_request())
+                .await
+            {
                 let rss = w.pid().and_then(rss_bytes);
                 w.abort();
                 if let Some(rss) = rss {
-                    let _ = writeln!(out, "idle worker process resident memory: {:.1} MiB", rss as f64 / 1048576.0);
+                    let _ = writeln!(
+                        out,
+                        "idle worker process resident memory: {:.1} MiB",
+                        rss as f64 / 1048576.0
+                    );
                 }
             }
         }
     }
 
     let per_call = binding_round_trip(10_000);
-    let _ = writeln!(out, "host-binding round trip, 10,000 awaited calls in-process: {per_call:.2} µs per call");
+    let _ = writeln!(
+        out,
+        "host-binding round trip, 10,000 awaited calls in-process: {per_call:.2} µs per call"
+    );
     let idle = idle_sandbox_bytes();
-    let _ = writeln!(out, "JS heap of a live sandbox (runtime + context + prelude): {:.1} KiB", idle as f64 / 1024.0);
+    let _ = writeln!(
+        out,
+        "JS heap of a live sandbox (runtime + context + prelude): {:.1} KiB",
+        idle as f64 / 1024.0
+    );
 
     if let Some(deno) = deno {
         match deno_run(deno, 20) {
             Ok(s) => {
-                let _ = writeln!(out, "peer: `deno run` of the same script (process per run):    {s}");
+                let _ = writeln!(
+                    out,
+                    "peer: `deno run` of the same script (process per run):    {s}"
+                );
                 let _ = writeln!(
                     out,
                     "ratio deno / isola in-process: {:.0}x; deno / isola worker: {}",
@@ -208,7 +286,10 @@ pub async fn exec_latency(worker: Option<WorkerCommand>, iterations: u32, deno: 
             }
         }
     } else {
-        let _ = writeln!(out, "peer: no deno binary given (--deno PATH or ISOLA_DENO)");
+        let _ = writeln!(
+            out,
+            "peer: no deno binary given (--deno PATH or ISOLA_DENO)"
+        );
     }
     out
 }
@@ -240,7 +321,11 @@ fn deno_run(deno: &Path, runs: u32) -> Result<Stats, String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let file = dir.join("trivial.ts");
     // The same computation as TRIVIAL_TS, as a module that prints its result.
-    std::fs::write(&file, "const x: number = 20;\nconst y: number = 22;\nconsole.log(x + y);\n").map_err(|e| e.to_string())?;
+    std::fs::write(
+        &file,
+        "const x: number = 20;\nconst y: number = 22;\nconsole.log(x + y);\n",
+    )
+    .map_err(|e| e.to_string())?;
     let mut samples = Vec::new();
     for i in 0..runs + 2 {
         let t = Instant::now();
@@ -252,7 +337,10 @@ fn deno_run(deno: &Path, runs: u32) -> Result<Stats, String> {
             .output()
             .map_err(|e| format!("cannot run {}: {e}", deno.display()))?;
         if !out.status.success() || String::from_utf8_lossy(&out.stdout).trim() != "42" {
-            return Err(format!("deno run failed: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "deno run failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         if i >= 2 {
             samples.push(t.elapsed());
@@ -276,7 +364,13 @@ pub async fn mcp_overhead(
     use rmcp::model::CallToolRequestParams;
     use rmcp::transport::TokioChildProcess;
 
-    let isola_mcp::ServerConfig::Stdio { command, args, env, cwd } = server else {
+    let isola_mcp::ServerConfig::Stdio {
+        command,
+        args,
+        env,
+        cwd,
+    } = server
+    else {
         return Err(format!("server `{server_name}` is not a stdio server"));
     };
     let engine = Engine::new(hub, backend, Limits::default());
@@ -297,7 +391,8 @@ pub async fn mcp_overhead(
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    let transport = TokioChildProcess::new(cmd).map_err(|e| format!("cannot start the server: {e}"))?;
+    let transport =
+        TokioChildProcess::new(cmd).map_err(|e| format!("cannot start the server: {e}"))?;
     let direct = ().serve(transport).await.map_err(|e| format!("rmcp initialize failed: {e}"))?;
 
     let mut isola = Vec::new();
@@ -328,7 +423,10 @@ pub async fn mcp_overhead(
     let si = Stats::of(isola);
     let sr = Stats::of(raw);
     let mut out = String::new();
-    let _ = writeln!(out, "{calls} sequential `echo` calls to `{server_name}` over stdio, {rounds} rounds:");
+    let _ = writeln!(
+        out,
+        "{calls} sequential `echo` calls to `{server_name}` over stdio, {rounds} rounds:"
+    );
     let _ = writeln!(out, "  through Isola (one script, worker sandbox): {si}");
     let _ = writeln!(out, "  directly with rmcp:                          {sr}");
     let _ = writeln!(

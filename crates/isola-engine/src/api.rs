@@ -49,9 +49,16 @@ impl ApiState {
                 });
                 functions.push(f.ident.clone());
             }
-            namespaces.push(isola_protocol::Namespace { name: ns.ident.clone(), functions });
+            namespaces.push(isola_protocol::Namespace {
+                name: ns.ident.clone(),
+                functions,
+            });
         }
-        Self { api, bindings, namespaces }
+        Self {
+            api,
+            bindings,
+            namespaces,
+        }
     }
 
     /// The binding a script names as `namespace.function`.
@@ -63,20 +70,32 @@ impl ApiState {
 impl Binding {
     /// Check arguments against the tool's input schema. The error names every offending path.
     pub fn validate(&self, args: &Value) -> Result<(), String> {
-        let Some(v) = &self.validator else { return Ok(()) };
+        let Some(v) = &self.validator else {
+            return Ok(());
+        };
         let problems: Vec<String> = v
             .iter_errors(args)
             .take(5)
             .map(|e| {
                 let path = e.instance_path().to_string();
-                let at = if path.is_empty() { "the argument object".to_string() } else { format!("`{path}`") };
+                let at = if path.is_empty() {
+                    "the argument object".to_string()
+                } else {
+                    format!("`{path}`")
+                };
                 format!("{at}: {e}")
             })
             .collect();
         if problems.is_empty() {
             return Ok(());
         }
-        Err(format!("invalid arguments for {} (tool `{}` of server `{}`): {}", self.function, self.tool, self.server, problems.join("; ")))
+        Err(format!(
+            "invalid arguments for {} (tool `{}` of server `{}`): {}",
+            self.function,
+            self.tool,
+            self.server,
+            problems.join("; ")
+        ))
     }
 }
 
@@ -87,7 +106,10 @@ pub fn tool_spec(tool: &Value) -> ToolSpec {
         name: text("name").unwrap_or_default(),
         title: text("title"),
         description: text("description"),
-        input_schema: tool.get("inputSchema").cloned().unwrap_or_else(|| serde_json::json!({"type": "object"})),
+        input_schema: tool
+            .get("inputSchema")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({"type": "object"})),
         output_schema: tool.get("outputSchema").cloned(),
         annotations: tool.get("annotations").cloned(),
     }

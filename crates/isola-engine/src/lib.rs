@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use isola_protocol::{
-    CallResult, CallTrace, ErrorKind, ExecError, ExecRecord, ExecRequest, LimitKind, Limits, LogEntry, LogLevel,
-    SandboxMsg, Timings, Truncation,
+    CallResult, CallTrace, ErrorKind, ExecError, ExecRecord, ExecRequest, LimitKind, Limits,
+    LogEntry, LogLevel, SandboxMsg, Timings, Truncation,
 };
 use isola_worker::Backend;
 use serde_json::Value;
@@ -72,7 +72,12 @@ pub struct Engine {
 impl Engine {
     pub fn new(tools: Arc<dyn Tools>, backend: Backend, limits: Limits) -> Self {
         let api = Arc::new(ApiState::build(&tools.servers()));
-        Self { tools, backend, limits, api: RwLock::new(api) }
+        Self {
+            tools,
+            backend,
+            limits,
+            api: RwLock::new(api),
+        }
     }
 
     /// The current API.
@@ -99,8 +104,15 @@ impl Engine {
     /// Run a TypeScript script. Executions are independent and may run concurrently.
     pub async fn execute(&self, source: &str, options: ExecOptions) -> ExecRecord {
         let started = Instant::now();
-        let file = if options.file_name.is_empty() { "script.ts".to_string() } else { options.file_name.clone() };
-        let limits = options.limits.clone().unwrap_or_else(|| self.limits.clone());
+        let file = if options.file_name.is_empty() {
+            "script.ts".to_string()
+        } else {
+            options.file_name.clone()
+        };
+        let limits = options
+            .limits
+            .clone()
+            .unwrap_or_else(|| self.limits.clone());
         let mut rec = Recorder::new(options.events.clone());
 
         let t0 = Instant::now();
@@ -112,7 +124,11 @@ impl Engine {
         };
 
         let api = self.api();
-        let request = ExecRequest { code: transpiled.js.clone(), namespaces: api.namespaces.clone(), limits: limits.clone() };
+        let request = ExecRequest {
+            code: transpiled.js.clone(),
+            namespaces: api.namespaces.clone(),
+            limits: limits.clone(),
+        };
         let t1 = Instant::now();
         let session = tokio::select! {
             s = self.backend.start(request) => s,
@@ -127,8 +143,9 @@ impl Engine {
         rec.timings.queue_ms = ms(t1.elapsed());
         let run_start = Instant::now();
         rec.run_start = run_start;
-        let hard_deadline =
-            tokio::time::Instant::from_std(run_start + Duration::from_millis(limits.deadline_ms) + self.backend.grace());
+        let hard_deadline = tokio::time::Instant::from_std(
+            run_start + Duration::from_millis(limits.deadline_ms) + self.backend.grace(),
+        );
         let permits = Semaphore::new(limits.max_concurrency.max(1) as usize);
         let mut inflight = FuturesUnordered::new();
 
@@ -166,7 +183,8 @@ impl Engine {
                 }
                 match outcome.result {
                     Ok(payload) => {
-                        let (value, truncated) = record::result_value(payload, limits.max_result_bytes);
+                        let (value, truncated) =
+                            record::result_value(payload, limits.max_result_bytes);
                         rec.finish(value, truncated, started)
                     }
                     Err(e) => {
@@ -196,7 +214,11 @@ impl Engine {
     ) -> (u32, CallResult, CallTrace) {
         let request_bytes = args.len() as u64;
         let Some(b) = api.bindings.get(binding as usize) else {
-            let err = CallResult::Err { name: "TypeError".into(), message: "unknown binding".into(), tool: String::new() };
+            let err = CallResult::Err {
+                name: "TypeError".into(),
+                message: "unknown binding".into(),
+                tool: String::new(),
+            };
             let trace = CallTrace {
                 function: format!("#{binding}"),
                 server: String::new(),
@@ -227,18 +249,25 @@ impl Engine {
             response_bytes: 0,
         };
         let result = match (&trace.arguments, b.validate(&trace.arguments)) {
-            (_, Err(message)) => {
-                CallResult::Err { name: "ValidationError".into(), message, tool: b.function.clone() }
-            }
+            (_, Err(message)) => CallResult::Err {
+                name: "ValidationError".into(),
+                message,
+                tool: b.function.clone(),
+            },
             (Value::Object(map), Ok(())) => {
                 let span = tracing::debug_span!("tool_call", server = %b.server, tool = %b.tool);
                 let _enter = span.enter();
                 match self.tools.call(&b.server, &b.tool, map.clone()).await {
                     Ok(result) => {
                         if result.get("isError").and_then(Value::as_bool) == Some(true) {
-                            let message = format!("{} failed: {}", b.function, record::error_text(&result));
+                            let message =
+                                format!("{} failed: {}", b.function, record::error_text(&result));
                             trace.response_bytes = message.len() as u64;
-                            CallResult::Err { name: "ToolError".into(), message, tool: b.function.clone() }
+                            CallResult::Err {
+                                name: "ToolError".into(),
+                                message,
+                                tool: b.function.clone(),
+                            }
                         } else {
                             let value = unwrap_result(&result).to_string();
                             trace.response_bytes = value.len() as u64;
@@ -332,7 +361,11 @@ impl Recorder {
     }
 
     fn log(&mut self, level: LogLevel, text: String) {
-        let entry = LogEntry { level, text, at_ms: ms(self.run_start.elapsed()) };
+        let entry = LogEntry {
+            level,
+            text,
+            at_ms: ms(self.run_start.elapsed()),
+        };
         if let Some(tx) = &self.events {
             let _ = tx.send(ExecEvent::Log(entry.clone()));
         }
@@ -340,10 +373,15 @@ impl Recorder {
     }
 
     fn logs_dropped(&mut self, dropped: u64, limit: u64) {
-        self.logs_truncated = Some(Truncation { limit_bytes: limit, dropped_bytes: dropped });
+        self.logs_truncated = Some(Truncation {
+            limit_bytes: limit,
+            dropped_bytes: dropped,
+        });
         self.logs.push(LogEntry {
             level: LogLevel::Warn,
-            text: format!("[isola: console output over the {limit}-byte limit; {dropped} bytes dropped]"),
+            text: format!(
+                "[isola: console output over the {limit}-byte limit; {dropped} bytes dropped]"
+            ),
             at_ms: ms(self.run_start.elapsed()),
         });
     }
@@ -355,9 +393,15 @@ impl Recorder {
         self.calls.push(trace);
     }
 
-    fn finish(mut self, result: Value, result_truncated: Option<Truncation>, started: Instant) -> ExecRecord {
+    fn finish(
+        mut self,
+        result: Value,
+        result_truncated: Option<Truncation>,
+        started: Instant,
+    ) -> ExecRecord {
         self.timings.total_ms = ms(started.elapsed());
-        self.calls.sort_by(|a, b| a.started_ms.total_cmp(&b.started_ms));
+        self.calls
+            .sort_by(|a, b| a.started_ms.total_cmp(&b.started_ms));
         ExecRecord {
             ok: true,
             result,

@@ -13,7 +13,11 @@ pub fn unwrap_result(result: &Value) -> Value {
     if let Some(sc) = result.get("structuredContent") {
         return sc.clone();
     }
-    let content = result.get("content").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let content = result
+        .get("content")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     match content {
         [] => Value::Null,
         [one] if one.get("type").and_then(Value::as_str) == Some("text") => {
@@ -26,21 +30,42 @@ pub fn unwrap_result(result: &Value) -> Value {
 
 /// The message of an `isError` result: its text items joined.
 pub fn error_text(result: &Value) -> String {
-    let content = result.get("content").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-    let texts: Vec<&str> = content.iter().filter_map(|c| c.get("text").and_then(Value::as_str)).collect();
-    if texts.is_empty() { "the tool reported an error without a message".to_string() } else { texts.join("\n") }
+    let content = result
+        .get("content")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let texts: Vec<&str> = content
+        .iter()
+        .filter_map(|c| c.get("text").and_then(Value::as_str))
+        .collect();
+    if texts.is_empty() {
+        "the tool reported an error without a message".to_string()
+    } else {
+        texts.join("\n")
+    }
 }
 
 /// The result value and its truncation, from the sandbox's payload.
-pub fn result_value(payload: Option<Payload>, limit: u64) -> (Value, Option<isola_protocol::Truncation>) {
+pub fn result_value(
+    payload: Option<Payload>,
+    limit: u64,
+) -> (Value, Option<isola_protocol::Truncation>) {
     match payload {
         None => (Value::Null, None),
-        Some(p) if p.dropped_bytes == 0 => {
-            (serde_json::from_str(&p.json).unwrap_or(Value::String(p.json)), None)
-        }
+        Some(p) if p.dropped_bytes == 0 => (
+            serde_json::from_str(&p.json).unwrap_or(Value::String(p.json)),
+            None,
+        ),
         Some(p) => {
             let text = format!("{}{}", p.json, truncation_marker(p.dropped_bytes));
-            (Value::String(text), Some(isola_protocol::Truncation { limit_bytes: limit, dropped_bytes: p.dropped_bytes }))
+            (
+                Value::String(text),
+                Some(isola_protocol::Truncation {
+                    limit_bytes: limit,
+                    dropped_bytes: p.dropped_bytes,
+                }),
+            )
         }
     }
 }
@@ -51,7 +76,11 @@ pub fn syntax_error(e: &SyntaxError, file: &str) -> ExecError {
         limit: None,
         name: "SyntaxError".into(),
         message: e.message.clone(),
-        position: Some(Position { file: file.to_string(), line: e.line, column: e.column }),
+        position: Some(Position {
+            file: file.to_string(),
+            line: e.line,
+            column: e.column,
+        }),
         code_frame: Some(e.code_frame.clone()),
         stack: None,
         tool: None,
@@ -67,16 +96,28 @@ pub fn exec_error(e: JsError, transpiled: &Transpiled, source: &str, file: &str)
         .map(|s| {
             // The prelude's own frames (the API wrappers) are Isola's, not the user's.
             let prelude = format!("({}:", isola_sandbox::PRELUDE_NAME);
-            transpiled.map_stack(s).lines().filter(|l| !l.contains(&prelude)).map(|l| format!("{l}\n")).collect::<String>()
+            transpiled
+                .map_stack(s)
+                .lines()
+                .filter(|l| !l.contains(&prelude))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
         })
         .filter(|s| !s.trim().is_empty());
-    let position = e.stack.as_deref().and_then(|s| transpiled.first_position(s));
+    let position = e
+        .stack
+        .as_deref()
+        .and_then(|s| transpiled.first_position(s));
     ExecError {
         kind: e.kind,
         limit: e.limit,
         name: e.name,
         message: e.message,
-        position: position.map(|(line, column)| Position { file: file.to_string(), line, column }),
+        position: position.map(|(line, column)| Position {
+            file: file.to_string(),
+            line,
+            column,
+        }),
         code_frame: position.map(|(line, column)| code_frame(source, line, column)),
         stack,
         tool: e.tool,
@@ -110,10 +151,22 @@ mod tests {
 
     #[test]
     fn unwrapping() {
-        check(json!({"content": [], "structuredContent": {"a": 1}}), json!({"a": 1}));
-        check(json!({"content": [{"type": "text", "text": "{\"n\": 3}"}]}), json!({"n": 3}));
-        check(json!({"content": [{"type": "text", "text": "hello"}]}), json!("hello"));
-        check(json!({"content": [{"type": "text", "text": "42"}]}), json!(42));
+        check(
+            json!({"content": [], "structuredContent": {"a": 1}}),
+            json!({"a": 1}),
+        );
+        check(
+            json!({"content": [{"type": "text", "text": "{\"n\": 3}"}]}),
+            json!({"n": 3}),
+        );
+        check(
+            json!({"content": [{"type": "text", "text": "hello"}]}),
+            json!("hello"),
+        );
+        check(
+            json!({"content": [{"type": "text", "text": "42"}]}),
+            json!(42),
+        );
         check(json!({"content": []}), Value::Null);
         check(
             json!({"content": [{"type": "text", "text": "a"}, {"type": "image", "data": "AA==", "mimeType": "image/png"}]}),
@@ -123,7 +176,13 @@ mod tests {
 
     #[test]
     fn truncated_results_are_marked() {
-        let (v, t) = result_value(Some(Payload { json: "\"abc".into(), dropped_bytes: 10 }), 4);
+        let (v, t) = result_value(
+            Some(Payload {
+                json: "\"abc".into(),
+                dropped_bytes: 10,
+            }),
+            4,
+        );
         assert_eq!(v, json!("\"abc…[isola: truncated, 10 more bytes dropped]"));
         assert_eq!(t.unwrap().dropped_bytes, 10);
     }

@@ -18,8 +18,12 @@ pub trait Tools: Send + Sync + 'static {
     fn servers(&self) -> Vec<ServerSpec>;
     /// Call one tool. The result is an MCP `CallToolResult` as JSON (`content`,
     /// `structuredContent`, `isError`).
-    fn call<'a>(&'a self, server: &'a str, tool: &'a str, args: Map<String, Value>)
-    -> BoxFuture<'a, Result<Value, ToolError>>;
+    fn call<'a>(
+        &'a self,
+        server: &'a str,
+        tool: &'a str,
+        args: Map<String, Value>,
+    ) -> BoxFuture<'a, Result<Value, ToolError>>;
 }
 
 impl Tools for isola_mcp::McpHub {
@@ -41,10 +45,16 @@ impl Tools for isola_mcp::McpHub {
             .collect()
     }
 
-    fn call<'a>(&'a self, server: &'a str, tool: &'a str, args: Map<String, Value>)
-    -> BoxFuture<'a, Result<Value, ToolError>> {
+    fn call<'a>(
+        &'a self,
+        server: &'a str,
+        tool: &'a str,
+        args: Map<String, Value>,
+    ) -> BoxFuture<'a, Result<Value, ToolError>> {
         Box::pin(async move {
-            let result = isola_mcp::McpHub::call(self, server, tool, args).await.map_err(|e| ToolError(e.to_string()))?;
+            let result = isola_mcp::McpHub::call(self, server, tool, args)
+                .await
+                .map_err(|e| ToolError(e.to_string()))?;
             serde_json::to_value(&result).map_err(|e| ToolError(format!("unreadable result: {e}")))
         })
     }

@@ -90,7 +90,11 @@ pub enum CallResult {
     /// The unwrapped value, as JSON text.
     Ok { value: String },
     /// Rejects the call's promise with an `Error` named `name` carrying `message` and `tool`.
-    Err { name: String, message: String, tool: String },
+    Err {
+        name: String,
+        message: String,
+        tool: String,
+    },
 }
 
 /// Sandbox → host.
@@ -351,8 +355,15 @@ mod tests {
     fn messages_round_trip() {
         let msgs = vec![
             SandboxMsg::Ready,
-            SandboxMsg::Call { id: 3, binding: 1, args: "{\"a\":1}".into() },
-            SandboxMsg::Log { level: LogLevel::Warn, text: "x".into() },
+            SandboxMsg::Call {
+                id: 3,
+                binding: 1,
+                args: "{\"a\":1}".into(),
+            },
+            SandboxMsg::Log {
+                level: LogLevel::Warn,
+                text: "x".into(),
+            },
             SandboxMsg::Done(RunOutcome {
                 result: Err(JsError {
                     kind: ErrorKind::Limit,
@@ -377,7 +388,8 @@ mod tests {
 
     #[test]
     fn limits_reject_unknown_keys() {
-        let err = serde_json::from_str::<Limits>(r#"{"deadlineMs": 5, "memoryMB": 3}"#).unwrap_err();
+        let err =
+            serde_json::from_str::<Limits>(r#"{"deadlineMs": 5, "memoryMB": 3}"#).unwrap_err();
         assert!(err.to_string().contains("memoryMB"), "{err}");
         let ok: Limits = serde_json::from_str(r#"{"deadlineMs": 5}"#).unwrap();
         assert_eq!(ok.deadline_ms, 5);

@@ -88,7 +88,10 @@ pub trait Host {
 /// Why [`Host::wait`] returned.
 #[derive(Debug)]
 pub enum Wake {
-    Settled { id: u32, result: CallResult },
+    Settled {
+        id: u32,
+        result: CallResult,
+    },
     TimedOut,
     /// Stop the run: the caller cancelled it.
     Cancelled,
@@ -143,7 +146,11 @@ struct State {
 }
 
 /// Run one script. Never panics on anything the script does; every failure is in the outcome.
-pub fn run(request: &ExecRequest, host: Rc<RefCell<dyn Host>>, cancel: &Arc<AtomicBool>) -> RunOutcome {
+pub fn run(
+    request: &ExecRequest,
+    host: Rc<RefCell<dyn Host>>,
+    cancel: &Arc<AtomicBool>,
+) -> RunOutcome {
     let started = Instant::now();
     let limits = &request.limits;
     let guard = Rc::new(Guard {
@@ -173,7 +180,11 @@ pub fn run(request: &ExecRequest, host: Rc<RefCell<dyn Host>>, cancel: &Arc<Atom
         Some(abort) => Err(abort_error(abort, limits)),
         None => result,
     };
-    RunOutcome { result, logs_dropped_bytes, memory_used_bytes }
+    RunOutcome {
+        result,
+        logs_dropped_bytes,
+        memory_used_bytes,
+    }
 }
 
 fn internal(message: String) -> RunOutcome {
@@ -196,29 +207,58 @@ fn abort_error(abort: Abort, limits: &isola_protocol::Limits) -> JsError {
         Abort::Limit(LimitKind::Deadline) => (
             ErrorKind::Limit,
             Some(LimitKind::Deadline),
-            format!("the deadline of {} ms was hit; the script was stopped", limits.deadline_ms),
+            format!(
+                "the deadline of {} ms was hit; the script was stopped",
+                limits.deadline_ms
+            ),
         ),
         Abort::Limit(LimitKind::ToolCalls) => (
             ErrorKind::Limit,
             Some(LimitKind::ToolCalls),
-            format!("the limit of {} tool calls was hit; the script was stopped", limits.max_tool_calls),
+            format!(
+                "the limit of {} tool calls was hit; the script was stopped",
+                limits.max_tool_calls
+            ),
         ),
-        Abort::Limit(other) => (ErrorKind::Limit, Some(other), format!("the {} limit was hit", other.as_str())),
-        Abort::Cancelled => (ErrorKind::Cancelled, None, "the execution was cancelled".to_string()),
-        Abort::Disconnected => {
-            (ErrorKind::Internal, None, "the host went away during the execution".to_string())
-        }
+        Abort::Limit(other) => (
+            ErrorKind::Limit,
+            Some(other),
+            format!("the {} limit was hit", other.as_str()),
+        ),
+        Abort::Cancelled => (
+            ErrorKind::Cancelled,
+            None,
+            "the execution was cancelled".to_string(),
+        ),
+        Abort::Disconnected => (
+            ErrorKind::Internal,
+            None,
+            "the host went away during the execution".to_string(),
+        ),
     };
     let name = match kind {
         ErrorKind::Limit => "LimitError",
         ErrorKind::Cancelled => "CancelledError",
         _ => "InternalError",
     };
-    JsError { kind, limit, name: name.into(), message, stack: None, tool: None }
+    JsError {
+        kind,
+        limit,
+        name: name.into(),
+        message,
+        stack: None,
+        tool: None,
+    }
 }
 
 /// Turn what the script threw into a [`JsError`], recognising QuickJS's own limit errors.
-fn classify(name: String, message: String, stack: String, tool: String, limits: &isola_protocol::Limits) -> JsError {
+fn classify(
+    name: String,
+    message: String,
+    stack: String,
+    tool: String,
+    limits: &isola_protocol::Limits,
+) -> JsError {
     let stack = (!stack.is_empty()).then_some(stack);
     let memory = name == "InternalError" && message == "out of memory";
     let overflow = (name == "RangeError" && message == "Maximum call stack size exceeded")
@@ -228,7 +268,10 @@ fn classify(name: String, message: String, stack: String, tool: String, limits: 
             kind: ErrorKind::Limit,
             limit: Some(LimitKind::Memory),
             name: "LimitError".into(),
-            message: format!("the memory limit of {} bytes was hit (out of memory)", limits.memory_bytes),
+            message: format!(
+                "the memory limit of {} bytes was hit (out of memory)",
+                limits.memory_bytes
+            ),
             stack,
             tool: None,
         };
@@ -238,14 +281,21 @@ fn classify(name: String, message: String, stack: String, tool: String, limits: 
             kind: ErrorKind::Limit,
             limit: Some(LimitKind::Stack),
             name: "LimitError".into(),
-            message: format!("the stack limit of {} bytes was hit (too much recursion)", limits.stack_bytes),
+            message: format!(
+                "the stack limit of {} bytes was hit (too much recursion)",
+                limits.stack_bytes
+            ),
             stack,
             tool: None,
         };
     }
     let is_tool = !tool.is_empty();
     JsError {
-        kind: if is_tool && (name == "ToolError" || name == "ValidationError") { ErrorKind::Tool } else { ErrorKind::Runtime },
+        kind: if is_tool && (name == "ToolError" || name == "ValidationError") {
+            ErrorKind::Tool
+        } else {
+            ErrorKind::Runtime
+        },
         limit: None,
         name,
         message,
@@ -289,7 +339,13 @@ fn drive<'js>(
     let limits = &request.limits;
     let api = match install(ctx, request, host, state, guard) {
         Ok(api) => api,
-        Err(e) => return Err(guard.abort.get().map(|a| abort_error(a, limits)).unwrap_or_else(|| js_err(e))),
+        Err(e) => {
+            return Err(guard
+                .abort
+                .get()
+                .map(|a| abort_error(a, limits))
+                .unwrap_or_else(|| js_err(e)));
+        }
     };
     let (start, settle, fire, report) = api;
 
@@ -317,7 +373,10 @@ fn drive<'js>(
 
     loop {
         // Microtasks first: they may settle the script.
-        while guard.abort.get().is_none() && state.borrow().finished.is_none() && ctx.execute_pending_job() {}
+        while guard.abort.get().is_none()
+            && state.borrow().finished.is_none()
+            && ctx.execute_pending_job()
+        {}
         if let Some(abort) = guard.abort.get() {
             return Err(abort_error(abort, limits));
         }
@@ -355,9 +414,10 @@ fn drive<'js>(
                 kind: ErrorKind::Runtime,
                 limit: None,
                 name: "Error".into(),
-                message: "the script is waiting for something that can never happen: its promise never \
+                message:
+                    "the script is waiting for something that can never happen: its promise never \
                           settled and no tool call or timer is pending"
-                    .into(),
+                        .into(),
                 stack: None,
                 tool: None,
             });
@@ -365,7 +425,9 @@ fn drive<'js>(
         let until = next_timer.map_or(guard.deadline, |t| t.min(guard.deadline));
         if pending == 0 {
             // Only timers: sleep, but stay responsive to cancellation.
-            let nap = until.saturating_duration_since(now).min(Duration::from_millis(50));
+            let nap = until
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(50));
             std::thread::sleep(nap);
             if guard.cancel.load(Ordering::Relaxed) {
                 guard.abort.set(Some(Abort::Cancelled));
@@ -378,7 +440,11 @@ fn drive<'js>(
                 state.borrow_mut().pending_calls -= 1;
                 let r = match result {
                     CallResult::Ok { value } => settle.call::<_, ()>((id, true, value)),
-                    CallResult::Err { name, message, tool } => settle.call::<_, ()>((id, false, vec![name, message, tool])),
+                    CallResult::Err {
+                        name,
+                        message,
+                        tool,
+                    } => settle.call::<_, ()>((id, false, vec![name, message, tool])),
                 };
                 if r.is_err() {
                     let _ = ctx.catch();
@@ -406,7 +472,11 @@ fn install<'js>(
     guard: &Rc<Guard>,
 ) -> rquickjs::Result<Api<'js>> {
     let limits = request.limits.clone();
-    let bindings: u32 = request.namespaces.iter().map(|n| n.functions.len() as u32).sum();
+    let bindings: u32 = request
+        .namespaces
+        .iter()
+        .map(|n| n.functions.len() as u32)
+        .sum();
     let natives = Object::new(ctx.clone())?;
 
     let max_calls = limits.max_tool_calls;
@@ -423,7 +493,10 @@ fn install<'js>(
                     if st.calls_made >= max_calls {
                         drop(st);
                         g.abort.set(Some(Abort::Limit(LimitKind::ToolCalls)));
-                        return Err(rquickjs::Exception::throw_internal(&ctx, "tool call limit reached"));
+                        return Err(rquickjs::Exception::throw_internal(
+                            &ctx,
+                            "tool call limit reached",
+                        ));
                     }
                     st.calls_made += 1;
                     st.next_call += 1;
@@ -437,7 +510,11 @@ fn install<'js>(
                     Some(CallResult::Ok { value }) => {
                         Ok(rquickjs::String::from_str(ctx, &value)?.into_value())
                     }
-                    Some(CallResult::Err { name, message, tool }) => {
+                    Some(CallResult::Err {
+                        name,
+                        message,
+                        tool,
+                    }) => {
                         let arr = Array::new(ctx.clone())?;
                         arr.set(0, name)?;
                         arr.set(1, message)?;
@@ -452,72 +529,101 @@ fn install<'js>(
     let max_log = limits.max_log_bytes;
     natives.set(
         "log",
-        Function::new(ctx.clone(), {let (state, host) = (state.clone(), host.clone()); move |level: String, text: String| {
-            let level = match level.as_str() {
-                "debug" => LogLevel::Debug,
-                "info" => LogLevel::Info,
-                "warn" => LogLevel::Warn,
-                "error" => LogLevel::Error,
-                _ => LogLevel::Log,
-            };
-            let mut st = state.borrow_mut();
-            let room = max_log.saturating_sub(st.log_bytes) as usize;
-            let len = text.len() as u64;
-            if room == 0 {
-                st.logs_dropped += len;
-                return;
+        Function::new(ctx.clone(), {
+            let (state, host) = (state.clone(), host.clone());
+            move |level: String, text: String| {
+                let level = match level.as_str() {
+                    "debug" => LogLevel::Debug,
+                    "info" => LogLevel::Info,
+                    "warn" => LogLevel::Warn,
+                    "error" => LogLevel::Error,
+                    _ => LogLevel::Log,
+                };
+                let mut st = state.borrow_mut();
+                let room = max_log.saturating_sub(st.log_bytes) as usize;
+                let len = text.len() as u64;
+                if room == 0 {
+                    st.logs_dropped += len;
+                    return;
+                }
+                let kept = cut(&text, room);
+                st.log_bytes += kept.len() as u64;
+                st.logs_dropped += len - kept.len() as u64;
+                let kept = if kept.len() == text.len() {
+                    text
+                } else {
+                    kept.to_string()
+                };
+                drop(st);
+                host.borrow_mut().log(level, kept);
             }
-            let kept = cut(&text, room);
-            st.log_bytes += kept.len() as u64;
-            st.logs_dropped += len - kept.len() as u64;
-            let kept = if kept.len() == text.len() { text } else { kept.to_string() };
-            drop(st);
-            host.borrow_mut().log(level, kept);
-        }})?,
+        })?,
     )?;
 
     natives.set(
         "timer",
-        Function::new(ctx.clone(), {let state = state.clone(); move |id: u32, ms: f64| {
-            let ms = if ms.is_finite() { ms.clamp(0.0, 1e12) } else { 0.0 };
-            let at = Instant::now() + Duration::from_micros((ms * 1000.0) as u64);
-            state.borrow_mut().timers.insert((at, id));
-        }})?,
+        Function::new(ctx.clone(), {
+            let state = state.clone();
+            move |id: u32, ms: f64| {
+                let ms = if ms.is_finite() {
+                    ms.clamp(0.0, 1e12)
+                } else {
+                    0.0
+                };
+                let at = Instant::now() + Duration::from_micros((ms * 1000.0) as u64);
+                state.borrow_mut().timers.insert((at, id));
+            }
+        })?,
     )?;
     natives.set(
         "clearTimer",
-        Function::new(ctx.clone(), {let state = state.clone(); move |id: u32| {
-            state.borrow_mut().timers.retain(|(_, t)| *t != id);
-        }})?,
+        Function::new(ctx.clone(), {
+            let state = state.clone();
+            move |id: u32| {
+                state.borrow_mut().timers.retain(|(_, t)| *t != id);
+            }
+        })?,
     )?;
 
     let max_result = limits.max_result_bytes;
     natives.set(
         "finish",
-        Function::new(ctx.clone(), {let state = state.clone(); move |json: Option<String>| {
-            let payload = json.map(|json| {
-                if json.len() as u64 <= max_result {
-                    Payload { json, dropped_bytes: 0 }
-                } else {
-                    let kept = cut(&json, max_result as usize).to_string();
-                    let dropped = (json.len() - kept.len()) as u64;
-                    Payload { json: kept, dropped_bytes: dropped }
+        Function::new(ctx.clone(), {
+            let state = state.clone();
+            move |json: Option<String>| {
+                let payload = json.map(|json| {
+                    if json.len() as u64 <= max_result {
+                        Payload {
+                            json,
+                            dropped_bytes: 0,
+                        }
+                    } else {
+                        let kept = cut(&json, max_result as usize).to_string();
+                        let dropped = (json.len() - kept.len()) as u64;
+                        Payload {
+                            json: kept,
+                            dropped_bytes: dropped,
+                        }
+                    }
+                });
+                let mut st = state.borrow_mut();
+                if st.finished.is_none() {
+                    st.finished = Some(Ok(payload));
                 }
-            });
-            let mut st = state.borrow_mut();
-            if st.finished.is_none() {
-                st.finished = Some(Ok(payload));
             }
-        }})?,
+        })?,
     )?;
     natives.set(
         "fail",
-        Function::new(ctx.clone(), {let (state, limits) = (state.clone(), limits.clone()); move |name: String, message: String, stack: String, tool: String| {
-            let mut st = state.borrow_mut();
-            if st.finished.is_none() {
-                st.finished = Some(Err(classify(name, message, stack, tool, &limits)));
+        Function::new(ctx.clone(), {
+            let (state, limits) = (state.clone(), limits.clone());
+            move |name: String, message: String, stack: String, tool: String| {
+                let mut st = state.borrow_mut();
+                if st.finished.is_none() {
+                    st.finished = Some(Err(classify(name, message, stack, tool, &limits)));
+                }
             }
-        }})?,
+        })?,
     )?;
 
     let namespaces = Array::new(ctx.clone())?;
@@ -530,5 +636,10 @@ fn install<'js>(
 
     let prelude: Function = prelude::load(ctx)?;
     let api: Object = prelude.call((natives, namespaces))?;
-    Ok((api.get("start")?, api.get("settle")?, api.get("fire")?, api.get("report")?))
+    Ok((
+        api.get("start")?,
+        api.get("settle")?,
+        api.get("fire")?,
+        api.get("report")?,
+    ))
 }

@@ -38,11 +38,19 @@ fn compile() -> Option<Vec<u8>> {
         let raw = ctx.as_raw().as_ptr();
         let source = CString::new(SOURCE).ok()?;
         let name = CString::new(PRELUDE_NAME).ok()?;
-        let flags = (qjs::JS_EVAL_TYPE_GLOBAL | qjs::JS_EVAL_FLAG_STRICT | qjs::JS_EVAL_FLAG_COMPILE_ONLY) as i32;
+        let flags = (qjs::JS_EVAL_TYPE_GLOBAL
+            | qjs::JS_EVAL_FLAG_STRICT
+            | qjs::JS_EVAL_FLAG_COMPILE_ONLY) as i32;
         // SAFETY: valid context, NUL-terminated source and name, the length excludes the NUL;
         // every value and buffer obtained is freed before returning.
         unsafe {
-            let func = qjs::JS_Eval(raw, source.as_ptr(), SOURCE.len() as _, name.as_ptr(), flags);
+            let func = qjs::JS_Eval(
+                raw,
+                source.as_ptr(),
+                SOURCE.len() as _,
+                name.as_ptr(),
+                flags,
+            );
             if qjs::JS_IsException(func) {
                 let _ = ctx.catch();
                 return None;
@@ -67,7 +75,12 @@ unsafe fn eval_bytecode<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> rquickjs::Result<F
     let raw = ctx.as_raw().as_ptr();
     // SAFETY: per the contract; JS_EvalFunction takes ownership of the function object.
     let value = unsafe {
-        let func = qjs::JS_ReadObject(raw, bytes.as_ptr(), bytes.len() as _, qjs::JS_READ_OBJ_BYTECODE as i32);
+        let func = qjs::JS_ReadObject(
+            raw,
+            bytes.as_ptr(),
+            bytes.len() as _,
+            qjs::JS_READ_OBJ_BYTECODE as i32,
+        );
         if qjs::JS_IsException(func) {
             return Err(rquickjs::Error::Exception);
         }

@@ -1,5 +1,7 @@
 //! The sandbox against scripts: results, console, bindings, isolation and every limit.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -7,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use isola_protocol::{CallResult, ErrorKind, ExecRequest, LimitKind, Limits, LogLevel, Namespace, RunOutcome};
+use isola_protocol::{
+    CallResult, ErrorKind, ExecRequest, LimitKind, Limits, LogLevel, Namespace, RunOutcome,
+};
 use isola_sandbox::{Host, Wake};
 use serde_json::{Value, json};
 
@@ -27,7 +31,9 @@ impl Host for TestHost {
         self.calls.push((binding, args.clone()));
         let v: Value = serde_json::from_str(&args).unwrap();
         match binding {
-            0 => Some(CallResult::Ok { value: (v["a"].as_f64().unwrap() + v["b"].as_f64().unwrap()).to_string() }),
+            0 => Some(CallResult::Ok {
+                value: (v["a"].as_f64().unwrap() + v["b"].as_f64().unwrap()).to_string(),
+            }),
             1 => {
                 self.queue.push_back((id, CallResult::Ok { value: args }));
                 self.max_pending = self.max_pending.max(self.queue.len());
@@ -36,7 +42,11 @@ impl Host for TestHost {
             _ => {
                 self.queue.push_back((
                     id,
-                    CallResult::Err { name: "ToolError".into(), message: "slow.fail failed: boom".into(), tool: "slow.fail".into() },
+                    CallResult::Err {
+                        name: "ToolError".into(),
+                        message: "slow.fail failed: boom".into(),
+                        tool: "slow.fail".into(),
+                    },
                 ));
                 None
             }
@@ -58,13 +68,23 @@ impl Host for TestHost {
 
 fn namespaces() -> Vec<Namespace> {
     vec![
-        Namespace { name: "math".into(), functions: vec!["add".into()] },
-        Namespace { name: "slow".into(), functions: vec!["echo".into(), "fail".into()] },
+        Namespace {
+            name: "math".into(),
+            functions: vec!["add".into()],
+        },
+        Namespace {
+            name: "slow".into(),
+            functions: vec!["echo".into(), "fail".into()],
+        },
     ]
 }
 
 fn run_with(body: &str, limits: Limits) -> (RunOutcome, Rc<RefCell<TestHost>>) {
-    let request = ExecRequest { code: format!("(async () => {{\n{body}\n}})()"), namespaces: namespaces(), limits };
+    let request = ExecRequest {
+        code: format!("(async () => {{\n{body}\n}})()"),
+        namespaces: namespaces(),
+        limits,
+    };
     let host = Rc::new(RefCell::new(TestHost::default()));
     let outcome = isola_sandbox::run(&request, host.clone(), &Arc::new(AtomicBool::new(false)));
     (outcome, host)
@@ -77,8 +97,12 @@ fn run(body: &str) -> (RunOutcome, Rc<RefCell<TestHost>>) {
 /// The script returns `expect` (as JSON).
 fn check(body: &str, expect: Value) {
     let (outcome, _) = run(body);
-    let payload = outcome.result.unwrap_or_else(|e| panic!("{body}: failed: {e:?}"));
-    let got: Value = payload.map(|p| serde_json::from_str(&p.json).unwrap()).unwrap_or(Value::Null);
+    let payload = outcome
+        .result
+        .unwrap_or_else(|e| panic!("{body}: failed: {e:?}"));
+    let got: Value = payload
+        .map(|p| serde_json::from_str(&p.json).unwrap())
+        .unwrap_or(Value::Null);
     assert_eq!(got, expect, "for {body}");
 }
 
@@ -88,17 +112,27 @@ fn check_err(body: &str, limits: Limits, kind: ErrorKind, limit: Option<LimitKin
     let err = outcome.result.expect_err(body);
     assert_eq!(err.kind, kind, "{body}: {err:?}");
     assert_eq!(err.limit, limit, "{body}: {err:?}");
-    assert!(err.message.contains(needle), "{body}: message {:?} lacks {needle:?}", err.message);
+    assert!(
+        err.message.contains(needle),
+        "{body}: message {:?} lacks {needle:?}",
+        err.message
+    );
 }
 
 #[test]
 fn results() {
     check("return 1 + 1", json!(2));
-    check("return { a: [1, 'x', null], b: true }", json!({"a": [1, "x", null], "b": true}));
+    check(
+        "return { a: [1, 'x', null], b: true }",
+        json!({"a": [1, "x", null], "b": true}),
+    );
     check("return undefined", Value::Null);
     check("return 10n ** 20n", json!("100000000000000000000"));
     check("return new Map([['k', 1]])", json!({"k": 1}));
-    check("const x = await Promise.resolve(41); return x + 1", json!(42));
+    check(
+        "const x = await Promise.resolve(41); return x + 1",
+        json!(42),
+    );
     check("return await math.add({ a: 2, b: 3 })", json!(5));
     check("return await slow.echo({ m: 'hi' })", json!({"m": "hi"}));
     check("return typeof math.add", json!("function"));
@@ -128,8 +162,9 @@ fn console_is_captured_with_levels_and_objects_as_json() {
 
 #[test]
 fn calls_are_issued_concurrently() {
-    let (outcome, host) =
-        run("const r = await Promise.all([...Array(10).keys()].map(i => slow.echo({ i }))); return r.map(x => x.i)");
+    let (outcome, host) = run(
+        "const r = await Promise.all([...Array(10).keys()].map(i => slow.echo({ i }))); return r.map(x => x.i)",
+    );
     let got: Value = serde_json::from_str(&outcome.result.unwrap().unwrap().json).unwrap();
     assert_eq!(got, json!([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]));
     // All ten were with the host before the first answer came back.
@@ -142,7 +177,13 @@ fn tool_errors_are_catchable_and_carry_the_tool() {
         "try { await slow.fail({}); } catch (e) { return [e.name, e.message, e.tool, e instanceof Error]; }",
         json!(["ToolError", "slow.fail failed: boom", "slow.fail", true]),
     );
-    check_err("await slow.fail({})", Limits::default(), ErrorKind::Tool, None, "boom");
+    check_err(
+        "await slow.fail({})",
+        Limits::default(),
+        ErrorKind::Tool,
+        None,
+        "boom",
+    );
 }
 
 #[test]
@@ -150,9 +191,16 @@ fn bad_arguments_are_rejected_before_the_host_sees_them() {
     let (outcome, host) = run("await math.add('nope')");
     let err = outcome.result.unwrap_err();
     assert_eq!(err.name, "TypeError");
-    assert!(err.message.contains("math.add takes one object argument"), "{}", err.message);
+    assert!(
+        err.message.contains("math.add takes one object argument"),
+        "{}",
+        err.message
+    );
     assert!(host.borrow().calls.is_empty());
-    check("try { const o = {}; o.o = o; await math.add(o) } catch (e) { return e.message }", json!("math.add: the argument is not JSON-serialisable: circular reference"));
+    check(
+        "try { const o = {}; o.o = o; await math.add(o) } catch (e) { return e.message }",
+        json!("math.add: the argument is not JSON-serialisable: circular reference"),
+    );
 }
 
 #[test]
@@ -163,7 +211,13 @@ fn runtime_errors_keep_name_message_and_stack() {
     assert_eq!(err.name, "TypeError");
     let stack = err.stack.unwrap();
     assert!(stack.contains("script.js:2:"), "{stack}");
-    check_err("throw 42", Limits::default(), ErrorKind::Runtime, None, "uncaught value: 42");
+    check_err(
+        "throw 42",
+        Limits::default(),
+        ErrorKind::Runtime,
+        None,
+        "uncaught value: 42",
+    );
 }
 
 #[test]
@@ -174,29 +228,72 @@ fn timers() {
          await new Promise(r => setTimeout(r, 40)); return order",
         json!(["a", "b"]),
     );
-    check_err("setTimeout('1+1', 1)", Limits::default(), ErrorKind::Runtime, None, "strings are not evaluated");
-    check_err("await new Promise(() => {})", Limits::default(), ErrorKind::Runtime, None, "never settled");
-    check_err("setTimeout(() => { throw new Error('in timer') }, 1); await new Promise(r => setTimeout(r, 50))",
-        Limits::default(), ErrorKind::Runtime, None, "in timer");
+    check_err(
+        "setTimeout('1+1', 1)",
+        Limits::default(),
+        ErrorKind::Runtime,
+        None,
+        "strings are not evaluated",
+    );
+    check_err(
+        "await new Promise(() => {})",
+        Limits::default(),
+        ErrorKind::Runtime,
+        None,
+        "never settled",
+    );
+    check_err(
+        "setTimeout(() => { throw new Error('in timer') }, 1); await new Promise(r => setTimeout(r, 50))",
+        Limits::default(),
+        ErrorKind::Runtime,
+        None,
+        "in timer",
+    );
 }
 
 #[test]
 fn nothing_of_the_host_is_reachable() {
-    for name in ["fetch", "require", "process", "std", "os", "Deno", "Bun", "performance", "print", "__isola", "scriptArgs", "WebAssembly", "XMLHttpRequest"] {
-        check(&format!("return typeof globalThis[{name:?}]"), json!("undefined"));
+    for name in [
+        "fetch",
+        "require",
+        "process",
+        "std",
+        "os",
+        "Deno",
+        "Bun",
+        "performance",
+        "print",
+        "__isola",
+        "scriptArgs",
+        "WebAssembly",
+        "XMLHttpRequest",
+    ] {
+        check(
+            &format!("return typeof globalThis[{name:?}]"),
+            json!("undefined"),
+        );
     }
     // No module loading, static or dynamic.
     let (outcome, _) = run("return await import('os')");
     assert!(outcome.result.is_err());
     // The natives are not reachable through the API objects either.
     check("return Object.getOwnPropertyNames(math)", json!(["add"]));
-    check("'use strict'; try { math.add = 1 } catch (e) { return e.name }", json!("TypeError"));
+    check(
+        "'use strict'; try { math.add = 1 } catch (e) { return e.name }",
+        json!("TypeError"),
+    );
 }
 
 #[test]
 fn every_run_gets_a_fresh_runtime() {
-    check("globalThis.leak = 1; Object.prototype.polluted = 2; return 1", json!(1));
-    check("return [typeof leak, ({}).polluted]", json!(["undefined", null]));
+    check(
+        "globalThis.leak = 1; Object.prototype.polluted = 2; return 1",
+        json!(1),
+    );
+    check(
+        "return [typeof leak, ({}).polluted]",
+        json!(["undefined", null]),
+    );
 }
 
 fn limits() -> Limits {
@@ -206,12 +303,24 @@ fn limits() -> Limits {
 #[test]
 fn limit_deadline_stops_a_busy_loop() {
     let t = Instant::now();
-    check_err("while (true) {}", Limits { deadline_ms: 200, ..limits() }, ErrorKind::Limit, Some(LimitKind::Deadline), "deadline of 200 ms");
+    check_err(
+        "while (true) {}",
+        Limits {
+            deadline_ms: 200,
+            ..limits()
+        },
+        ErrorKind::Limit,
+        Some(LimitKind::Deadline),
+        "deadline of 200 ms",
+    );
     assert!(t.elapsed() < Duration::from_secs(2));
     // try/catch cannot swallow it.
     check_err(
         "for (;;) { try { while (true) {} } catch (e) {} }",
-        Limits { deadline_ms: 200, ..limits() },
+        Limits {
+            deadline_ms: 200,
+            ..limits()
+        },
         ErrorKind::Limit,
         Some(LimitKind::Deadline),
         "deadline",
@@ -220,14 +329,26 @@ fn limit_deadline_stops_a_busy_loop() {
 
 #[test]
 fn limit_deadline_while_waiting_for_a_timer() {
-    check_err("await new Promise(r => setTimeout(r, 60000))", Limits { deadline_ms: 100, ..limits() }, ErrorKind::Limit, Some(LimitKind::Deadline), "deadline");
+    check_err(
+        "await new Promise(r => setTimeout(r, 60000))",
+        Limits {
+            deadline_ms: 100,
+            ..limits()
+        },
+        ErrorKind::Limit,
+        Some(LimitKind::Deadline),
+        "deadline",
+    );
 }
 
 #[test]
 fn limit_memory() {
     check_err(
         "const a = []; while (true) a.push('x'.repeat(1 << 16) + a.length);",
-        Limits { memory_bytes: 16 << 20, ..limits() },
+        Limits {
+            memory_bytes: 16 << 20,
+            ..limits()
+        },
         ErrorKind::Limit,
         Some(LimitKind::Memory),
         "memory limit",
@@ -236,7 +357,16 @@ fn limit_memory() {
 
 #[test]
 fn limit_stack() {
-    check_err("function f(n) { return f(n + 1) + 1 } f(0)", Limits { stack_bytes: 256 << 10, ..limits() }, ErrorKind::Limit, Some(LimitKind::Stack), "stack limit");
+    check_err(
+        "function f(n) { return f(n + 1) + 1 } f(0)",
+        Limits {
+            stack_bytes: 256 << 10,
+            ..limits()
+        },
+        ErrorKind::Limit,
+        Some(LimitKind::Stack),
+        "stack limit",
+    );
 }
 
 #[test]
@@ -244,7 +374,10 @@ fn limit_tool_calls() {
     // Even a script that catches every error is stopped.
     let (outcome, host) = run_with(
         "for (let i = 0; i < 100; i++) { try { await math.add({ a: i, b: 0 }) } catch (e) {} } return 'done'",
-        Limits { max_tool_calls: 5, ..limits() },
+        Limits {
+            max_tool_calls: 5,
+            ..limits()
+        },
     );
     let err = outcome.result.unwrap_err();
     assert_eq!(err.limit, Some(LimitKind::ToolCalls), "{err:?}");
@@ -254,7 +387,13 @@ fn limit_tool_calls() {
 
 #[test]
 fn limit_log_bytes() {
-    let (outcome, host) = run_with("for (let i = 0; i < 100; i++) console.log('0123456789'); return 1", Limits { max_log_bytes: 25, ..limits() });
+    let (outcome, host) = run_with(
+        "for (let i = 0; i < 100; i++) console.log('0123456789'); return 1",
+        Limits {
+            max_log_bytes: 25,
+            ..limits()
+        },
+    );
     assert!(outcome.result.is_ok());
     let logs = &host.borrow().logs;
     let kept: usize = logs.iter().map(|(_, t)| t.len()).sum();
@@ -264,7 +403,13 @@ fn limit_log_bytes() {
 
 #[test]
 fn limit_result_bytes() {
-    let (outcome, _) = run_with("return 'x'.repeat(1000)", Limits { max_result_bytes: 100, ..limits() });
+    let (outcome, _) = run_with(
+        "return 'x'.repeat(1000)",
+        Limits {
+            max_result_bytes: 100,
+            ..limits()
+        },
+    );
     let p = outcome.result.unwrap().unwrap();
     assert_eq!(p.json.len(), 100);
     assert_eq!(p.dropped_bytes, 1002 - 100);
@@ -272,7 +417,11 @@ fn limit_result_bytes() {
 
 #[test]
 fn cancellation_stops_the_run() {
-    let request = ExecRequest { code: "(async () => { while (true) {} })()".into(), namespaces: vec![], limits: limits() };
+    let request = ExecRequest {
+        code: "(async () => { while (true) {} })()".into(),
+        namespaces: vec![],
+        limits: limits(),
+    };
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
     std::thread::spawn(move || {
@@ -280,7 +429,11 @@ fn cancellation_stops_the_run() {
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
     });
     let t = Instant::now();
-    let outcome = isola_sandbox::run(&request, Rc::new(RefCell::new(TestHost::default())), &cancel);
+    let outcome = isola_sandbox::run(
+        &request,
+        Rc::new(RefCell::new(TestHost::default())),
+        &cancel,
+    );
     assert_eq!(outcome.result.unwrap_err().kind, ErrorKind::Cancelled);
     assert!(t.elapsed() < Duration::from_secs(2));
 }
@@ -288,5 +441,9 @@ fn cancellation_stops_the_run() {
 #[test]
 fn memory_is_reported() {
     let (outcome, _) = run("return 1");
-    assert!(outcome.memory_used_bytes > 10_000, "{}", outcome.memory_used_bytes);
+    assert!(
+        outcome.memory_used_bytes > 10_000,
+        "{}",
+        outcome.memory_used_bytes
+    );
 }

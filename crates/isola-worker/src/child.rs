@@ -23,7 +23,11 @@ use isola_sandbox::{Host, Wake};
 pub fn worker_main() -> i32 {
     harden();
     if std::env::args().any(|a| a == "--self-check") {
-        return if crate::seccomp::forbidden_calls_fail() { 0 } else { 1 };
+        return if crate::seccomp::forbidden_calls_fail() {
+            0
+        } else {
+            1
+        };
     }
     let chan = Rc::new(RefCell::new(Channel {
         input: BufReader::with_capacity(64 * 1024, io::stdin().lock()),
@@ -37,7 +41,7 @@ pub fn worker_main() -> i32 {
         let request = match chan.borrow_mut().recv() {
             Ok(Some(HostMsg::Exec(request))) => request,
             Ok(Some(HostMsg::CallDone { .. })) => continue, // a late answer for a finished run
-            Ok(None) => return 0,                             // the host closed the channel
+            Ok(None) => return 0,                           // the host closed the channel
             Err(_) => return 2,
         };
         set_address_space_limit(request.limits.memory_bytes);
@@ -70,11 +74,15 @@ impl<R: Read + AsRawFd, W: Write> Channel<R, W> {
         }
         let len = u32::from_le_bytes(len);
         if len > MAX_FRAME_BYTES {
-            return Err(io::Error::other(format!("frame of {len} bytes is over the limit")));
+            return Err(io::Error::other(format!(
+                "frame of {len} bytes is over the limit"
+            )));
         }
         let mut body = vec![0u8; len as usize];
         self.input.read_exact(&mut body)?;
-        serde_json::from_slice(&body).map(Some).map_err(io::Error::other)
+        serde_json::from_slice(&body)
+            .map(Some)
+            .map_err(io::Error::other)
     }
 
     /// Wait up to `timeout` for input to be readable.
@@ -82,7 +90,11 @@ impl<R: Read + AsRawFd, W: Write> Channel<R, W> {
         if !self.input.buffer().is_empty() {
             return true;
         }
-        let mut fd = libc::pollfd { fd: self.input.get_ref().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let mut fd = libc::pollfd {
+            fd: self.input.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         // SAFETY: one valid pollfd, count 1.
         let n = unsafe { libc::poll(&mut fd, 1, ms) };
@@ -142,7 +154,10 @@ fn set_address_space_limit(memory_bytes: u64) {
 /// Set a limit's soft value (and, when `hard`, its hard value too, which cannot be raised again).
 /// The address-space limit stays soft so the next request can set its own.
 unsafe fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64, hard: bool) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: valid pointers to locals.
     unsafe {
         if libc::getrlimit(resource, &mut lim) != 0 {

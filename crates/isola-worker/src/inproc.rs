@@ -33,16 +33,27 @@ impl InProcess {
             .stack_size(THREAD_STACK)
             .spawn(move || {
                 let events = event_tx.clone();
-                let host = Rc::new(RefCell::new(ChannelHost { events: event_tx, answers: answer_rx, cancel: flag.clone() }));
+                let host = Rc::new(RefCell::new(ChannelHost {
+                    events: event_tx,
+                    answers: answer_rx,
+                    cancel: flag.clone(),
+                }));
                 let outcome = isola_sandbox::run(&request, host, &flag);
                 let _ = events.send(SandboxMsg::Done(outcome));
             })
             .map_err(BackendError::Thread)?;
-        Ok(Self { events, answers, cancel })
+        Ok(Self {
+            events,
+            answers,
+            cancel,
+        })
     }
 
     pub async fn next(&mut self) -> Result<SandboxMsg, BackendError> {
-        self.events.recv().await.ok_or_else(|| BackendError::Channel("the sandbox thread ended".into()))
+        self.events
+            .recv()
+            .await
+            .ok_or_else(|| BackendError::Channel("the sandbox thread ended".into()))
     }
 
     pub fn settle(&mut self, id: u32, result: CallResult) -> Result<(), BackendError> {
@@ -78,7 +89,11 @@ impl Host for ChannelHost {
         match self.answers.recv_timeout(slice) {
             Ok((id, result)) => Wake::Settled { id, result },
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if self.cancel.load(Ordering::Relaxed) { Wake::Cancelled } else { Wake::TimedOut }
+                if self.cancel.load(Ordering::Relaxed) {
+                    Wake::Cancelled
+                } else {
+                    Wake::TimedOut
+                }
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => Wake::Disconnected,
         }

@@ -38,7 +38,10 @@ pub use pool::{WorkerCommand, WorkerPool};
 pub enum BackendError {
     /// The worker program could not be started.
     #[error("cannot start a sandbox worker ({program}): {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     /// The worker did not come up with its ready message.
     #[error("the sandbox worker ({program}) did not start properly: {reason}")]
     Handshake { program: String, reason: String },
@@ -67,7 +70,10 @@ impl Backend {
             Backend::Workers(pool) => {
                 let mut worker = pool.checkout().await?;
                 worker.send(&isola_protocol::HostMsg::Exec(request)).await?;
-                Ok(Session::Worker { worker: Some(worker), pool: pool.clone() })
+                Ok(Session::Worker {
+                    worker: Some(Box::new(worker)),
+                    pool: pool.clone(),
+                })
             }
         }
     }
@@ -81,7 +87,10 @@ impl Backend {
 /// One execution in progress.
 pub enum Session {
     InProcess(inproc::InProcess),
-    Worker { worker: Option<pool::Worker>, pool: WorkerPool },
+    Worker {
+        worker: Option<Box<pool::Worker>>,
+        pool: WorkerPool,
+    },
 }
 
 impl Session {
@@ -91,7 +100,9 @@ impl Session {
             Session::InProcess(s) => s.next().await,
             Session::Worker { worker, .. } => match worker {
                 Some(w) => w.recv().await,
-                None => Err(BackendError::Channel("the worker was already released".into())),
+                None => Err(BackendError::Channel(
+                    "the worker was already released".into(),
+                )),
             },
         }
     }
@@ -99,7 +110,9 @@ impl Session {
     /// The worker's process id (for diagnostics and tests); `None` in-process.
     pub fn pid(&self) -> Option<u32> {
         match self {
-            Session::Worker { worker: Some(w), .. } => w.pid(),
+            Session::Worker {
+                worker: Some(w), ..
+            } => w.pid(),
             _ => None,
         }
     }
@@ -109,7 +122,10 @@ impl Session {
         match self {
             Session::InProcess(s) => s.settle(id, result),
             Session::Worker { worker, .. } => match worker {
-                Some(w) => w.send(&isola_protocol::HostMsg::CallDone { id, result }).await,
+                Some(w) => {
+                    w.send(&isola_protocol::HostMsg::CallDone { id, result })
+                        .await
+                }
                 None => Ok(()),
             },
         }
@@ -121,7 +137,7 @@ impl Session {
             Session::InProcess(s) => s.abort(),
             Session::Worker { worker, pool } => {
                 if let Some(w) = worker.take() {
-                    pool.discard(w);
+                    pool.discard(*w);
                 }
             }
         }
@@ -132,7 +148,7 @@ impl Session {
         if let Session::Worker { worker, pool } = &mut self
             && let Some(w) = worker.take()
         {
-            pool.checkin(w);
+            pool.checkin(*w);
         }
     }
 }
@@ -145,7 +161,7 @@ impl Drop for Session {
             Session::InProcess(s) => s.abort(),
             Session::Worker { worker, pool } => {
                 if let Some(w) = worker.take() {
-                    pool.discard(w);
+                    pool.discard(*w);
                 }
             }
         }

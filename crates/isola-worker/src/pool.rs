@@ -23,7 +23,10 @@ impl WorkerCommand {
     /// This executable, with `subcommand` as its only argument (`isola __worker`).
     pub fn current_exe(subcommand: &str) -> Result<Self, BackendError> {
         let program = std::env::current_exe().map_err(BackendError::CurrentExe)?;
-        Ok(Self { program, args: vec![subcommand.into()] })
+        Ok(Self {
+            program,
+            args: vec![subcommand.into()],
+        })
     }
 
     fn describe(&self) -> String {
@@ -55,7 +58,14 @@ impl WorkerPool {
     /// A pool that keeps `warm` workers ready. Workers start in the background, so this must be
     /// called within a tokio runtime.
     pub fn new(command: WorkerCommand, warm: usize) -> Self {
-        let pool = Self { inner: Arc::new(Inner { command, warm, idle: Mutex::new(Vec::new()), starting: AtomicUsize::new(0) }) };
+        let pool = Self {
+            inner: Arc::new(Inner {
+                command,
+                warm,
+                idle: Mutex::new(Vec::new()),
+                starting: AtomicUsize::new(0),
+            }),
+        };
         pool.refill();
         pool
     }
@@ -119,7 +129,9 @@ impl WorkerPool {
         if missing == 0 {
             return;
         }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         for _ in 0..missing {
             let pool = self.clone();
             pool.inner.starting.fetch_add(1, Ordering::Relaxed);
@@ -157,32 +169,55 @@ impl Worker {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
-        let mut child =
-            cmd.spawn().map_err(|source| BackendError::Spawn { program: describe.clone(), source })?;
+        let mut child = cmd.spawn().map_err(|source| BackendError::Spawn {
+            program: describe.clone(),
+            source,
+        })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(BackendError::Handshake { program: describe, reason: "no pipes".into() });
+            return Err(BackendError::Handshake {
+                program: describe,
+                reason: "no pipes".into(),
+            });
         };
         let (tx, frames) = tokio::sync::mpsc::channel(256);
         tokio::spawn(read_frames(BufReader::with_capacity(64 * 1024, stdout), tx));
-        let mut worker = Worker { child, stdin, frames };
+        let mut worker = Worker {
+            child,
+            stdin,
+            frames,
+        };
         match worker.recv().await {
             Ok(SandboxMsg::Ready) => Ok(worker),
-            Ok(other) => Err(BackendError::Handshake { program: describe, reason: format!("unexpected {other:?}") }),
-            Err(e) => Err(BackendError::Handshake { program: describe, reason: e.to_string() }),
+            Ok(other) => Err(BackendError::Handshake {
+                program: describe,
+                reason: format!("unexpected {other:?}"),
+            }),
+            Err(e) => Err(BackendError::Handshake {
+                program: describe,
+                reason: e.to_string(),
+            }),
         }
     }
 
     pub async fn send(&mut self, msg: &HostMsg) -> Result<(), BackendError> {
         let frame = encode_frame(msg).map_err(|e| BackendError::Channel(e.to_string()))?;
-        self.stdin.write_all(&frame).await.map_err(|e| BackendError::Channel(e.to_string()))?;
-        self.stdin.flush().await.map_err(|e| BackendError::Channel(e.to_string()))
+        self.stdin
+            .write_all(&frame)
+            .await
+            .map_err(|e| BackendError::Channel(e.to_string()))?;
+        self.stdin
+            .flush()
+            .await
+            .map_err(|e| BackendError::Channel(e.to_string()))
     }
 
     /// The next message from the worker. Cancel-safe.
     pub async fn recv(&mut self) -> Result<SandboxMsg, BackendError> {
         match self.frames.recv().await {
             Some(msg) => msg,
-            None => Err(BackendError::Channel("the worker exited or closed its channel".into())),
+            None => Err(BackendError::Channel(
+                "the worker exited or closed its channel".into(),
+            )),
         }
     }
 
@@ -217,12 +252,17 @@ async fn read_frames(
 }
 
 async fn read_frame(stdout: &mut BufReader<ChildStdout>) -> Result<SandboxMsg, BackendError> {
-    let lost = |e: std::io::Error| BackendError::Channel(format!("the worker exited or closed its channel ({e})"));
+    let lost = |e: std::io::Error| {
+        BackendError::Channel(format!("the worker exited or closed its channel ({e})"))
+    };
     let len = stdout.read_u32_le().await.map_err(lost)?;
     if len > MAX_FRAME_BYTES {
-        return Err(BackendError::Channel(format!("the worker sent a frame of {len} bytes")));
+        return Err(BackendError::Channel(format!(
+            "the worker sent a frame of {len} bytes"
+        )));
     }
     let mut body = vec![0u8; len as usize];
     stdout.read_exact(&mut body).await.map_err(lost)?;
-    serde_json::from_slice(&body).map_err(|e| BackendError::Channel(format!("bad frame from the worker: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| BackendError::Channel(format!("bad frame from the worker: {e}")))
 }

@@ -6,14 +6,16 @@
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
 };
 
 /// Install the filter on the calling thread (workers are single-threaded). Returns an error text
 /// when the kernel or architecture does not allow it; the caller decides what to do.
 pub fn install() -> Result<(), String> {
     let program = filter()?;
-    seccompiler::apply_filter(&program).map_err(|e| format!("cannot install the seccomp filter: {e}"))
+    seccompiler::apply_filter(&program)
+        .map_err(|e| format!("cannot install the seccomp filter: {e}"))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -50,15 +52,24 @@ fn filter() -> Result<BpfProgram, String> {
         libc::SYS_exit,
         libc::SYS_exit_group,
     ];
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = allow_always.iter().map(|s| (*s, Vec::new())).collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        allow_always.iter().map(|s| (*s, Vec::new())).collect();
     // Only this process's own limits (the per-request address-space cap).
-    let own_process = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, 0).map_err(err)?;
-    rules.insert(libc::SYS_prlimit64, vec![SeccompRule::new(vec![own_process]).map_err(err)?]);
+    let own_process =
+        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, 0).map_err(err)?;
+    rules.insert(
+        libc::SYS_prlimit64,
+        vec![SeccompRule::new(vec![own_process]).map_err(err)?],
+    );
     // abort() signals itself; no signals to anyone else.
     // SAFETY: getpid has no preconditions.
     let pid = unsafe { libc::getpid() } as u64;
-    let self_only = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, pid).map_err(err)?;
-    rules.insert(libc::SYS_tgkill, vec![SeccompRule::new(vec![self_only]).map_err(err)?]);
+    let self_only =
+        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, pid).map_err(err)?;
+    rules.insert(
+        libc::SYS_tgkill,
+        vec![SeccompRule::new(vec![self_only]).map_err(err)?],
+    );
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),
@@ -66,7 +77,9 @@ fn filter() -> Result<BpfProgram, String> {
         seccompiler::TargetArch::x86_64,
     )
     .map_err(err)?;
-    filter.try_into().map_err(|e: seccompiler::BackendError| format!("cannot compile the seccomp filter: {e}"))
+    filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| format!("cannot compile the seccomp filter: {e}"))
 }
 
 #[cfg(not(target_arch = "x86_64"))]

@@ -1,26 +1,37 @@
 //! Worker processes: the channel, isolation of the process, and killing at the deadline.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
-use isola_protocol::{CallResult, ErrorKind, ExecRequest, LimitKind, Limits, Namespace, RunOutcome, SandboxMsg};
+use isola_protocol::{
+    CallResult, ErrorKind, ExecRequest, LimitKind, Limits, Namespace, RunOutcome, SandboxMsg,
+};
 use isola_worker::{Backend, Session, WorkerCommand, WorkerPool};
 
 fn pool(warm: usize) -> WorkerPool {
-    let command = WorkerCommand { program: env!("CARGO_BIN_EXE_isola-worker").into(), args: vec![] };
+    let command = WorkerCommand {
+        program: env!("CARGO_BIN_EXE_isola-worker").into(),
+        args: vec![],
+    };
     WorkerPool::new(command, warm)
 }
 
 fn request(body: &str, limits: Limits) -> ExecRequest {
     ExecRequest {
         code: format!("(async () => {{\n{body}\n}})()"),
-        namespaces: vec![Namespace { name: "t".into(), functions: vec!["echo".into()] }],
+        namespaces: vec![Namespace {
+            name: "t".into(),
+            functions: vec!["echo".into()],
+        }],
         limits,
     }
 }
 
 /// Drive one run: echo every call back, stop it the way the engine does at deadline + grace.
 async fn drive(backend: &Backend, body: &str, limits: Limits) -> Result<RunOutcome, &'static str> {
-    let hard = tokio::time::Instant::now() + Duration::from_millis(limits.deadline_ms) + backend.grace();
+    let hard =
+        tokio::time::Instant::now() + Duration::from_millis(limits.deadline_ms) + backend.grace();
     let mut session: Session = backend.start(request(body, limits)).await.unwrap();
     loop {
         let msg = tokio::time::timeout_at(hard, session.next()).await;
@@ -29,7 +40,10 @@ async fn drive(backend: &Backend, body: &str, limits: Limits) -> Result<RunOutco
                 session.abort();
                 return Err("killed at the deadline");
             }
-            Ok(Ok(SandboxMsg::Call { id, args, .. })) => session.settle(id, CallResult::Ok { value: args }).await.unwrap(),
+            Ok(Ok(SandboxMsg::Call { id, args, .. })) => session
+                .settle(id, CallResult::Ok { value: args })
+                .await
+                .unwrap(),
             Ok(Ok(SandboxMsg::Done(outcome))) => {
                 session.finish();
                 return Ok(outcome);
@@ -47,16 +61,33 @@ fn value(outcome: &RunOutcome) -> serde_json::Value {
 #[tokio::test]
 async fn runs_scripts_and_tool_calls_over_the_channel() {
     let backend = Backend::Workers(pool(1));
-    let out = drive(&backend, "return 6 * 7", Limits::default()).await.unwrap();
+    let out = drive(&backend, "return 6 * 7", Limits::default())
+        .await
+        .unwrap();
     assert_eq!(value(&out), serde_json::json!(42));
-    let out = drive(&backend, "const r = await Promise.all([1, 2, 3].map(i => t.echo({ i }))); return r", Limits::default()).await.unwrap();
-    assert_eq!(value(&out), serde_json::json!([{"i": 1}, {"i": 2}, {"i": 3}]));
+    let out = drive(
+        &backend,
+        "const r = await Promise.all([1, 2, 3].map(i => t.echo({ i }))); return r",
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        value(&out),
+        serde_json::json!([{"i": 1}, {"i": 2}, {"i": 3}])
+    );
 }
 
 #[tokio::test]
 async fn in_process_backend_behaves_the_same() {
     let backend = Backend::InProcess;
-    let out = drive(&backend, "return (await t.echo({ a: 1 })).a + 1", Limits::default()).await.unwrap();
+    let out = drive(
+        &backend,
+        "return (await t.echo({ a: 1 })).a + 1",
+        Limits::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(value(&out), serde_json::json!(2));
 }
 
@@ -68,15 +99,29 @@ async fn native_operations_are_stopped_at_the_deadline_by_killing_the_worker() {
     let backend = Backend::Workers(pool(1));
     for body in ["Array(2**32-1).join()", "[].concat(Array(2**32-1))"] {
         let t = Instant::now();
-        let out = drive(&backend, body, Limits { deadline_ms: 1000, ..Limits::default() }).await;
+        let out = drive(
+            &backend,
+            body,
+            Limits {
+                deadline_ms: 1000,
+                ..Limits::default()
+            },
+        )
+        .await;
         let took = t.elapsed();
         match out {
             Err(_) => {}
             // The sandbox may also catch it itself, between two native steps.
-            Ok(o) => assert_eq!(o.result.unwrap_err().limit, Some(LimitKind::Deadline), "{body}"),
+            Ok(o) => assert_eq!(
+                o.result.unwrap_err().limit,
+                Some(LimitKind::Deadline),
+                "{body}"
+            ),
         }
         assert!(took < Duration::from_millis(1500), "{body} took {took:?}");
-        let next = drive(&backend, "return 'alive'", Limits::default()).await.unwrap();
+        let next = drive(&backend, "return 'alive'", Limits::default())
+            .await
+            .unwrap();
         assert_eq!(value(&next), serde_json::json!("alive"));
     }
 }
@@ -84,9 +129,21 @@ async fn native_operations_are_stopped_at_the_deadline_by_killing_the_worker() {
 #[tokio::test]
 async fn a_busy_loop_ends_with_the_sandbox_s_own_deadline_error() {
     let backend = Backend::Workers(pool(1));
-    let out = drive(&backend, "while (true) {}", Limits { deadline_ms: 300, ..Limits::default() }).await.unwrap();
+    let out = drive(
+        &backend,
+        "while (true) {}",
+        Limits {
+            deadline_ms: 300,
+            ..Limits::default()
+        },
+    )
+    .await
+    .unwrap();
     let err = out.result.unwrap_err();
-    assert_eq!((err.kind, err.limit), (ErrorKind::Limit, Some(LimitKind::Deadline)));
+    assert_eq!(
+        (err.kind, err.limit),
+        (ErrorKind::Limit, Some(LimitKind::Deadline))
+    );
 }
 
 /// Workers hold nothing but the script: an empty environment, no descriptors but the channel,
@@ -96,10 +153,20 @@ async fn workers_have_an_empty_environment_and_only_their_channel() {
     // SAFETY: set before any worker starts; tests in this binary do not read it concurrently.
     unsafe { std::env::set_var("ISOLA_TEST_SECRET", "hunter2") };
     let backend = Backend::Workers(pool(0));
-    let mut session = backend.start(request("await new Promise(r => setTimeout(r, 500)); return 1", Limits::default())).await.unwrap();
+    let mut session = backend
+        .start(request(
+            "await new Promise(r => setTimeout(r, 500)); return 1",
+            Limits::default(),
+        ))
+        .await
+        .unwrap();
     let pid = session.pid().unwrap();
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
-    assert!(environ.is_empty(), "worker environment: {:?}", String::from_utf8_lossy(&environ));
+    assert!(
+        environ.is_empty(),
+        "worker environment: {:?}",
+        String::from_utf8_lossy(&environ)
+    );
     let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -107,9 +174,17 @@ async fn workers_have_an_empty_environment_and_only_their_channel() {
     fds.sort();
     assert_eq!(fds, ["0", "1", "2"]);
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    assert!(status.lines().any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')), "{status}");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')),
+        "{status}"
+    );
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let nofile = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
     assert!(nofile.split_whitespace().nth(3) == Some("3"), "{nofile}");
     loop {
         if let SandboxMsg::Done(_) = session.next().await.unwrap() {
@@ -125,7 +200,9 @@ async fn the_pool_keeps_workers_warm() {
     pool.warm_up().await.unwrap();
     assert_eq!(pool.idle_count(), 2);
     let backend = Backend::Workers(pool.clone());
-    drive(&backend, "return 1", Limits::default()).await.unwrap();
+    drive(&backend, "return 1", Limits::default())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(pool.idle_count(), 2);
 }
@@ -139,5 +216,8 @@ fn the_worker_cannot_open_files_sockets_or_processes() {
         .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
-    assert!(status.success(), "a forbidden system call succeeded in a hardened worker: {status}");
+    assert!(
+        status.success(),
+        "a forbidden system call succeeded in a hardened worker: {status}"
+    );
 }
