@@ -11,6 +11,7 @@ use crate::commands::{connect, load_config, print, worker_backend};
 
 pub async fn run(config: Option<&Path>, args: BenchArgs) -> Result<ExitCode> {
     match args.which {
+        BenchCommand::Agent(args) => return crate::agent::bench(args).await,
         BenchCommand::Exec { iterations, deno } => {
             let worker = WorkerCommand::current_exe("__worker")?;
             let report = isola_bench::exec_latency(Some(worker), iterations, deno.as_deref()).await;

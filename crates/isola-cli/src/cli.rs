@@ -42,6 +42,14 @@ pub enum Command {
     Exec(ExecArgs),
     /// Benchmarks (see BENCHMARKS.md).
     Bench(BenchArgs),
+    /// Run Isola's agent on a task: the model gets your MCP tools (Code Mode by default), its
+    /// scripts run in the sandbox, errors go back to it to fix; the answer streams to stdout.
+    Run(crate::agent::RunArgs),
+    /// An interactive agent session with history (same options as `run`).
+    Chat(crate::agent::ChatArgs),
+    /// Serve Code Mode to an MCP host (Claude Desktop, Claude Code, Cursor, ...) over stdio, or
+    /// Streamable HTTP with --http.
+    Mcp(crate::mcp::McpArgs),
 }
 
 #[derive(Args, Debug)]
@@ -122,6 +130,9 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
+    /// The agent in code mode vs classic tool calling on scripted multi-step tasks: LLM round
+    /// trips, tokens in and out, wall time.
+    Agent(crate::agent::BenchAgentArgs),
     /// Trivial-script latency (in-process and warm worker), binding round trip, sandbox memory,
     /// and the same script through `deno run` as the peer.
     Exec {

@@ -19,6 +19,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Types { servers, compact, tokens } => types(cli.config.as_deref(), &servers, compact, tokens).await,
         Command::Exec(args) => exec(cli.config.as_deref(), args).await,
         Command::Bench(args) => crate::bench::run(cli.config.as_deref(), args).await,
+        Command::Run(args) => crate::agent::run(cli.config.as_deref(), args).await,
+        Command::Chat(args) => crate::agent::chat(cli.config.as_deref(), args).await,
+        Command::Mcp(args) => crate::mcp::run(cli.config.as_deref(), args).await,
     }
 }
 

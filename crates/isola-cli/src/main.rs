@@ -1,8 +1,10 @@
 //! `isola`: parse arguments, load the config, call library code, map errors to exit codes.
 
+mod agent;
 mod bench;
 mod cli;
 mod commands;
+mod mcp;
 mod render;
 
 use std::ffi::OsStr;

@@ -64,7 +64,7 @@ const SERVER_KEYS: &[&str] = &[
 ];
 const STDIO_ONLY_KEYS: &[&str] = &["command", "args", "env", "cwd"];
 const HTTP_ONLY_KEYS: &[&str] = &["url", "headers"];
-const SETTINGS_KEYS: &[&str] = &["limits", "workers", "callTimeoutMs", "startupTimeoutMs"];
+const SETTINGS_KEYS: &[&str] = &["limits", "workers", "callTimeoutMs", "startupTimeoutMs", "agent"];
 /// Headers the Streamable HTTP transport sets itself; a config may not override them.
 const RESERVED_HEADERS: &[&str] = &["accept", "mcp-session-id", "last-event-id"];
 
@@ -191,6 +191,10 @@ pub struct IsolaSettings {
     /// Timeout for starting one server (spawn or connect, `initialize`, `tools/list`), in
     /// milliseconds.
     pub startup_timeout_ms: u64,
+    /// The agent's settings (`isola run`, `isola chat`), as written: `isola-agent` parses and
+    /// checks them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<Value>,
 }
 
 impl Default for IsolaSettings {
@@ -200,6 +204,7 @@ impl Default for IsolaSettings {
             workers: None,
             call_timeout_ms: 60_000,
             startup_timeout_ms: 30_000,
+            agent: None,
         }
     }
 }
@@ -768,6 +773,10 @@ impl Walker<'_> {
         }
         if let Some(ms) = object.get("startupTimeoutMs") {
             settings.startup_timeout_ms = self.positive(ms, "isola.startupTimeoutMs")?;
+        }
+        if let Some(agent) = object.get("agent") {
+            self.object(agent, "isola.agent", "an object")?;
+            settings.agent = Some(agent.clone());
         }
         Ok(settings)
     }

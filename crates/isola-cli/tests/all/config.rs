@@ -5,7 +5,6 @@ use crate::support::{Project, isola_in, server_bin};
 #[test]
 fn no_config_file() {
     let dir = tempfile::tempdir().unwrap();
-    dir.path().join("x.ts");
     std::fs::write(dir.path().join("x.ts"), "return 1").unwrap();
     let run = isola_in(dir.path(), &["exec", "x.ts"]);
     assert_eq!(run.code(), 2);

@@ -1,7 +1,12 @@
 //! End-to-end tests of the `isola` binary against real MCP servers (from
 //! `fixtures/servers`, installed by `npm ci --prefix fixtures/servers`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod agent;
 mod config;
 mod exec;
+mod mcp;
+mod mcp_http;
 mod support;
 mod tools;

@@ -206,7 +206,7 @@ fn errors_name_file_key_and_expectation() {
         ),
         (
             r#"{"mcpServers": {}, "isola": {"workerz": 2}}"#,
-            "isola: unknown key `workerz`\nhint: expected one of: limits, workers, callTimeoutMs, startupTimeoutMs",
+            "isola: unknown key `workerz`\nhint: expected one of: limits, workers, callTimeoutMs, startupTimeoutMs, agent",
         ),
         (
             r#"{"mcpServers": {}, "isola": {"limits": {"memoryMB": 3}}}"#,

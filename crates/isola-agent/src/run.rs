@@ -1,0 +1,787 @@
+//! The loop: ask the model, carry out its tool calls, feed the results (and errors) back, until
+//! it answers or a limit, a failure streak or a stuck model ends the run.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use isola_engine::{Engine, ExecOptions, Tools, unwrap_result};
+use isola_llm::{CallRecord, ChatRequest, Message, ToolCall, ToolDef};
+use isola_protocol::ExecError;
+use isola_server::descriptions::{DESCRIBE, EXECUTE, SEARCH};
+use isola_server::{ServerOptions, View};
+use serde_json::{Map, Value};
+
+use crate::Mode;
+use crate::config::{AgentConfig, Models};
+use crate::prompts;
+use crate::transcript::{Step, Stop, StopReason, Summary, Transcript};
+
+/// Something the caller may want to show while the run goes on.
+#[derive(Clone, Debug)]
+pub enum AgentEvent {
+    /// A piece of the model's text, as it streams in.
+    Text(String),
+    /// A script is about to run.
+    Execution { attempt: u32, code: String },
+    /// A script or tool call finished: `summary` is its first line (result or error).
+    Done { ok: bool, summary: String },
+    /// A tool is about to be called (tools mode, `search`, `describe`).
+    ToolCall { name: String },
+    /// A model call failed and was retried or passed to the next model.
+    ProviderRetry { message: String },
+}
+
+/// The agent: models, tools, settings. One [`Agent::run`] per user prompt.
+pub struct Agent {
+    engine: Arc<Engine>,
+    tools: Arc<dyn Tools>,
+    models: Models,
+    config: AgentConfig,
+}
+
+/// What carrying out one tool call gave.
+struct Handled {
+    content: String,
+    is_error: bool,
+    stop: Option<Stop>,
+}
+
+impl Handled {
+    fn ok(content: String) -> Self {
+        Handled {
+            content,
+            is_error: false,
+            stop: None,
+        }
+    }
+}
+
+impl Agent {
+    /// `tools` is where the engine's calls go too (the MCP hub); tools mode calls it directly.
+    pub fn new(
+        engine: Arc<Engine>,
+        tools: Arc<dyn Tools>,
+        config: AgentConfig,
+        models: Models,
+    ) -> Self {
+        Self {
+            engine,
+            tools,
+            models,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    pub fn models(&self) -> &Models {
+        &self.models
+    }
+
+    /// Run one prompt. `history` holds the earlier turns (of a chat) and gets this turn's
+    /// messages appended. Never fails: how the run ended is in [`Transcript::stop`].
+    pub async fn run(
+        &self,
+        history: &mut Vec<Message>,
+        prompt: &str,
+        on_event: &mut (dyn FnMut(AgentEvent) + Send),
+    ) -> Transcript {
+        let started = Instant::now();
+        let view = View::build(
+            self.engine.api(),
+            self.engine.limits(),
+            &ServerOptions {
+                embed_max_tokens: self.config.embed_max_tokens,
+            },
+        );
+        let mode = self.config.mode;
+        let classic = if mode == Mode::Tools {
+            prompts::classic_tools(&view.api)
+        } else {
+            Vec::new()
+        };
+        let tools: Vec<ToolDef> = match mode {
+            Mode::Code => prompts::code_mode_tools(&view),
+            Mode::TwoStep => prompts::two_step_tools(),
+            Mode::Tools => classic.iter().map(|(t, _)| t.clone()).collect(),
+        };
+        let system = prompts::system(mode, &view, self.config.instructions.as_deref());
+        let base = ChatRequest {
+            system: system.clone(),
+            messages: Vec::new(),
+            tools,
+            max_output_tokens: self.config.max_output_tokens,
+            temperature: self.config.temperature,
+        };
+        let mut messages = history.clone();
+        messages.push(Message::User {
+            content: prompt.to_string(),
+        });
+        let mut run = Run {
+            agent: self,
+            view,
+            classic,
+            steps: Vec::new(),
+            calls: Vec::new(),
+            summary: Summary::default(),
+            failures_in_a_row: 0,
+            last_error: None,
+            failed: HashSet::new(),
+        };
+        let mut answer = None;
+        let stop = loop {
+            if let Some(stop) = run.before_llm_call() {
+                break stop;
+            }
+            let request = ChatRequest {
+                messages: messages.clone(),
+                ..base.clone()
+            };
+            let chain = &self.models.agent_chain;
+            let result = self
+                .models
+                .gateway
+                .chat("agent", chain, &request, &mut |t: &str| {
+                    on_event(AgentEvent::Text(t.to_string()))
+                })
+                .await;
+            let reply = match result {
+                Ok(reply) => reply,
+                Err(failure) => {
+                    run.account(&failure.calls, on_event);
+                    break Stop {
+                        reason: StopReason::LlmFailed,
+                        message: failure.error.to_string(),
+                    };
+                }
+            };
+            run.account(&reply.calls, on_event);
+            run.summary.llm_calls += 1;
+            let response = reply.response;
+            run.steps.push(Step::Llm {
+                role: "agent".into(),
+                route: reply.route,
+                text: response.text.clone(),
+                tool_calls: response.tool_calls.clone(),
+                usage: response.usage,
+            });
+            messages.push(response.to_message());
+            if response.tool_calls.is_empty() {
+                answer = Some(response.text);
+                break Stop {
+                    reason: StopReason::Answered,
+                    message: "the model answered".into(),
+                };
+            }
+            let mut stop = None;
+            for call in &response.tool_calls {
+                let handled = match &stop {
+                    Some(_) => Handled {
+                        content: "not run: the run was stopped before this call".into(),
+                        is_error: true,
+                        stop: None,
+                    },
+                    None => run.handle(call, on_event).await,
+                };
+                messages.push(Message::Tool {
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    content: handled.content,
+                    is_error: handled.is_error,
+                });
+                if stop.is_none() {
+                    stop = handled.stop;
+                }
+            }
+            if let Some(stop) = stop.or_else(|| run.over_budget()) {
+                break stop;
+            }
+        };
+        *history = messages.clone();
+        run.summary.wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+        Transcript {
+            prompt: prompt.to_string(),
+            mode,
+            answer,
+            stop,
+            system,
+            messages,
+            steps: run.steps,
+            llm_calls: run.calls,
+            summary: run.summary,
+        }
+    }
+}
+
+/// The state of one run.
+struct Run<'a> {
+    agent: &'a Agent,
+    view: View,
+    /// Tools mode: each JSON tool and its binding.
+    classic: Vec<(ToolDef, usize)>,
+    steps: Vec<Step>,
+    calls: Vec<CallRecord>,
+    summary: Summary,
+    failures_in_a_row: u32,
+    /// The last failure's signature, for "the same error twice in a row".
+    last_error: Option<String>,
+    /// Normalised scripts (or `tool(arguments)`) that failed.
+    failed: HashSet<String>,
+}
+
+fn normalise(code: &str) -> String {
+    code.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn first_line(s: &str) -> String {
+    let line = s
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    if line.chars().count() > 160 {
+        format!("{}…", line.chars().take(160).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+fn error_signature(e: &ExecError) -> String {
+    format!("{}: {}: {}", e.kind.as_str(), e.name, e.message)
+}
+
+impl Run<'_> {
+    fn config(&self) -> &AgentConfig {
+        &self.agent.config
+    }
+
+    fn account(&mut self, calls: &[CallRecord], on_event: &mut (dyn FnMut(AgentEvent) + Send)) {
+        for c in calls.iter().filter(|c| !c.outcome.is_success()) {
+            on_event(AgentEvent::ProviderRetry {
+                message: format!(
+                    "{}:{} {}: {}",
+                    c.provider,
+                    c.model,
+                    c.outcome.as_str(),
+                    c.error.as_deref().unwrap_or("")
+                ),
+            });
+        }
+        self.summary.add_calls(calls);
+        self.calls.extend_from_slice(calls);
+    }
+
+    fn before_llm_call(&self) -> Option<Stop> {
+        let max = self.config().limits.max_llm_calls;
+        (self.summary.llm_calls >= max).then(|| Stop {
+            reason: StopReason::LlmCalls,
+            message: format!(
+                "stopped at the limit of {max} LLM calls (raise it with --max-llm-calls or isola.agent.limits.maxLlmCalls)"
+            ),
+        })
+    }
+
+    fn over_budget(&self) -> Option<Stop> {
+        let limits = &self.config().limits;
+        let used = self.summary.input_tokens + self.summary.output_tokens;
+        if let Some(max) = limits.max_tokens
+            && used >= max
+        {
+            return Some(Stop {
+                reason: StopReason::Tokens,
+                message: format!(
+                    "stopped at the token limit: {used} tokens used, the limit is {max} (raise it with --max-tokens or isola.agent.limits.maxTokens)"
+                ),
+            });
+        }
+        if let Some(max) = limits.max_cost_usd
+            && self.summary.cost_usd >= max
+        {
+            return Some(Stop {
+                reason: StopReason::Cost,
+                message: format!(
+                    "stopped at the cost limit: ${:.4} spent, the limit is ${max} (raise it with --max-cost or isola.agent.limits.maxCostUsd)",
+                    self.summary.cost_usd
+                ),
+            });
+        }
+        None
+    }
+
+    fn execution_limit(&self) -> Option<Stop> {
+        let max = self.config().limits.max_executions;
+        (self.summary.executions >= max).then(|| Stop {
+            reason: StopReason::Executions,
+            message: format!(
+                "stopped at the limit of {max} executions (raise it with --max-executions or isola.agent.limits.maxExecutions)"
+            ),
+        })
+    }
+
+    /// A failure goes back to the model, unless it ends the run: the same error as the last
+    /// one, or too many in a row.
+    fn failure(&mut self, mut content: String, signature: String) -> Handled {
+        self.failures_in_a_row += 1;
+        let same = self.last_error.as_deref() == Some(signature.as_str());
+        self.last_error = Some(signature.clone());
+        let max = self.config().max_attempts;
+        let stop = if same {
+            Some(Stop {
+                reason: StopReason::SameError,
+                message: format!(
+                    "stopped: the model is stuck, the same error came back twice in a row: {}",
+                    first_line(&signature)
+                ),
+            })
+        } else if self.failures_in_a_row >= max {
+            Some(Stop {
+                reason: StopReason::Attempts,
+                message: format!(
+                    "stopped after {max} failed attempts in a row (raise it with --max-attempts or isola.agent.maxAttempts); the last error: {}",
+                    first_line(&signature)
+                ),
+            })
+        } else {
+            content.push_str(&format!(
+                "\nThis was failed attempt {} of {max}: fix it and try again.\n",
+                self.failures_in_a_row
+            ));
+            None
+        };
+        Handled {
+            content,
+            is_error: true,
+            stop,
+        }
+    }
+
+    fn success(&mut self, content: String) -> Handled {
+        self.failures_in_a_row = 0;
+        self.last_error = None;
+        Handled::ok(content)
+    }
+
+    /// A call that could not be carried out (unknown tool, malformed arguments).
+    fn malformed(&mut self, call: &ToolCall, message: String) -> Handled {
+        self.steps.push(Step::Tool {
+            name: call.name.clone(),
+            arguments: Value::String(call.arguments.clone()),
+            ok: false,
+            result: message.clone(),
+        });
+        let signature = format!("call: {message}");
+        self.failure(format!("error: {message}\n"), signature)
+    }
+
+    async fn handle(
+        &mut self,
+        call: &ToolCall,
+        on_event: &mut (dyn FnMut(AgentEvent) + Send),
+    ) -> Handled {
+        match self.agent.config.mode {
+            Mode::Tools => self.classic_call(call, on_event).await,
+            Mode::Code | Mode::TwoStep => match call.name.as_str() {
+                EXECUTE if self.agent.config.mode == Mode::Code => {
+                    match string_argument(&call.arguments, "code", EXECUTE) {
+                        Ok(code) => self.execute(code, on_event).await,
+                        Err(message) => self.malformed(call, message),
+                    }
+                }
+                SEARCH | DESCRIBE
+                    if self.agent.config.mode == Mode::Code && self.view.tools.len() > 1 =>
+                {
+                    self.lookup(call, on_event)
+                }
+                prompts::RUN_TASK if self.agent.config.mode == Mode::TwoStep => {
+                    match string_argument(&call.arguments, "task", prompts::RUN_TASK) {
+                        Ok(task) => self.two_step(task, on_event).await,
+                        Err(message) => self.malformed(call, message),
+                    }
+                }
+                other => {
+                    let names: Vec<String> = match self.agent.config.mode {
+                        Mode::TwoStep => vec![prompts::RUN_TASK.to_string()],
+                        _ => self.view.tools.iter().map(|t| t.name.to_string()).collect(),
+                    };
+                    self.malformed(
+                        call,
+                        format!(
+                            "there is no tool `{other}`; the tools are: {}",
+                            names.join(", ")
+                        ),
+                    )
+                }
+            },
+        }
+    }
+
+    /// `search` and `describe` (code mode, large APIs).
+    fn lookup(
+        &mut self,
+        call: &ToolCall,
+        on_event: &mut (dyn FnMut(AgentEvent) + Send),
+    ) -> Handled {
+        let args = match object_arguments(&call.arguments, &call.name) {
+            Ok(a) => a,
+            Err(message) => return self.malformed(call, message),
+        };
+        on_event(AgentEvent::ToolCall {
+            name: call.name.clone(),
+        });
+        let result = if call.name == SEARCH {
+            match args.get("query").and_then(Value::as_str) {
+                Some(q) => {
+                    let limit = args
+                        .get("limit")
+                        .and_then(Value::as_u64)
+                        .unwrap_or(10)
+                        .clamp(1, 50) as usize;
+                    self.view
+                        .search(q, args.get("server").and_then(Value::as_str), limit)
+                }
+                None => Err("`search` needs a `query` string".to_string()),
+            }
+        } else {
+            match args.get("names").and_then(Value::as_array) {
+                Some(names) => {
+                    let names: Vec<String> = names
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect();
+                    self.view.describe(&names)
+                }
+                None => Err("`describe` needs `names`, an array of strings".to_string()),
+            }
+        };
+        let ok = result.is_ok();
+        let text = result.unwrap_or_else(|e| e);
+        on_event(AgentEvent::Done {
+            ok,
+            summary: first_line(&text),
+        });
+        self.steps.push(Step::Tool {
+            name: call.name.clone(),
+            arguments: Value::Object(args),
+            ok,
+            result: text.clone(),
+        });
+        // Lookups are not executions: a failed one is feedback, not a failed attempt.
+        Handled {
+            content: text,
+            is_error: !ok,
+            stop: None,
+        }
+    }
+
+    async fn execute(
+        &mut self,
+        code: String,
+        on_event: &mut (dyn FnMut(AgentEvent) + Send),
+    ) -> Handled {
+        if let Some(stop) = self.execution_limit() {
+            return Handled {
+                content: format!("not run: {}", stop.message),
+                is_error: true,
+                stop: Some(stop),
+            };
+        }
+        let key = normalise(&code);
+        if self.failed.contains(&key) {
+            let stop = Stop {
+                reason: StopReason::SameCode,
+                message:
+                    "stopped: the model is stuck, it sent again a script that had already failed"
+                        .into(),
+            };
+            return Handled {
+                content: "not run: this script already failed".into(),
+                is_error: true,
+                stop: Some(stop),
+            };
+        }
+        self.summary.executions += 1;
+        if self.failures_in_a_row > 0 {
+            self.summary.debug_retries += 1;
+        }
+        let attempt = self.summary.executions;
+        on_event(AgentEvent::Execution {
+            attempt,
+            code: code.clone(),
+        });
+        let span = tracing::info_span!("agent_execution", attempt);
+        let record = {
+            let _guard = span.enter();
+            self.agent
+                .engine
+                .execute(
+                    &code,
+                    ExecOptions {
+                        file_name: "script.ts".into(),
+                        ..ExecOptions::default()
+                    },
+                )
+                .await
+        };
+        let text = isola_server::render::record_text(&record, &self.view.api.api);
+        on_event(AgentEvent::Done {
+            ok: record.ok,
+            summary: first_line(&text),
+        });
+        let error = record.error.clone();
+        self.steps.push(Step::Execution {
+            attempt,
+            code,
+            record: Box::new(record),
+        });
+        match error {
+            None => self.success(text),
+            Some(e) => {
+                self.summary.failed_executions += 1;
+                self.failed.insert(key);
+                self.failure(text, error_signature(&e))
+            }
+        }
+    }
+
+    /// Two-step: the code model writes the script from the agent model's description.
+    async fn two_step(
+        &mut self,
+        task: String,
+        on_event: &mut (dyn FnMut(AgentEvent) + Send),
+    ) -> Handled {
+        if let Some(stop) = self.before_llm_call() {
+            return Handled {
+                content: format!("not run: {}", stop.message),
+                is_error: true,
+                stop: Some(stop),
+            };
+        }
+        let request = ChatRequest {
+            system: prompts::code_model_system(&self.view),
+            messages: vec![Message::User { content: task }],
+            tools: Vec::new(),
+            max_output_tokens: self.config().max_output_tokens,
+            temperature: self.config().temperature,
+        };
+        let models = &self.agent.models;
+        let result = models
+            .gateway
+            .chat("code", &models.code_chain, &request, &mut |_: &str| {})
+            .await;
+        let reply = match result {
+            Ok(r) => r,
+            Err(failure) => {
+                self.account(&failure.calls, on_event);
+                let message = failure.error.to_string();
+                return Handled {
+                    content: format!("the code model failed: {message}"),
+                    is_error: true,
+                    stop: Some(Stop {
+                        reason: StopReason::LlmFailed,
+                        message,
+                    }),
+                };
+            }
+        };
+        self.account(&reply.calls, on_event);
+        self.summary.llm_calls += 1;
+        let text = reply.response.text.clone();
+        self.steps.push(Step::Llm {
+            role: "code".into(),
+            route: reply.route,
+            text: text.clone(),
+            tool_calls: Vec::new(),
+            usage: reply.response.usage,
+        });
+        let code = prompts::extract_code(&text);
+        if code.is_empty() {
+            return self.failure(
+                "error: the code model returned no code\n".into(),
+                "code model: no code".into(),
+            );
+        }
+        let mut handled = self.execute(code.clone(), on_event).await;
+        if handled.is_error {
+            // The agent model never saw the script: show it what failed.
+            handled.content = format!(
+                "The script written from your description:\n```ts\n{code}\n```\n{}",
+                handled.content
+            );
+        }
+        handled
+    }
+
+    /// Tools mode: one MCP tool, called directly.
+    async fn classic_call(
+        &mut self,
+        call: &ToolCall,
+        on_event: &mut (dyn FnMut(AgentEvent) + Send),
+    ) -> Handled {
+        let Some(&(_, index)) = self.classic.iter().find(|(t, _)| t.name == call.name) else {
+            let message = format!("there is no tool `{}`", call.name);
+            return self.malformed(call, message);
+        };
+        let args = match object_arguments(&call.arguments, &call.name) {
+            Ok(a) => a,
+            Err(message) => return self.malformed(call, message),
+        };
+        if let Some(stop) = self.execution_limit() {
+            return Handled {
+                content: format!("not run: {}", stop.message),
+                is_error: true,
+                stop: Some(stop),
+            };
+        }
+        let key = format!("{}({})", call.name, Value::Object(args.clone()));
+        if self.failed.contains(&key) {
+            let stop = Stop {
+                reason: StopReason::SameCode,
+                message: format!(
+                    "stopped: the model is stuck, it repeated a call that had already failed: {}",
+                    call.name
+                ),
+            };
+            return Handled {
+                content: "not run: this call already failed".into(),
+                is_error: true,
+                stop: Some(stop),
+            };
+        }
+        let Some(binding) = self.view.api.bindings.get(index) else {
+            return self.malformed(call, format!("there is no tool `{}`", call.name));
+        };
+        let (server, tool) = (binding.server.clone(), binding.tool.clone());
+        let checked = binding.validate(&Value::Object(args.clone()));
+        self.summary.executions += 1;
+        if self.failures_in_a_row > 0 {
+            self.summary.debug_retries += 1;
+        }
+        on_event(AgentEvent::ToolCall {
+            name: call.name.clone(),
+        });
+        let result = match checked {
+            Err(message) => Err(message),
+            Ok(()) => match self.agent.tools.call(&server, &tool, args.clone()).await {
+                Err(e) => Err(e.to_string()),
+                Ok(result) if result.get("isError").and_then(Value::as_bool) == Some(true) => {
+                    Err(result_text(&result))
+                }
+                Ok(result) => Ok(result_text(&result)),
+            },
+        };
+        let ok = result.is_ok();
+        let text = result.unwrap_or_else(|e| e);
+        on_event(AgentEvent::Done {
+            ok,
+            summary: first_line(&text),
+        });
+        self.steps.push(Step::Tool {
+            name: call.name.clone(),
+            arguments: Value::Object(args),
+            ok,
+            result: text.clone(),
+        });
+        if ok {
+            self.success(text)
+        } else {
+            self.summary.failed_executions += 1;
+            self.failed.insert(key);
+            let signature = format!("{}: {}", call.name, text);
+            self.failure(format!("error: {text}\n"), signature)
+        }
+    }
+}
+
+/// What a classic MCP host shows the model: the text items of the result, else its JSON.
+fn result_text(result: &Value) -> String {
+    let texts: Vec<&str> = result
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("text").and_then(Value::as_str))
+        .collect();
+    if !texts.is_empty() {
+        return texts.join("\n");
+    }
+    match unwrap_result(result) {
+        Value::String(s) => s,
+        v => v.to_string(),
+    }
+}
+
+/// The arguments object of a call, or a message saying what is wrong with it.
+fn object_arguments(arguments: &str, tool: &str) -> Result<Map<String, Value>, String> {
+    let text = if arguments.trim().is_empty() {
+        "{}"
+    } else {
+        arguments
+    };
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => Err(format!(
+            "the arguments of `{tool}` must be a JSON object, not {}",
+            json_kind(&other)
+        )),
+        Err(e) => Err(format!(
+            "the arguments of `{tool}` are not valid JSON ({e}); nothing was run. Send the arguments as one JSON object, with strings escaped (quotes as \\\", newlines as \\n)"
+        )),
+    }
+}
+
+/// A required string argument.
+fn string_argument(arguments: &str, key: &str, tool: &str) -> Result<String, String> {
+    let args = object_arguments(arguments, tool)?;
+    match args.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Value::String(_)) => Err(format!("`{key}` of `{tool}` is empty")),
+        Some(other) => Err(format!(
+            "`{key}` of `{tool}` must be a string, not {}",
+            json_kind(other)
+        )),
+        None => Err(format!(
+            "`{tool}` needs `{key}` (a string); nothing was run"
+        )),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argument_errors_say_what_to_send() {
+        let e = string_argument(r#"{"code": "return 1"#, "code", "execute").unwrap_err();
+        assert!(
+            e.starts_with("the arguments of `execute` are not valid JSON (EOF while parsing"),
+            "{e}"
+        );
+        assert_eq!(
+            string_argument(r#"{"code": 5}"#, "code", "execute").unwrap_err(),
+            "`code` of `execute` must be a string, not a number"
+        );
+        assert_eq!(
+            string_argument("{}", "code", "execute").unwrap_err(),
+            "`execute` needs `code` (a string); nothing was run"
+        );
+        assert_eq!(
+            string_argument(r#"{"code": "x"}"#, "code", "execute").unwrap(),
+            "x"
+        );
+    }
+}

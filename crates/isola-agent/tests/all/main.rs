@@ -1,0 +1,6 @@
+//! The agent loop against the scripted LLM server and a real MCP server (from
+//! `fixtures/servers`, installed by `npm ci --prefix fixtures/servers`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod agent_loop;

@@ -1,0 +1,387 @@
+//! `isola run`, `isola chat` and `isola bench agent`: Isola's own agent over real LLM providers.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use clap::Args;
+use isola_agent::{Agent, AgentConfig, AgentEvent, Mode, StopReason, Transcript};
+use isola_engine::Engine;
+use isola_llm::ProviderKind;
+use isola_mcp::{Config, McpHub};
+use isola_worker::Backend;
+
+use crate::commands::{connect, load_config, print, worker_backend};
+use crate::exit;
+
+/// Options shared by `run` and `chat`. Each overrides `isola.agent` in the config.
+#[derive(Args, Debug, Default)]
+pub struct AgentArgs {
+    /// The agent model, as provider:model (openai:gpt-4o-mini, anthropic:claude-sonnet-4-5,
+    /// gemini:gemini-2.5-flash, or a provider defined in isola.agent.providers).
+    #[arg(long, short = 'm', value_name = "PROVIDER:MODEL")]
+    pub model: Option<String>,
+    /// The code model of two-step mode [default: the agent model].
+    #[arg(long, value_name = "PROVIDER:MODEL")]
+    pub code_model: Option<String>,
+    /// A model to fall back to on 429, 5xx or timeouts (repeat for a chain).
+    #[arg(long = "fallback", value_name = "PROVIDER:MODEL")]
+    pub fallback: Vec<String>,
+    /// code (the model writes TypeScript), two-step (it describes, the code model writes), or
+    /// tools (classic JSON tool calling).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub mode: Option<Mode>,
+    /// Base URL of the agent model's provider (overrides OPENAI_BASE_URL / ANTHROPIC_BASE_URL /
+    /// GEMINI_BASE_URL).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Failed executions in a row before giving up.
+    #[arg(long, value_name = "N")]
+    pub max_attempts: Option<u32>,
+    /// Most model calls per prompt.
+    #[arg(long, value_name = "N")]
+    pub max_llm_calls: Option<u32>,
+    /// Most executions (or tool calls in tools mode) per prompt.
+    #[arg(long, value_name = "N")]
+    pub max_executions: Option<u32>,
+    /// Most tokens (in + out) per prompt.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u64>,
+    /// Most USD per prompt.
+    #[arg(long, value_name = "USD")]
+    pub max_cost: Option<f64>,
+    /// Answer repeated identical requests from the response cache.
+    #[arg(long, overrides_with = "no_cache")]
+    pub cache: bool,
+    #[arg(long, hide = true)]
+    pub no_cache: bool,
+    /// Ask for whole answers instead of streamed ones.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// Run scripts inside this process instead of worker processes.
+    #[arg(long)]
+    pub in_process: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The task for the agent; - reads it from standard input.
+    pub prompt: String,
+    #[command(flatten)]
+    pub agent: AgentArgs,
+    /// Print the whole transcript as JSON (messages, code, execution records, model calls,
+    /// usage) instead of streaming the answer.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchAgentArgs {
+    /// Where the fixture MCP servers are installed (`npm ci --prefix fixtures/servers`).
+    #[arg(
+        long,
+        env = "ISOLA_FIXTURE_SERVERS",
+        value_name = "DIR",
+        default_value = "fixtures/servers/node_modules/.bin"
+    )]
+    pub servers: PathBuf,
+    /// Runs of each task in each mode (the median wall time is reported).
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// Simulated model latency per answer, in milliseconds.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub latency_ms: u64,
+    /// Also print the per-task table as JSON on stdout after the report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    Mode::parse(s).ok_or_else(|| format!("`{s}` is not a mode (use code, two-step or tools)"))
+}
+
+/// The agent settings: the config's `isola.agent`, then the environment, then the flags.
+pub fn agent_config(config: &Config, args: &AgentArgs) -> Result<AgentConfig> {
+    let mut c = AgentConfig::from_value(config.settings.agent.as_ref(), &config.path)?;
+    c.apply_env(&|k| std::env::var(k).ok());
+    if let Some(m) = &args.model {
+        c.model = Some(m.clone());
+    }
+    if let Some(m) = &args.code_model {
+        c.code_model = Some(m.clone());
+    }
+    if !args.fallback.is_empty() {
+        c.fallback = args.fallback.clone();
+    }
+    if let Some(m) = args.mode {
+        c.mode = m;
+    }
+    if let Some(url) = &args.base_url {
+        let model = c.model.clone().ok_or(isola_agent::ConfigError::NoModel)?;
+        let provider = match model.split_once(':') {
+            Some((p, _)) => p.to_string(),
+            None => ProviderKind::guess(&model)
+                .map(|k| k.as_str().to_string())
+                .ok_or_else(|| anyhow!("--base-url: cannot tell the provider of `{model}`\nhint: name the model as provider:model"))?,
+        };
+        c.providers.entry(provider).or_default().base_url = Some(url.clone());
+    }
+    if let Some(n) = args.max_attempts {
+        c.max_attempts = n;
+    }
+    if let Some(n) = args.max_llm_calls {
+        c.limits.max_llm_calls = n;
+    }
+    if let Some(n) = args.max_executions {
+        c.limits.max_executions = n;
+    }
+    if let Some(n) = args.max_tokens {
+        c.limits.max_tokens = Some(n);
+    }
+    if let Some(n) = args.max_cost {
+        c.limits.max_cost_usd = Some(n);
+    }
+    if args.cache {
+        c.cache.enabled = true;
+    }
+    if args.no_cache {
+        c.cache.enabled = false;
+    }
+    if args.no_stream {
+        c.stream = false;
+    }
+    Ok(c)
+}
+
+struct Session {
+    agent: Agent,
+    hub: Arc<McpHub>,
+}
+
+async fn start(config_path: Option<&Path>, args: &AgentArgs) -> Result<Session> {
+    let config = load_config(config_path)?;
+    let mut agent_config = agent_config(&config, args)?;
+    if agent_config.model.is_none() {
+        agent_config.model = discover_model(&agent_config).await?;
+    }
+    let models = agent_config.build(&|k| std::env::var(k).ok())?;
+    let backend = if args.in_process {
+        Backend::InProcess
+    } else {
+        worker_backend(&config)?
+    };
+    let hub = connect(&config).await;
+    let engine = Arc::new(Engine::new(
+        hub.clone(),
+        backend,
+        config.settings.limits.clone(),
+    ));
+    Ok(Session {
+        agent: Agent::new(engine, hub.clone(), agent_config, models),
+        hub,
+    })
+}
+
+/// No model named anywhere, but a local server's base URL is set (`OPENAI_BASE_URL`, else
+/// `ANTHROPIC_BASE_URL`): use the model it serves when it serves exactly one.
+async fn discover_model(c: &AgentConfig) -> Result<Option<String>> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let Some(kind) = [ProviderKind::OpenAi, ProviderKind::Anthropic]
+        .into_iter()
+        .find(|k| env(k.base_url_var()).is_some())
+    else {
+        return Ok(None);
+    };
+    let providers = isola_llm::Providers {
+        configured: &c.providers,
+        env: &env,
+    };
+    let route = providers.route(&format!("{kind}:_"))?;
+    let url = &route.provider.base_url;
+    let timeout = std::time::Duration::from_millis(c.timeout_ms.min(10_000));
+    let models = isola_llm::list_models(&route.provider, timeout)
+        .await
+        .map_err(|e| anyhow!("no model is set, and listing the models at {url} failed: {e}\nhint: pass --model {kind}:NAME"))?;
+    match models.as_slice() {
+        [one] => {
+            eprintln!("(model: {kind}:{one}, the only one {url} serves)");
+            Ok(Some(format!("{kind}:{one}")))
+        }
+        [] => Ok(None),
+        many => anyhow::bail!(
+            "no model is set, and {url} serves several: {}\nhint: pass --model {kind}:NAME (or set ISOLA_MODEL)",
+            many.join(", ")
+        ),
+    }
+}
+
+pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<ExitCode> {
+    let prompt = if args.prompt == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the prompt from standard input")?;
+        s
+    } else {
+        args.prompt.clone()
+    };
+    if prompt.trim().is_empty() {
+        anyhow::bail!("the prompt is empty\nhint: isola run \"what to do\"");
+    }
+    let session = start(config_path, &args.agent).await?;
+    let mut history = Vec::new();
+    let transcript = if args.json {
+        session.agent.run(&mut history, &prompt, &mut |_| {}).await
+    } else {
+        let mut printer = Printer::default();
+        let t = session
+            .agent
+            .run(&mut history, &prompt, &mut |e| printer.event(e))
+            .await;
+        printer.end(&t)?;
+        t
+    };
+    session.hub.shutdown().await;
+    if args.json {
+        print(&format!("{}\n", serde_json::to_string_pretty(&transcript)?))?;
+    }
+    Ok(exit_code(&transcript))
+}
+
+fn exit_code(t: &Transcript) -> ExitCode {
+    match t.stop.reason {
+        StopReason::Answered => ExitCode::SUCCESS,
+        _ => ExitCode::from(exit::SCRIPT_FAILED),
+    }
+}
+
+pub async fn chat(config_path: Option<&Path>, args: ChatArgs) -> Result<ExitCode> {
+    use tokio::io::AsyncBufReadExt;
+    let session = start(config_path, &args.agent).await?;
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        let c = session.agent.config();
+        eprintln!(
+            "isola chat: {} in {} mode. /reset clears the history, /exit (or Ctrl-D) leaves.",
+            c.model.as_deref().unwrap_or("?"),
+            c.mode.as_str()
+        );
+    }
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut history = Vec::new();
+    let mut code = ExitCode::SUCCESS;
+    loop {
+        if interactive {
+            eprint!("› ");
+            let _ = std::io::stderr().flush();
+        }
+        let Some(line) = lines.next_line().await.context("reading standard input")? else {
+            break;
+        };
+        let line = line.trim();
+        match line {
+            "" => continue,
+            "/exit" | "/quit" => break,
+            "/reset" => {
+                history.clear();
+                eprintln!("(history cleared)");
+                continue;
+            }
+            _ => {}
+        }
+        let mut printer = Printer::default();
+        let t = session
+            .agent
+            .run(&mut history, line, &mut |e| printer.event(e))
+            .await;
+        printer.end(&t)?;
+        code = exit_code(&t);
+    }
+    session.hub.shutdown().await;
+    Ok(code)
+}
+
+/// Streams the answer to stdout and the progress to stderr.
+#[derive(Default)]
+struct Printer {
+    /// The last text written to stdout did not end a line.
+    open_line: bool,
+}
+
+impl Printer {
+    fn out(&mut self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+        self.open_line = !text.ends_with('\n');
+    }
+
+    fn note(&mut self, text: &str) {
+        if self.open_line {
+            self.out("\n");
+        }
+        eprintln!("{text}");
+    }
+
+    fn event(&mut self, e: AgentEvent) {
+        match e {
+            AgentEvent::Text(t) => self.out(&t),
+            AgentEvent::Execution { attempt, code } => {
+                let lines = code.lines().count();
+                self.note(&format!(
+                    "▸ execute #{attempt} ({lines} line{})",
+                    if lines == 1 { "" } else { "s" }
+                ));
+            }
+            AgentEvent::ToolCall { name } => self.note(&format!("▸ {name}")),
+            AgentEvent::Done { ok: true, summary } => self.note(&format!("  ✓ {summary}")),
+            AgentEvent::Done { ok: false, summary } => self.note(&format!("  ✗ {summary}")),
+            AgentEvent::ProviderRetry { message } => self.note(&format!("  ↻ {message}")),
+        }
+    }
+
+    fn end(&mut self, t: &Transcript) -> Result<()> {
+        if self.open_line {
+            self.out("\n");
+        }
+        if t.stop.reason != StopReason::Answered {
+            eprintln!(
+                "stopped: {}",
+                t.stop
+                    .message
+                    .strip_prefix("stopped: ")
+                    .unwrap_or(&t.stop.message)
+            );
+        }
+        eprintln!("— {}", t.summary.line());
+        Ok(())
+    }
+}
+
+pub async fn bench(args: BenchAgentArgs) -> Result<ExitCode> {
+    let worker = isola_worker::WorkerCommand::current_exe("__worker")?;
+    let options = isola_agent_bench::Options {
+        servers: args.servers,
+        rounds: args.rounds.max(1),
+        worker: Some(worker),
+        latency_ms: args.latency_ms,
+    };
+    let report = isola_agent_bench::run(&options).await?;
+    print(&report.text())?;
+    if args.json {
+        print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+    }
+    Ok(if report.all_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::SCRIPT_FAILED)
+    })
+}

@@ -1,0 +1,166 @@
+//! `isola mcp`: serve Code Mode to an MCP host over stdio, or Streamable HTTP with `--http`.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::Args;
+use isola_engine::{CancellationToken, Engine};
+use isola_server::descriptions::DEFAULT_EMBED_MAX_TOKENS;
+use isola_server::http::{HttpOptions, HttpServer};
+use isola_server::{IsolaServer, ServerOptions};
+use isola_worker::Backend;
+
+use crate::cli::LimitArgs;
+use crate::commands::{connect, load_config, worker_backend};
+
+#[derive(Args, Debug)]
+pub struct McpArgs {
+    /// Serve Streamable HTTP at http://ADDR/mcp instead of stdio. ADDR is `host:port`, or a port
+    /// alone for 127.0.0.1.
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    pub http: Option<SocketAddr>,
+    /// Require `Authorization: Bearer TOKEN` on every HTTP request.
+    #[arg(
+        long,
+        env = "ISOLA_MCP_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Serve a non-loopback --http address without a token.
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
+    /// Also accept this `Host` header (repeatable), e.g. the machine's name when serving 0.0.0.0.
+    #[arg(long, value_name = "HOST")]
+    pub allow_host: Vec<String>,
+    /// Embed the API's declarations in `execute`'s description when they take at most this many
+    /// tokens (tiktoken o200k); above, serve them through `search` and `describe`.
+    #[arg(long, env = "ISOLA_MCP_EMBED_MAX_TOKENS", value_name = "TOKENS", default_value_t = DEFAULT_EMBED_MAX_TOKENS)]
+    pub embed_max_tokens: usize,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Run sandboxes inside this process instead of worker processes (a native operation that
+    /// never returns cannot be stopped, nor a cancelled one).
+    #[arg(long)]
+    pub in_process: bool,
+}
+
+/// `8080` → 127.0.0.1:8080; `host:port` as given (names resolved).
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("`{s}` is not an address (try 127.0.0.1:8080 or 8080): {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
+}
+
+pub async fn run(config_path: Option<&Path>, args: McpArgs) -> Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let mut limits = config.settings.limits.clone();
+    args.limits.apply(&mut limits);
+    let backend = if args.in_process {
+        Backend::InProcess
+    } else {
+        worker_backend(&config)?
+    };
+    // Bind first: a wrong address fails before any server is started.
+    let http = match args.http {
+        Some(addr) => Some(
+            HttpServer::bind(HttpOptions {
+                addr,
+                token: args.token.clone(),
+                allow_unauthenticated: args.allow_unauthenticated,
+                allowed_hosts: args.allow_host.clone(),
+            })
+            .await?,
+        ),
+        None => None,
+    };
+    let hub = connect(&config).await;
+    let engine = Arc::new(Engine::new(hub.clone(), backend, limits));
+    let server = IsolaServer::new(
+        engine,
+        ServerOptions {
+            embed_max_tokens: args.embed_max_tokens,
+        },
+    );
+    let watcher = server.watch_hub(&hub);
+    let view = server.view();
+    eprintln!(
+        "isola: {} functions in {} namespaces, {} tokens of declarations: {} mode",
+        view.index.len(),
+        view.api.api.namespaces.len(),
+        view.tokens,
+        view.mode.as_str()
+    );
+    drop(view);
+    let shutdown = CancellationToken::new();
+    let result = match http {
+        Some(http) => {
+            eprintln!("isola: serving MCP (Streamable HTTP) at {}", http.url());
+            tokio::select! {
+                r = http.run(server, shutdown.clone()) => r,
+                () = stop_signal() => Ok(()),
+            }
+        }
+        None => tokio::select! {
+            r = isola_server::serve_stdio(server) => r,
+            () = stop_signal() => Ok(()),
+        },
+    };
+    shutdown.cancel();
+    watcher.abort();
+    hub.shutdown().await;
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_addr("8080"),
+            Ok(SocketAddr::from(([127, 0, 0, 1], 8080)))
+        );
+        assert_eq!(
+            parse_addr("0.0.0.0:80"),
+            Ok(SocketAddr::from(([0, 0, 0, 0], 80)))
+        );
+        assert!(parse_addr("[::1]:9000").is_ok_and(|a| a.ip().is_loopback()));
+        assert!(parse_addr("nonsense").is_err());
+    }
+}

@@ -1,0 +1,65 @@
+//! `isola mcp` driven by a real MCP client: the Python SDK (PyPI `mcp`), over stdio and
+//! Streamable HTTP, with the 2026-07-28 protocol (`server/discover`) and the older `initialize`
+//! handshake. The checks live in `tests/python/client_test.py`: tools in both modes, search,
+//! describe, execute against server-everything and server-filesystem, rendered failures,
+//! progress, cancelling `while (true) {}`, resources, and an upstream tool-list change reaching
+//! the host (`tests/python/dynamic_server.py`).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::Project;
+
+fn python_client(transport: &str, mode: &str) {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let probe = Command::new(&python).args(["-c", "import mcp"]).output();
+    assert!(
+        probe.as_ref().is_ok_and(|o| o.status.success()),
+        "the Python MCP SDK is missing: pip install mcp (or `pip install -r fixtures/python-requirements.txt`)\n{}",
+        probe
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_else(|e| e.to_string())
+    );
+    let p = Project::new();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/client_test.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .args([
+            env!("CARGO_BIN_EXE_isola"),
+            p.path().to_str().unwrap(),
+            transport,
+            mode,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the Python client failed ({transport}, {mode}):\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("all passed ({transport}, {mode})")),
+        "{stdout}\n{stderr}"
+    );
+}
+
+#[test]
+fn python_sdk_over_stdio() {
+    python_client("stdio", "auto");
+}
+
+#[test]
+fn python_sdk_over_stdio_with_initialize() {
+    python_client("stdio", "legacy");
+}
+
+#[test]
+fn python_sdk_over_http() {
+    python_client("http", "auto");
+}
+
+#[test]
+fn python_sdk_over_http_with_initialize() {
+    python_client("http", "legacy");
+}

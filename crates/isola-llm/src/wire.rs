@@ -1,0 +1,333 @@
+//! One HTTP call to one model: the request in the provider's wire format, the response (a JSON
+//! body or a server-sent event stream) back in ours. No retries here: see [`crate::Gateway`].
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::error::CallError;
+use crate::provider::{ProviderKind, Route};
+use crate::types::{ChatRequest, ChatResponse};
+use crate::{anthropic, gemini, openai};
+
+/// What a stream parser wants after an event.
+pub enum StreamStep {
+    More,
+    /// The format's end marker (`[DONE]`, `message_stop`): stop reading.
+    Done,
+}
+
+pub fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+pub fn u64_at(v: &Value, pointer: &str) -> u64 {
+    v.pointer(pointer).and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// The message of a provider's error body, whatever its shape.
+pub fn error_message(v: &Value) -> String {
+    for p in ["/error/message", "/error", "/message", "/detail"] {
+        if let Some(s) = str_at(v, p) {
+            return s.to_string();
+        }
+    }
+    clip(&v.to_string(), 500)
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+enum Parser {
+    OpenAi(openai::Stream),
+    Anthropic(anthropic::Stream),
+    Gemini(gemini::Stream),
+}
+
+impl Parser {
+    fn new(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::OpenAi => Parser::OpenAi(Default::default()),
+            ProviderKind::Anthropic => Parser::Anthropic(Default::default()),
+            ProviderKind::Gemini => Parser::Gemini(Default::default()),
+        }
+    }
+
+    fn event(
+        &mut self,
+        event: Option<&str>,
+        data: &str,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<StreamStep, String> {
+        match self {
+            Parser::OpenAi(s) => s.event(event, data, on_text),
+            Parser::Anthropic(s) => s.event(event, data, on_text),
+            Parser::Gemini(s) => s.event(event, data, on_text),
+        }
+    }
+
+    fn finish(self) -> Result<ChatResponse, String> {
+        match self {
+            Parser::OpenAi(s) => s.finish(),
+            Parser::Anthropic(s) => s.finish(),
+            Parser::Gemini(s) => s.finish(),
+        }
+    }
+}
+
+/// The URL and body of a request.
+pub fn request(route: &Route, req: &ChatRequest, stream: bool) -> (String, Value) {
+    let base = &route.provider.base_url;
+    match route.provider.kind {
+        ProviderKind::OpenAi => (openai::url(base), openai::body(req, &route.model, stream)),
+        ProviderKind::Anthropic => (
+            anthropic::url(base),
+            anthropic::body(req, &route.model, stream),
+        ),
+        ProviderKind::Gemini => (gemini::url(base, &route.model, stream), gemini::body(req)),
+    }
+}
+
+/// Parse a complete (non-streamed) response body.
+pub fn parse(kind: ProviderKind, body: &Value) -> Result<ChatResponse, String> {
+    match kind {
+        ProviderKind::OpenAi => openai::parse(body),
+        ProviderKind::Anthropic => anthropic::parse(body),
+        ProviderKind::Gemini => gemini::parse(body),
+    }
+}
+
+/// Send one request and read the whole answer. Text is passed to `on_text` as it streams in.
+/// `timeout` bounds the wait for the response head and every silence within a stream.
+pub async fn call(
+    http: &reqwest::Client,
+    route: &Route,
+    req: &ChatRequest,
+    stream: bool,
+    timeout: Duration,
+    on_text: &mut (dyn FnMut(&str) + Send),
+) -> Result<ChatResponse, CallError> {
+    let provider = &route.provider;
+    let (url, body) = request(route, req, stream);
+    let mut builder = http.post(&url).json(&body);
+    if let Some(key) = &provider.api_key {
+        builder = match provider.kind {
+            ProviderKind::OpenAi => builder.bearer_auth(key),
+            ProviderKind::Anthropic => builder.header("x-api-key", key),
+            ProviderKind::Gemini => builder.header("x-goog-api-key", key),
+        };
+    }
+    if provider.kind == ProviderKind::Anthropic {
+        builder = builder.header("anthropic-version", anthropic::VERSION);
+    }
+    for (k, v) in &provider.headers {
+        builder = builder.header(k, v);
+    }
+    tracing::debug!(%url, model = %route.model, stream, "LLM request");
+    let response = match tokio::time::timeout(timeout, builder.send()).await {
+        Err(_) => return Err(CallError::Timeout(timeout)),
+        Ok(Err(e)) if e.is_timeout() => return Err(CallError::Timeout(timeout)),
+        Ok(Err(e)) => return Err(CallError::Connect(error_chain(&e))),
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status();
+    if !status.is_success() {
+        let retry_after = retry_after(response.headers());
+        let text = tokio::time::timeout(timeout, response.text())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let message = match serde_json::from_str::<Value>(&text) {
+            Ok(v) => error_message(&v),
+            Err(_) if text.trim().is_empty() => {
+                status.canonical_reason().unwrap_or("error").to_string()
+            }
+            Err(_) => clip(text.trim(), 500),
+        };
+        return Err(CallError::Status {
+            status: status.as_u16(),
+            message,
+            retry_after,
+        });
+    }
+    let is_sse = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !(stream && is_sse) {
+        // Not streamed (or a server that ignored `stream: true`): one JSON body.
+        let bytes = match tokio::time::timeout(timeout, response.bytes()).await {
+            Err(_) => return Err(CallError::Timeout(timeout)),
+            Ok(Err(e)) => {
+                return Err(CallError::StreamCut {
+                    events: 0,
+                    message: error_chain(&e),
+                });
+            }
+            Ok(Ok(b)) => b,
+        };
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            CallError::Protocol(format!(
+                "the body is not JSON ({e}): {}",
+                clip(&String::from_utf8_lossy(&bytes), 300)
+            ))
+        })?;
+        let answer = parse(provider.kind, &value).map_err(CallError::Protocol)?;
+        if !answer.text.is_empty() {
+            on_text(&answer.text);
+        }
+        return Ok(answer);
+    }
+    let mut events = sse_stream::SseStream::from_bytes_stream(response.bytes_stream());
+    let mut parser = Parser::new(provider.kind);
+    let mut count = 0usize;
+    loop {
+        let next = match tokio::time::timeout(timeout, events.next()).await {
+            Err(_) => {
+                return Err(CallError::StreamCut {
+                    events: count,
+                    message: format!("no event for {} s", timeout.as_secs_f64()),
+                });
+            }
+            Ok(n) => n,
+        };
+        match next {
+            None => break,
+            Some(Err(e)) => {
+                return Err(CallError::StreamCut {
+                    events: count,
+                    message: sse_error(e),
+                });
+            }
+            Some(Ok(event)) => {
+                let Some(data) = event.data else { continue };
+                count += 1;
+                match parser.event(event.event.as_deref(), &data, on_text) {
+                    Ok(StreamStep::More) => {}
+                    Ok(StreamStep::Done) => break,
+                    Err(message) => return Err(CallError::StreamError(message)),
+                }
+            }
+        }
+    }
+    parser.finish().map_err(|message| CallError::StreamCut {
+        events: count,
+        message,
+    })
+}
+
+fn sse_error(e: sse_stream::Error) -> String {
+    match e {
+        sse_stream::Error::Body(inner) => {
+            let mut s = inner.to_string();
+            let mut source = inner.source();
+            while let Some(c) = source {
+                s.push_str(&format!(": {c}"));
+                source = c.source();
+            }
+            s
+        }
+        other => other.to_string(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(c) = source {
+        s.push_str(&format!(": {c}"));
+        source = c.source();
+    }
+    s
+}
+
+/// `Retry-After` in seconds (integer or decimal), or `retry-after-ms`. An HTTP-date is not
+/// understood and falls back to the computed backoff.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64(
+            ms.clamp(0.0, 86_400_000.0) / 1000.0,
+        ));
+    }
+    let secs = get("retry-after")?.parse::<f64>().ok()?;
+    Some(Duration::from_secs_f64(secs.clamp(0.0, 86_400.0)))
+}
+
+/// The models a provider serves (`GET {base}/models` for OpenAI-compatible servers,
+/// `{base}/v1/models` for Anthropic, `{base}/v1beta/models` for Gemini), by id.
+pub async fn list_models(
+    provider: &crate::Provider,
+    timeout: Duration,
+) -> Result<Vec<String>, CallError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .build()
+        .map_err(|e| CallError::Connect(error_chain(&e)))?;
+    let base = &provider.base_url;
+    let url = match provider.kind {
+        ProviderKind::OpenAi => format!("{base}/models"),
+        ProviderKind::Anthropic => {
+            format!("{}/v1/models", base.strip_suffix("/v1").unwrap_or(base))
+        }
+        ProviderKind::Gemini => format!(
+            "{}/v1beta/models",
+            base.strip_suffix("/v1beta").unwrap_or(base)
+        ),
+    };
+    let mut builder = http.get(&url);
+    if let Some(key) = &provider.api_key {
+        builder = match provider.kind {
+            ProviderKind::OpenAi => builder.bearer_auth(key),
+            ProviderKind::Anthropic => builder
+                .header("x-api-key", key)
+                .header("anthropic-version", anthropic::VERSION),
+            ProviderKind::Gemini => builder.header("x-goog-api-key", key),
+        };
+    }
+    let response = match tokio::time::timeout(timeout, builder.send()).await {
+        Err(_) => return Err(CallError::Timeout(timeout)),
+        Ok(Err(e)) => return Err(CallError::Connect(error_chain(&e))),
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status();
+    let text = tokio::time::timeout(timeout, response.text())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if !status.is_success() {
+        return Err(CallError::Status {
+            status: status.as_u16(),
+            message: error_message(&value),
+            retry_after: None,
+        });
+    }
+    let items = value
+        .get("data")
+        .or_else(|| value.get("models"))
+        .and_then(Value::as_array);
+    Ok(items
+        .into_iter()
+        .flatten()
+        .filter_map(|m| str_at(m, "/id").or_else(|| str_at(m, "/name")))
+        .map(|id| id.strip_prefix("models/").unwrap_or(id).to_string())
+        .collect())
+}

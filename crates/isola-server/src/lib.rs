@@ -1,0 +1,81 @@
+//! Isola as an MCP server: Code Mode for any MCP host.
+//!
+//! An [`IsolaServer`] fronts every configured MCP server (through an [`isola_engine::Engine`])
+//! with a few tools of its own:
+//!
+//! - `execute`: a TypeScript script → its result, console output and a summary of its calls; a
+//!   failure rendered for a model to fix (see [`render`]).
+//! - `search` and `describe`, when the API is too large to embed: keywords → the best-matching
+//!   functions as one-line signatures (BM25, see [`search`]); names → full declarations.
+//!
+//! A small API (at most [`ServerOptions::embed_max_tokens`]) is embedded in `execute`'s
+//! description instead, and `execute` is the only tool ([`descriptions::Mode`]). The
+//! declarations are also resources (`isola://types`, `isola://types/<namespace>`). While a
+//! script runs, finished calls and console lines go out as progress notifications when the host
+//! asked for progress; a cancelled request stops the script. When an upstream server's tools
+//! change ([`IsolaServer::watch_hub`]), the API is rebuilt and hosts are told.
+//!
+//! It serves over stdio ([`serve_stdio`]) or Streamable HTTP ([`http::HttpServer`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use isola_server::{IsolaServer, ServerOptions};
+//! let config = isola_mcp::load_config("isola.json".as_ref())?;
+//! let hub = Arc::new(isola_mcp::McpHub::connect(&config).await);
+//! let engine = isola_engine::Engine::new(hub.clone(), isola_worker::Backend::InProcess, config.settings.limits.clone());
+//! let server = IsolaServer::new(Arc::new(engine), ServerOptions::default());
+//! server.watch_hub(&hub);
+//! isola_server::serve_stdio(server).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod describe;
+pub mod descriptions;
+pub mod http;
+pub mod render;
+pub mod search;
+mod server;
+
+use std::net::SocketAddr;
+
+use rmcp::ServiceExt;
+
+pub use descriptions::Mode;
+pub use server::{IsolaServer, ServerOptions, TYPES_URI, View};
+
+/// Why serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A non-loopback address without a token.
+    #[error(
+        "refusing to serve MCP on {addr} without authentication: it is reachable from other machines\nhint: pass --token (or set ISOLA_MCP_TOKEN), or --allow-unauthenticated if the network is trusted"
+    )]
+    Unauthenticated { addr: SocketAddr },
+    /// The token is empty.
+    #[error("the bearer token is empty\nhint: pass a non-empty --token (or ISOLA_MCP_TOKEN)")]
+    EmptyToken,
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The stdio transport failed.
+    #[error("MCP over stdio failed: {0}")]
+    Stdio(String),
+}
+
+/// Serve over standard input and output until the host closes them.
+pub async fn serve_stdio(server: IsolaServer) -> Result<(), ServeError> {
+    let running = server
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| ServeError::Stdio(e.to_string()))?;
+    running
+        .waiting()
+        .await
+        .map_err(|e| ServeError::Stdio(e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,556 @@
+//! [`IsolaServer`]: the MCP server handler (rmcp) over an [`Engine`].
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use isola_engine::{ApiState, Engine, ExecEvent, ExecOptions};
+use isola_mcp::{HubEvent, McpHub};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ProgressToken, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Resource, ResourceContents, ServerCapabilities, ServerConfig,
+    SubscriptionFilter, Tool,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tracing::Instrument;
+
+use crate::describe::describe;
+use crate::descriptions::{
+    self, DEFAULT_SEARCH_LIMIT, DESCRIBE, EXECUTE, MAX_SEARCH_LIMIT, Mode, SEARCH,
+};
+use crate::render;
+use crate::search::SearchIndex;
+
+/// URI of the resource with the whole API's declarations; one namespace's are at
+/// `isola://types/<namespace>`.
+pub const TYPES_URI: &str = "isola://types";
+const TYPES_MIME: &str = "application/typescript";
+/// Progress notifications sent for one execution at most; later events are only in the result.
+const MAX_PROGRESS_NOTIFICATIONS: u32 = 1000;
+/// Longest progress message, in characters.
+const PROGRESS_MESSAGE_MAX: usize = 200;
+
+/// How the server presents the API.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// An API whose declarations take at most this many tokens (tiktoken o200k) is embedded in
+    /// `execute`'s description and `execute` is the only tool; a larger one is served through
+    /// `search` and `describe`.
+    pub embed_max_tokens: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            embed_max_tokens: descriptions::DEFAULT_EMBED_MAX_TOKENS,
+        }
+    }
+}
+
+/// What the host sees for one version of the API.
+pub struct View {
+    pub mode: Mode,
+    pub api: Arc<ApiState>,
+    /// The whole API's `.d.ts`.
+    pub declarations: String,
+    /// Tokens of [`View::declarations`] (tiktoken o200k).
+    pub tokens: usize,
+    /// The tools listed to the host.
+    pub tools: Vec<Tool>,
+    pub index: SearchIndex,
+}
+
+impl View {
+    pub fn build(
+        api: Arc<ApiState>,
+        engine_limits: &isola_protocol::Limits,
+        options: &ServerOptions,
+    ) -> View {
+        let declarations = api.api.declarations(None);
+        let tokens = isola_tokens::count_tokens(&declarations);
+        let mode = if tokens <= options.embed_max_tokens {
+            Mode::Embedded
+        } else {
+            Mode::Search
+        };
+        let tools = descriptions::tools(&api.api, mode, &declarations, engine_limits);
+        let index = SearchIndex::build(&api.api);
+        View {
+            mode,
+            api,
+            declarations,
+            tokens,
+            tools,
+            index,
+        }
+    }
+
+    /// The text `search` returns: one compact signature per match, best first.
+    pub fn search(
+        &self,
+        query: &str,
+        server: Option<&str>,
+        limit: usize,
+    ) -> Result<String, String> {
+        let api = &self.api.api;
+        if let Some(s) = server
+            && !self.index.has_namespace(s)
+        {
+            return Err(format!(
+                "no namespace `{s}`; the namespaces are: {}",
+                descriptions::namespace_list(api)
+            ));
+        }
+        let hits = self.index.search(query, server, limit);
+        if hits.is_empty() {
+            return Ok(format!(
+                "no function matches `{query}`; try other words, or `describe` a whole namespace: {}\n",
+                descriptions::namespace_list(api)
+            ));
+        }
+        let mut out = String::new();
+        for hit in &hits {
+            out.push_str(&api.compact_signature(hit.namespace, hit.function));
+            out.push('\n');
+        }
+        Ok(out)
+    }
+
+    /// The text `describe` returns; `Err` when no name was found.
+    pub fn describe(&self, names: &[String]) -> Result<String, String> {
+        let d = describe(&self.api.api, &self.index, names);
+        if d.text.trim().is_empty() || !d.text.contains("declare namespace") {
+            return Err(format!(
+                "not found: {}\nhint: use names as `search` shows them (`namespace.function`) or a namespace: {}",
+                d.unknown.join(", "),
+                descriptions::namespace_list(&self.api.api)
+            ));
+        }
+        let mut text = d.text;
+        if !d.unknown.is_empty() {
+            text.push_str(&format!("\n// not found: {}\n", d.unknown.join(", ")));
+        }
+        Ok(text)
+    }
+}
+
+/// What changed for the host.
+#[derive(Clone, Copy, Debug)]
+struct Change {
+    tools: bool,
+    resources: bool,
+}
+
+/// Isola as an MCP server: `execute` (and `search`/`describe` for a large API) over an
+/// [`Engine`], the declarations as resources, and change notifications. Cheap to clone: clones
+/// share everything (the HTTP transport makes one per session or request).
+#[derive(Clone)]
+pub struct IsolaServer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    engine: Arc<Engine>,
+    options: ServerOptions,
+    view: RwLock<Arc<View>>,
+    /// For `subscriptions/listen` streams (protocol 2026-07-28).
+    changes: broadcast::Sender<Change>,
+    /// Hosts that connected with `initialize` (older protocols): they get notifications directly.
+    peers: Mutex<Vec<Peer<RoleServer>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl IsolaServer {
+    pub fn new(engine: Arc<Engine>, options: ServerOptions) -> IsolaServer {
+        let view = View::build(engine.api(), engine.limits(), &options);
+        tracing::info!(
+            mode = view.mode.as_str(),
+            tokens = view.tokens,
+            functions = view.index.len(),
+            "API ready"
+        );
+        let (changes, _) = broadcast::channel(64);
+        IsolaServer {
+            shared: Arc::new(Shared {
+                engine,
+                options,
+                view: RwLock::new(Arc::new(view)),
+                changes,
+                peers: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The current view of the API.
+    pub fn view(&self) -> Arc<View> {
+        match self.shared.view.read() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.shared.engine
+    }
+
+    /// Rebuild the API from the tools' current lists and tell connected hosts what changed
+    /// (`notifications/tools/list_changed`, `notifications/resources/list_changed`). Returns
+    /// whether the tool list changed.
+    pub async fn refresh(&self) -> bool {
+        self.shared.engine.refresh();
+        let new = Arc::new(View::build(
+            self.shared.engine.api(),
+            self.shared.engine.limits(),
+            &self.shared.options,
+        ));
+        let old = match self.shared.view.write() {
+            Ok(mut g) => std::mem::replace(&mut *g, new.clone()),
+            Err(p) => std::mem::replace(&mut *p.into_inner(), new.clone()),
+        };
+        let change = Change {
+            tools: old.tools != new.tools,
+            resources: old.declarations != new.declarations,
+        };
+        tracing::info!(
+            mode = new.mode.as_str(),
+            tokens = new.tokens,
+            tools_changed = change.tools,
+            api_changed = change.resources,
+            "API refreshed"
+        );
+        if change.tools || change.resources {
+            self.notify(change).await;
+        }
+        change.tools
+    }
+
+    /// Refresh whenever the hub reports a changed tool list or a restarted server. The task
+    /// ends when the hub is dropped.
+    pub fn watch_hub(&self, hub: &McpHub) -> tokio::task::JoinHandle<()> {
+        let mut events = hub.subscribe();
+        let server = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(HubEvent::ToolsChanged { .. } | HubEvent::ServerRestarted { .. })
+                    | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        server.refresh().await;
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        })
+    }
+
+    async fn notify(&self, change: Change) {
+        let _ = self.shared.changes.send(change);
+        let peers: Vec<Peer<RoleServer>> = {
+            let mut peers = lock(&self.shared.peers);
+            peers.retain(|p| !p.is_transport_closed());
+            peers.clone()
+        };
+        for peer in peers {
+            if change.tools
+                && let Err(e) = peer.notify_tool_list_changed().await
+            {
+                tracing::debug!("could not send tools/list_changed: {e}");
+            }
+            if change.resources
+                && let Err(e) = peer.notify_resource_list_changed().await
+            {
+                tracing::debug!("could not send resources/list_changed: {e}");
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        args: &JsonObject,
+        context: &RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let Some(code) = args.get("code").and_then(Value::as_str) else {
+            return text_error(
+                "`code` is missing: pass the TypeScript to run as `code` (a string)",
+            );
+        };
+        let (events, forwarder) = match context.meta.get_progress_token() {
+            Some(token) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                (
+                    Some(tx),
+                    Some(tokio::spawn(forward_progress(
+                        rx,
+                        token,
+                        context.peer.clone(),
+                    ))),
+                )
+            }
+            None => (None, None),
+        };
+        let options = ExecOptions {
+            file_name: "script.ts".into(),
+            limits: None,
+            cancel: Some(context.ct.clone()),
+            events,
+        };
+        let span = tracing::info_span!("mcp.execute", request = %context.id);
+        let record = self
+            .shared
+            .engine
+            .execute(code, options)
+            .instrument(span)
+            .await;
+        if let Some(forwarder) = forwarder {
+            // Every progress notification goes out before the result.
+            let _ = forwarder.await;
+        }
+        render::exec_result(&record, &self.shared.engine.api().api)
+    }
+
+    fn search(&self, args: &JsonObject) -> CallToolResult {
+        let Some(query) = args.get("query").and_then(Value::as_str) else {
+            return text_error(
+                "`query` is missing: pass a few keywords of the task as `query` (a string)",
+            );
+        };
+        let server = args
+            .get("server")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        let limit = args
+            .get("limit")
+            .and_then(Value::as_u64)
+            .map_or(DEFAULT_SEARCH_LIMIT, |n| {
+                (n as usize).clamp(1, MAX_SEARCH_LIMIT)
+            });
+        match self.view().search(query, server, limit) {
+            Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
+            Err(message) => text_error(&message),
+        }
+    }
+
+    fn describe(&self, args: &JsonObject) -> CallToolResult {
+        let names: Vec<String> = match args.get("names") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            Some(Value::String(one)) => vec![one.clone()],
+            _ => Vec::new(),
+        };
+        if names.is_empty() {
+            return text_error(
+                "`names` is missing: pass function names (\"github.createIssue\") or namespaces (\"github\") as `names`",
+            );
+        }
+        match self.view().describe(&names) {
+            Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
+            Err(message) => text_error(&message),
+        }
+    }
+}
+
+fn text_error(message: &str) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message.to_string())])
+}
+
+/// Send one progress notification per finished call and console line.
+async fn forward_progress(
+    mut events: tokio::sync::mpsc::UnboundedReceiver<ExecEvent>,
+    token: ProgressToken,
+    peer: Peer<RoleServer>,
+) {
+    let mut sent: u32 = 0;
+    while let Some(event) = events.recv().await {
+        if sent >= MAX_PROGRESS_NOTIFICATIONS {
+            continue;
+        }
+        sent += 1;
+        let message = match event {
+            ExecEvent::Call(c) => match &c.error {
+                None => format!("{} done ({} ms)", c.function, c.duration_ms.round() as u64),
+                Some(e) => format!(
+                    "{} failed ({} ms): {e}",
+                    c.function,
+                    c.duration_ms.round() as u64
+                ),
+            },
+            ExecEvent::Log(l) => match l.level {
+                isola_protocol::LogLevel::Log => l.text,
+                level => format!("[{}] {}", level.as_str(), l.text),
+            },
+        };
+        let param = ProgressNotificationParam::new(token.clone(), f64::from(sent))
+            .with_message(cut(&message));
+        if let Err(e) = peer.notify_progress(param).await {
+            tracing::debug!("could not send a progress notification: {e}");
+        }
+    }
+}
+
+fn cut(s: &str) -> String {
+    if s.chars().count() <= PROGRESS_MESSAGE_MAX {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(PROGRESS_MESSAGE_MAX).collect();
+    t.push('…');
+    t
+}
+
+impl ServerHandler for IsolaServer {
+    fn get_info(&self) -> ServerConfig {
+        let view = self.view();
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .enable_resources()
+                .enable_resources_list_changed()
+                .build(),
+        )
+        .with_server_info(Implementation::new("isola", env!("CARGO_PKG_VERSION")))
+        .with_instructions(descriptions::instructions(&view.api.api, view.mode))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.view().tools.clone()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let args = request.arguments.clone().unwrap_or_default();
+        let result = match request.name.as_ref() {
+            EXECUTE => self.execute(&args, &context).await,
+            SEARCH => self.search(&args),
+            DESCRIBE => self.describe(&args),
+            other => {
+                return Err(McpError::invalid_params(
+                    format!(
+                        "unknown tool `{other}`: Isola has `{EXECUTE}`, `{SEARCH}` and `{DESCRIBE}`"
+                    ),
+                    None,
+                ));
+            }
+        };
+        Ok(result.into())
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let view = self.view();
+        let mut resources = vec![
+            Resource::new(TYPES_URI, "api.d.ts")
+                .with_title("Isola API: TypeScript declarations of every server")
+                .with_description(
+                    "The functions `execute` scripts can call, one namespace per MCP server.",
+                )
+                .with_mime_type(TYPES_MIME)
+                .with_size(view.declarations.len() as u64),
+        ];
+        for ns in &view.api.api.namespaces {
+            resources.push(
+                Resource::new(
+                    format!("{TYPES_URI}/{}", ns.ident),
+                    format!("{}.d.ts", ns.ident),
+                )
+                .with_title(format!("Isola API: namespace {}", ns.ident))
+                .with_description(format!(
+                    "TypeScript declarations of the tools of MCP server `{}`.",
+                    ns.server
+                ))
+                .with_mime_type(TYPES_MIME),
+            );
+        }
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        let view = self.view();
+        let uri = request.uri.as_str();
+        let text = if uri == TYPES_URI {
+            Some(view.declarations.clone())
+        } else {
+            uri.strip_prefix(TYPES_URI)
+                .and_then(|rest| rest.strip_prefix('/'))
+                .filter(|ns| view.api.api.namespaces.iter().any(|n| n.ident == *ns))
+                .map(|ns| view.api.api.declarations(Some(&[ns])))
+        };
+        let Some(text) = text else {
+            let known: Vec<String> = std::iter::once(TYPES_URI.to_string())
+                .chain(
+                    view.api
+                        .api
+                        .namespaces
+                        .iter()
+                        .map(|n| format!("{TYPES_URI}/{}", n.ident)),
+                )
+                .collect();
+            return Err(McpError::resource_not_found(
+                format!("no resource `{uri}`; Isola has: {}", known.join(", ")),
+                None,
+            ));
+        };
+        let contents = ResourceContents::text(text, uri).with_mime_type(TYPES_MIME);
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        lock(&self.shared.peers).push(context.peer);
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        _requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(
+            SubscriptionFilter::builder()
+                .tools_list_changed()
+                .resources_list_changed()
+                .build(),
+        )
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        let mut changes = self.shared.changes.subscribe();
+        loop {
+            let change = tokio::select! {
+                () = context.cancelled() => return Ok(()),
+                change = changes.recv() => match change {
+                    Ok(change) => change,
+                    Err(broadcast::error::RecvError::Lagged(_)) => Change { tools: true, resources: true },
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            };
+            let sink = context.sink();
+            // The sink drops what the host did not ask for.
+            if change.tools {
+                let _ = sink.notify_tool_list_changed().await;
+            }
+            if change.resources {
+                let _ = sink.notify_resource_list_changed().await;
+            }
+        }
+    }
+}
