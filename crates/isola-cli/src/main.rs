@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod cli;
 mod commands;
+mod conformance;
 mod mcp;
 mod render;
 
@@ -29,7 +30,10 @@ fn main() -> ExitCode {
     }
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One thread: the work is I/O between processes (MCP servers, workers); scripts run in
+    // worker processes or on their own threads. A single-threaded runtime saves a cross-thread
+    // wake-up on every message, which is most of a tool call's overhead.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -73,6 +73,10 @@ impl Binding {
         let Some(v) = &self.validator else {
             return Ok(());
         };
+        // The fast check first: collecting errors costs more, and almost every call is valid.
+        if v.is_valid(args) {
+            return Ok(());
+        }
         let problems: Vec<String> = v
             .iter_errors(args)
             .take(5)

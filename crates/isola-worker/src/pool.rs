@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use isola_protocol::{HostMsg, MAX_FRAME_BYTES, SandboxMsg, encode_frame};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 use crate::BackendError;
 
@@ -149,13 +151,14 @@ impl WorkerPool {
 
 /// One worker process and its channel.
 ///
-/// Frames from the worker are read by a task of their own and queued, so [`Worker::recv`] is
-/// cancel-safe: the engine waits on it inside `select!`, and a half-read frame must never be
-/// dropped (the channel would lose its framing).
+/// Frames from the worker are decoded by a `FramedRead`, which keeps a half-read frame in its
+/// own buffer, so [`Worker::recv`] is cancel-safe: the engine waits on it inside `select!`, and
+/// a half-read frame must never be dropped (the channel would lose its framing). Reading in the
+/// engine's own task, rather than in a reader task, saves a wake-up per message.
 pub struct Worker {
     child: Child,
     stdin: ChildStdin,
-    frames: tokio::sync::mpsc::Receiver<Result<SandboxMsg, BackendError>>,
+    frames: FramedRead<ChildStdout, LengthDelimitedCodec>,
 }
 
 impl Worker {
@@ -179,8 +182,12 @@ impl Worker {
                 reason: "no pipes".into(),
             });
         };
-        let (tx, frames) = tokio::sync::mpsc::channel(256);
-        tokio::spawn(read_frames(BufReader::with_capacity(64 * 1024, stdout), tx));
+        let codec = LengthDelimitedCodec::builder()
+            .little_endian()
+            .length_field_type::<u32>()
+            .max_frame_length(MAX_FRAME_BYTES as usize)
+            .new_codec();
+        let frames = FramedRead::with_capacity(stdout, codec, 64 * 1024);
         let mut worker = Worker {
             child,
             stdin,
@@ -211,13 +218,14 @@ impl Worker {
             .map_err(|e| BackendError::Channel(e.to_string()))
     }
 
-    /// The next message from the worker. Cancel-safe.
+    /// The next message from the worker. Cancel-safe. A worker is untrusted: frames are
+    /// bounded and must parse.
     pub async fn recv(&mut self) -> Result<SandboxMsg, BackendError> {
-        match self.frames.recv().await {
-            Some(msg) => msg,
-            None => Err(BackendError::Channel(
-                "the worker exited or closed its channel".into(),
-            )),
+        match self.frames.next().await {
+            Some(Ok(frame)) => serde_json::from_slice(&frame)
+                .map_err(|e| BackendError::Channel(format!("bad frame from the worker: {e}"))),
+            Some(Err(e)) => Err(BackendError::Channel(format!("the worker's channel failed: {e}"))),
+            None => Err(BackendError::Channel("the worker exited or closed its channel".into())),
         }
     }
 
@@ -236,33 +244,3 @@ impl Worker {
     }
 }
 
-/// Read frames until the pipe closes or a frame is bad. A worker is untrusted: frames are
-/// bounded and must parse; the first bad one ends the channel.
-async fn read_frames(
-    mut stdout: BufReader<ChildStdout>,
-    tx: tokio::sync::mpsc::Sender<Result<SandboxMsg, BackendError>>,
-) {
-    loop {
-        let msg = read_frame(&mut stdout).await;
-        let stop = msg.is_err();
-        if tx.send(msg).await.is_err() || stop {
-            return;
-        }
-    }
-}
-
-async fn read_frame(stdout: &mut BufReader<ChildStdout>) -> Result<SandboxMsg, BackendError> {
-    let lost = |e: std::io::Error| {
-        BackendError::Channel(format!("the worker exited or closed its channel ({e})"))
-    };
-    let len = stdout.read_u32_le().await.map_err(lost)?;
-    if len > MAX_FRAME_BYTES {
-        return Err(BackendError::Channel(format!(
-            "the worker sent a frame of {len} bytes"
-        )));
-    }
-    let mut body = vec![0u8; len as usize];
-    stdout.read_exact(&mut body).await.map_err(lost)?;
-    serde_json::from_slice(&body)
-        .map_err(|e| BackendError::Channel(format!("bad frame from the worker: {e}")))
-}
