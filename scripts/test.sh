@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Run Isola's whole test suite on a fresh machine: install what the tests need from the package
-# registries (the real MCP servers and TypeScript from npm, the Python MCP SDK from PyPI), then
-# every Rust test (nextest) and the doc tests.
+# registries (from npm: the real MCP servers, TypeScript, Node 22, the MCP conformance suite and
+# Inspector; from PyPI: the Python MCP SDK), then every Rust test (nextest) and the doc tests.
+# Each install is idempotent (`npm ci` from the lock files); a test whose fixture is missing fails
+# and names the command to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== installing test fixtures (npm: MCP servers, typescript; PyPI: mcp)"
+echo "== installing test fixtures (npm: MCP servers, typescript, Node 22, conformance suite, Inspector; PyPI: mcp)"
 npm ci --prefix fixtures/servers --no-audit --no-fund --loglevel=error
+# Node 22 (an npm package) for the tools that need it: the conformance suite and the Inspector.
+npm ci --prefix fixtures/node22 --no-audit --no-fund --loglevel=error
+npm ci --prefix fixtures/conformance --no-audit --no-fund --loglevel=error
 if ! python3 -c "import mcp" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r fixtures/python-requirements.txt
 fi

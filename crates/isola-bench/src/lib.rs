@@ -10,6 +10,8 @@
 //! # }
 //! ```
 
+pub mod tokens;
+
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::path::Path;
@@ -373,7 +375,11 @@ pub async fn mcp_overhead(
     else {
         return Err(format!("server `{server_name}` is not a stdio server"));
     };
-    let engine = Engine::new(hub, backend, Limits::default());
+    let engine_backend = match backend {
+        Backend::InProcess => "in-process",
+        Backend::Workers(_) => "workers",
+    };
+    let engine = Engine::new(hub.clone(), backend, Limits::default());
     let ns = engine
         .api()
         .api
@@ -391,13 +397,24 @@ pub async fn mcp_overhead(
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    let transport =
-        TokioChildProcess::new(cmd).map_err(|e| format!("cannot start the server: {e}"))?;
+    let (transport, _stderr) = TokioChildProcess::builder(cmd)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the server: {e}"))?;
     let direct = ().serve(transport).await.map_err(|e| format!("rmcp initialize failed: {e}"))?;
 
     let mut isola = Vec::new();
     let mut raw = Vec::new();
+    let mut via_hub = Vec::new();
     for round in 0..rounds + 1 {
+        // The hub alone (Isola's MCP client layer), without the sandbox.
+        let t = Instant::now();
+        for i in 0..calls {
+            let mut args = Map::new();
+            args.insert("message".into(), Value::String(format!("m{i}")));
+            hub.call(server_name, "echo", args).await.map_err(|e| format!("hub call failed: {e}"))?;
+        }
+        let th = t.elapsed();
         let t = Instant::now();
         let rec = engine.execute(&script, ExecOptions::default()).await;
         let ti = t.elapsed();
@@ -417,17 +434,21 @@ pub async fn mcp_overhead(
         if round > 0 {
             isola.push(ti);
             raw.push(tr);
+            via_hub.push(th);
         }
     }
     let _ = direct.cancel().await;
     let si = Stats::of(isola);
     let sr = Stats::of(raw);
+    let sh = Stats::of(via_hub);
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{calls} sequential `echo` calls to `{server_name}` over stdio, {rounds} rounds:"
     );
-    let _ = writeln!(out, "  through Isola (one script, worker sandbox): {si}");
+    let where_ = if matches!(engine_backend, "in-process") { "in-process sandbox" } else { "worker sandbox" };
+    let _ = writeln!(out, "  through Isola (one script, {where_}): {si}");
+    let _ = writeln!(out, "  the same calls through McpHub::call (no sandbox): {sh}");
     let _ = writeln!(out, "  directly with rmcp:                          {sr}");
     let _ = writeln!(
         out,

@@ -50,6 +50,10 @@ pub enum Command {
     /// Serve Code Mode to an MCP host (Claude Desktop, Claude Code, Cursor, ...) over stdio, or
     /// Streamable HTTP with --http.
     Mcp(crate::mcp::McpArgs),
+    /// Isola's MCP client as the official conformance suite's client under test (see
+    /// tests/all/conformance.rs): connect to URL, list tools, make the scenario's calls.
+    #[command(name = "__conformance-client", hide = true)]
+    ConformanceClient { url: String },
 }
 
 #[derive(Args, Debug)]
@@ -152,6 +156,20 @@ pub enum BenchCommand {
         calls: u32,
         #[arg(long, default_value_t = 10)]
         rounds: u32,
+        /// Run the script in-process instead of in a worker process.
+        #[arg(long)]
+        in_process: bool,
+    },
+    /// Context tokens spent on tools, classic tool calling vs Isola: the tool definitions of the
+    /// configured servers, and a list-read-rank workflow over server-filesystem.
+    Tokens {
+        /// The server-filesystem of the config to run the workflow with (started again on a
+        /// temporary directory) [default: the first with `list_directory` and `read_text_file`].
+        #[arg(long, value_name = "NAME")]
+        fs_server: Option<String>,
+        /// Print the figures as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
 }
 

@@ -22,6 +22,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => crate::agent::run(cli.config.as_deref(), args).await,
         Command::Chat(args) => crate::agent::chat(cli.config.as_deref(), args).await,
         Command::Mcp(args) => crate::mcp::run(cli.config.as_deref(), args).await,
+        Command::ConformanceClient { url } => crate::conformance::run(&url).await,
     }
 }
 

@@ -4,8 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
+mod bench_tokens;
 mod config;
+mod conformance;
 mod exec;
+mod inspector;
 mod mcp;
 mod mcp_http;
 mod support;
