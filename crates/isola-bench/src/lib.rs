@@ -412,7 +412,9 @@ pub async fn mcp_overhead(
         for i in 0..calls {
             let mut args = Map::new();
             args.insert("message".into(), Value::String(format!("m{i}")));
-            hub.call(server_name, "echo", args).await.map_err(|e| format!("hub call failed: {e}"))?;
+            hub.call(server_name, "echo", args)
+                .await
+                .map_err(|e| format!("hub call failed: {e}"))?;
         }
         let th = t.elapsed();
         let t = Instant::now();
@@ -446,9 +448,16 @@ pub async fn mcp_overhead(
         out,
         "{calls} sequential `echo` calls to `{server_name}` over stdio, {rounds} rounds:"
     );
-    let where_ = if matches!(engine_backend, "in-process") { "in-process sandbox" } else { "worker sandbox" };
+    let where_ = if matches!(engine_backend, "in-process") {
+        "in-process sandbox"
+    } else {
+        "worker sandbox"
+    };
     let _ = writeln!(out, "  through Isola (one script, {where_}): {si}");
-    let _ = writeln!(out, "  the same calls through McpHub::call (no sandbox): {sh}");
+    let _ = writeln!(
+        out,
+        "  the same calls through McpHub::call (no sandbox): {sh}"
+    );
     let _ = writeln!(out, "  directly with rmcp:                          {sr}");
     let _ = writeln!(
         out,

@@ -17,21 +17,39 @@ pub async fn run(config: Option<&Path>, args: BenchArgs) -> Result<ExitCode> {
             let report = isola_bench::exec_latency(Some(worker), iterations, deno.as_deref()).await;
             print(&report)?;
         }
-        BenchCommand::Mcp { server, calls, rounds, in_process } => {
+        BenchCommand::Mcp {
+            server,
+            calls,
+            rounds,
+            in_process,
+        } => {
             let config = load_config(config)?;
             let server_config = config
                 .server(&server)
                 .ok_or_else(|| anyhow!("no server `{server}` in {}", config.path.display()))?
                 .clone();
             let hub = connect(&config).await;
-            let backend = if in_process { isola_worker::Backend::InProcess } else { worker_backend(&config)? };
-            let report = isola_bench::mcp_overhead(hub.clone(), backend, &server_config, &server, calls, rounds)
-                .await
-                .map_err(|e| anyhow!(e))?;
+            let backend = if in_process {
+                isola_worker::Backend::InProcess
+            } else {
+                worker_backend(&config)?
+            };
+            let report = isola_bench::mcp_overhead(
+                hub.clone(),
+                backend,
+                &server_config,
+                &server,
+                calls,
+                rounds,
+            )
+            .await
+            .map_err(|e| anyhow!(e))?;
             hub.shutdown().await;
             print(&report)?;
         }
-        BenchCommand::Tokens { fs_server, json } => tokens(config, fs_server.as_deref(), json).await?,
+        BenchCommand::Tokens { fs_server, json } => {
+            tokens(config, fs_server.as_deref(), json).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -44,7 +62,11 @@ async fn tokens(config: Option<&Path>, fs_server: Option<&str>, json: bool) -> R
     let limits = config.settings.limits.clone();
     let hub = connect(&config).await;
     let servers = hub.servers();
-    let engine = isola_engine::Engine::new(hub.clone(), isola_worker::Backend::InProcess, limits.clone());
+    let engine = isola_engine::Engine::new(
+        hub.clone(),
+        isola_worker::Backend::InProcess,
+        limits.clone(),
+    );
     let definitions = tokens::definitions(&servers, engine.api(), &limits);
     hub.shutdown().await;
     if !json {
@@ -65,11 +87,15 @@ async fn tokens(config: Option<&Path>, fs_server: Option<&str>, json: bool) -> R
                 )
             })?,
     };
-    let fs = config.server(&name).ok_or_else(|| anyhow!("no server `{name}` in {}", config.path.display()))?;
+    let fs = config
+        .server(&name)
+        .ok_or_else(|| anyhow!("no server `{name}` in {}", config.path.display()))?;
     let dir = std::env::temp_dir().join(format!("isola-bench-tokens-{}", std::process::id()));
     let workflow = tokens::workflow(fs, &dir, isola_worker::Backend::InProcess, &limits).await;
     let _ = std::fs::remove_dir_all(&dir);
-    let workflow = workflow.map_err(|e| anyhow!(e)).with_context(|| format!("the workflow over server `{name}`"))?;
+    let workflow = workflow
+        .map_err(|e| anyhow!(e))
+        .with_context(|| format!("the workflow over server `{name}`"))?;
     if json {
         let both = serde_json::json!({ "definitions": definitions.to_json(), "workflow": workflow.to_json() });
         print(&format!("{}\n", serde_json::to_string_pretty(&both)?))?;

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "isola", version, about = "Code Mode for every MCP server: run TypeScript against your tools in a sandbox.")]
+#[command(
+    name = "isola",
+    version,
+    about = "Code Mode for every MCP server: run TypeScript against your tools in a sandbox."
+)]
 pub struct Cli {
     /// The mcpServers config file [default: isola.json in the working directory].
     #[arg(long, global = true, env = "ISOLA_CONFIG", value_name = "PATH")]
@@ -180,7 +184,9 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, "s"),
     };
-    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (try 30s, 500ms or 2m)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (try 30s, 500ms or 2m)"))?;
     let factor = match unit {
         "ms" => 1.0,
         "s" => 1000.0,
@@ -204,7 +210,11 @@ mod tests {
         assert_eq!(parse_duration_ms("2"), Ok(2000));
         assert_eq!(parse_duration_ms("150ms"), Ok(150));
         assert_eq!(parse_duration_ms("1.5m"), Ok(90_000));
-        assert!(parse_duration_ms("2h").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration_ms("2h")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_duration_ms("abc").is_err());
     }
 }

@@ -16,7 +16,11 @@ use crate::{exit, render};
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Tools { json } => tools(cli.config.as_deref(), json).await,
-        Command::Types { servers, compact, tokens } => types(cli.config.as_deref(), &servers, compact, tokens).await,
+        Command::Types {
+            servers,
+            compact,
+            tokens,
+        } => types(cli.config.as_deref(), &servers, compact, tokens).await,
         Command::Exec(args) => exec(cli.config.as_deref(), args).await,
         Command::Bench(args) => crate::bench::run(cli.config.as_deref(), args).await,
         Command::Run(args) => crate::agent::run(cli.config.as_deref(), args).await,
@@ -28,7 +32,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Load the config: `--config PATH`, else `isola.json` in the working directory.
 pub fn load_config(path: Option<&Path>) -> Result<Config> {
-    let path: PathBuf = path.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(isola_mcp::DEFAULT_CONFIG_FILE));
+    let path: PathBuf = path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(isola_mcp::DEFAULT_CONFIG_FILE));
     Ok(isola_mcp::load_config(&path)?)
 }
 
@@ -55,31 +61,61 @@ async fn tools(config: Option<&Path>, json: bool) -> Result<ExitCode> {
     let hub = McpHub::connect(&config).await;
     let servers = hub.servers();
     let api = isola_engine::ApiState::build(&isola_engine::Tools::servers(&hub));
-    let text = if json { render::tools_json(&servers, &api)? } else { render::tools_text(&servers, &api) };
+    let text = if json {
+        render::tools_json(&servers, &api)?
+    } else {
+        render::tools_text(&servers, &api)
+    };
     hub.shutdown().await;
     print(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn types(config: Option<&Path>, only: &[String], compact: bool, tokens: bool) -> Result<ExitCode> {
+async fn types(
+    config: Option<&Path>,
+    only: &[String],
+    compact: bool,
+    tokens: bool,
+) -> Result<ExitCode> {
     let config = load_config(config)?;
     let hub = connect(&config).await;
     let api = isola_engine::ApiState::build(&isola_engine::Tools::servers(hub.as_ref()));
     for name in only {
-        if !api.api.namespaces.iter().any(|n| &n.server == name || &n.ident == name) {
-            let known: Vec<&str> = api.api.namespaces.iter().map(|n| n.server.as_str()).collect();
+        if !api
+            .api
+            .namespaces
+            .iter()
+            .any(|n| &n.server == name || &n.ident == name)
+        {
+            let known: Vec<&str> = api
+                .api
+                .namespaces
+                .iter()
+                .map(|n| n.server.as_str())
+                .collect();
             bail!(
                 "no server `{name}` in {}\nhint: configured servers with tools: {}",
                 config.path.display(),
-                if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    known.join(", ")
+                }
             );
         }
     }
     let filter: Vec<&str> = only.iter().map(String::as_str).collect();
     let filter = (!filter.is_empty()).then_some(filter.as_slice());
-    let text = if compact { api.api.compact(filter) } else { api.api.declarations(filter) };
+    let text = if compact {
+        api.api.compact(filter)
+    } else {
+        api.api.declarations(filter)
+    };
     if tokens {
-        eprintln!("{} tokens (tiktoken o200k_base)", isola_tokens::count_tokens(&text));
+        eprintln!(
+            "{} tokens (tiktoken o200k_base)",
+            isola_tokens::count_tokens(&text)
+        );
     }
     hub.shutdown().await;
     print(&text)?;
@@ -91,16 +127,33 @@ async fn exec(config_path: Option<&Path>, args: ExecArgs) -> Result<ExitCode> {
     let config = load_config(config_path)?;
     let mut limits = config.settings.limits.clone();
     args.limits.apply(&mut limits);
-    let backend = if args.in_process { Backend::InProcess } else { worker_backend(&config)? };
+    let backend = if args.in_process {
+        Backend::InProcess
+    } else {
+        worker_backend(&config)?
+    };
     let hub = connect(&config).await;
     let engine = Engine::new(hub.clone(), backend, limits);
-    let record = engine.execute(&source, ExecOptions { file_name, ..ExecOptions::default() }).await;
+    let record = engine
+        .execute(
+            &source,
+            ExecOptions {
+                file_name,
+                ..ExecOptions::default()
+            },
+        )
+        .await;
     hub.shutdown().await;
     if args.json {
         print(&format!("{}\n", serde_json::to_string_pretty(&record)?))?;
     } else {
-        render::record_text(&record, args.trace, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())
-            .context("writing the result")?;
+        render::record_text(
+            &record,
+            args.trace,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )
+        .context("writing the result")?;
     }
     Ok(match &record.error {
         None => ExitCode::SUCCESS,
@@ -113,12 +166,19 @@ async fn exec(config_path: Option<&Path>, args: ExecArgs) -> Result<ExitCode> {
 fn read_script(path: &Path) -> Result<(String, String)> {
     if path == Path::new("-") {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading the script from standard input")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the script from standard input")?;
         return Ok((s, "stdin.ts".to_string()));
     }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read the script {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the script {}", path.display()))?;
     let text = String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!("the script {} is not UTF-8 (invalid byte at offset {})", path.display(), e.utf8_error().valid_up_to())
+        anyhow::anyhow!(
+            "the script {} is not UTF-8 (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        )
     })?;
     Ok((text, path.display().to_string()))
 }

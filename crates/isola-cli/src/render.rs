@@ -18,12 +18,19 @@ fn state_text(state: &ServerState) -> String {
 }
 
 fn first_line(s: Option<&str>) -> &str {
-    s.unwrap_or("").lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+    s.unwrap_or("")
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
 }
 
 /// The TS function name of a server's tool, if the API has it.
 fn function_of<'a>(api: &'a ApiState, server: &str, tool: &str) -> Option<&'a str> {
-    api.bindings.iter().find(|b| b.server == server && b.tool == tool).map(|b| b.function.as_str())
+    api.bindings
+        .iter()
+        .find(|b| b.server == server && b.tool == tool)
+        .map(|b| b.function.as_str())
 }
 
 pub fn tools_text(servers: &[ServerInfo], api: &ApiState) -> String {
@@ -32,7 +39,13 @@ pub fn tools_text(servers: &[ServerInfo], api: &ApiState) -> String {
         out.push_str("no MCP servers configured (add some under \"mcpServers\")\n");
     }
     for s in servers {
-        out.push_str(&format!("{}  [{}]  {}  ({} tools)\n", s.name, state_text(&s.state), s.transport, s.tools.len()));
+        out.push_str(&format!(
+            "{}  [{}]  {}  ({} tools)\n",
+            s.name,
+            state_text(&s.state),
+            s.transport,
+            s.tools.len()
+        ));
         for t in &s.tools {
             let f = function_of(api, &s.name, &t.name).unwrap_or("?");
             let desc = first_line(t.description.as_deref());
@@ -78,7 +91,12 @@ pub fn tools_json(servers: &[ServerInfo], api: &ApiState) -> anyhow::Result<Stri
 }
 
 /// Result on stdout; logs, errors and the trace on stderr.
-pub fn record_text(record: &ExecRecord, trace: bool, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<()> {
+pub fn record_text(
+    record: &ExecRecord,
+    trace: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<()> {
     for log in &record.logs {
         let tag = match log.level {
             LogLevel::Log => "log",
@@ -94,7 +112,11 @@ pub fn record_text(record: &ExecRecord, trace: bool, out: &mut dyn Write, err: &
             writeln!(err, "tool calls:")?;
         }
         for c in record.calls.iter().filter(|c| trace || !c.ok) {
-            let status = if c.ok { "ok".to_string() } else { format!("error: {}", c.error.as_deref().unwrap_or("")) };
+            let status = if c.ok {
+                "ok".to_string()
+            } else {
+                format!("error: {}", c.error.as_deref().unwrap_or(""))
+            };
             writeln!(
                 err,
                 "  {:>9.1}ms +{:>8.1}ms  {}({})  {status}",
@@ -109,7 +131,11 @@ pub fn record_text(record: &ExecRecord, trace: bool, out: &mut dyn Write, err: &
         None => match &record.result {
             Value::Null => {}
             Value::String(s) => writeln!(out, "{s}")?,
-            v => writeln!(out, "{}", serde_json::to_string_pretty(v).unwrap_or_default())?,
+            v => writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(v).unwrap_or_default()
+            )?,
         },
         Some(e) => {
             let what = match e.limit {

@@ -64,7 +64,13 @@ const SERVER_KEYS: &[&str] = &[
 ];
 const STDIO_ONLY_KEYS: &[&str] = &["command", "args", "env", "cwd"];
 const HTTP_ONLY_KEYS: &[&str] = &["url", "headers"];
-const SETTINGS_KEYS: &[&str] = &["limits", "workers", "callTimeoutMs", "startupTimeoutMs", "agent"];
+const SETTINGS_KEYS: &[&str] = &[
+    "limits",
+    "workers",
+    "callTimeoutMs",
+    "startupTimeoutMs",
+    "agent",
+];
 /// Headers the Streamable HTTP transport sets itself; a config may not override them.
 const RESERVED_HEADERS: &[&str] = &["accept", "mcp-session-id", "last-event-id"];
 

@@ -6,8 +6,8 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use isola_protocol::{HostMsg, MAX_FRAME_BYTES, SandboxMsg, encode_frame};
 use futures::StreamExt;
+use isola_protocol::{HostMsg, MAX_FRAME_BYTES, SandboxMsg, encode_frame};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
@@ -224,8 +224,12 @@ impl Worker {
         match self.frames.next().await {
             Some(Ok(frame)) => serde_json::from_slice(&frame)
                 .map_err(|e| BackendError::Channel(format!("bad frame from the worker: {e}"))),
-            Some(Err(e)) => Err(BackendError::Channel(format!("the worker's channel failed: {e}"))),
-            None => Err(BackendError::Channel("the worker exited or closed its channel".into())),
+            Some(Err(e)) => Err(BackendError::Channel(format!(
+                "the worker's channel failed: {e}"
+            ))),
+            None => Err(BackendError::Channel(
+                "the worker exited or closed its channel".into(),
+            )),
         }
     }
 
@@ -243,4 +247,3 @@ impl Worker {
         }
     }
 }
-

@@ -16,7 +16,11 @@ fn no_config_file() {
 #[test]
 fn invalid_json_names_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("isola.json"), "{\n  \"mcpServers\": {,\n}\n").unwrap();
+    std::fs::write(
+        dir.path().join("isola.json"),
+        "{\n  \"mcpServers\": {,\n}\n",
+    )
+    .unwrap();
     let run = isola_in(dir.path(), &["tools"]);
     assert_eq!(run.code(), 2);
     let err = run.stderr();
@@ -31,17 +35,26 @@ fn a_server_that_fails_to_start_is_reported_and_the_others_work() {
         "ghost": {"command": "/nonexistent/mcp-server"},
     }});
     p.write("isola.json", &config.to_string());
-    p.write("ok.ts", "return await everything.echo({ message: 'still works' })");
+    p.write(
+        "ok.ts",
+        "return await everything.echo({ message: 'still works' })",
+    );
     let run = p.isola(&["exec", "ok.ts"]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert_eq!(run.stdout().trim(), "Echo: still works");
     let err = run.stderr();
-    assert!(err.contains("`ghost` is unavailable") && err.contains("/nonexistent/mcp-server"), "{err}");
+    assert!(
+        err.contains("`ghost` is unavailable") && err.contains("/nonexistent/mcp-server"),
+        "{err}"
+    );
 
     p.write("ghost.ts", "return await ghost.anything({})");
     let run = p.isola(&["exec", "ghost.ts", "--json"]);
     assert_eq!(run.code(), 1);
-    assert_eq!(run.json()["error"]["message"], serde_json::json!("ghost is not defined"));
+    assert_eq!(
+        run.json()["error"]["message"],
+        serde_json::json!("ghost is not defined")
+    );
 }
 
 #[test]
@@ -49,5 +62,9 @@ fn a_missing_script_file() {
     let p = Project::new();
     let run = p.isola(&["exec", "nope.ts"]);
     assert_eq!(run.code(), 2);
-    assert!(run.stderr().contains("cannot read the script nope.ts"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("cannot read the script nope.ts"),
+        "{}",
+        run.stderr()
+    );
 }

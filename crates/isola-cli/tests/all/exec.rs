@@ -34,7 +34,11 @@ return {{ sum, lines }};
     let rec = run.json();
     assert_eq!(rec["ok"], json!(true));
     assert_eq!(rec["result"]["lines"], json!(["alpha", "beta", "gamma"]));
-    assert!(rec["result"]["sum"].to_string().contains("42"), "{}", rec["result"]);
+    assert!(
+        rec["result"]["sum"].to_string().contains("42"),
+        "{}",
+        rec["result"]
+    );
     assert_eq!(rec["logs"][0]["text"], json!("read 3 files"));
     let calls = rec["calls"].as_array().unwrap();
     assert_eq!(calls.len(), 5);
@@ -43,17 +47,30 @@ return {{ sum, lines }};
         (start, start + c["durationMs"].as_f64().unwrap())
     };
     // The 0.6 s operation on one server overlaps every read on the other: they ran in parallel.
-    let slow = calls.iter().find(|c| c["function"] == json!("everything.triggerLongRunningOperation")).unwrap();
+    let slow = calls
+        .iter()
+        .find(|c| c["function"] == json!("everything.triggerLongRunningOperation"))
+        .unwrap();
     let (slow_start, slow_end) = span(slow);
     assert!(slow_end - slow_start >= 500.0, "{slow}");
-    let reads: Vec<&Value> = calls.iter().filter(|c| c["function"] == json!("fs.readTextFile")).collect();
+    let reads: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c["function"] == json!("fs.readTextFile"))
+        .collect();
     assert_eq!(reads.len(), 3);
     for r in reads {
         let (start, end) = span(r);
-        assert!(start < slow_end && slow_start < end, "no overlap: {r} vs {slow}");
+        assert!(
+            start < slow_end && slow_start < end,
+            "no overlap: {r} vs {slow}"
+        );
     }
     // And the whole script took about as long as the slowest call, not the sum.
-    assert!(rec["timings"]["runMs"].as_f64().unwrap() < slow_end + 500.0, "{}", rec["timings"]);
+    assert!(
+        rec["timings"]["runMs"].as_f64().unwrap() < slow_end + 500.0,
+        "{}",
+        rec["timings"]
+    );
 }
 
 #[test]
@@ -65,28 +82,55 @@ fn a_native_operation_is_stopped_at_a_2s_deadline() {
     let rec = run.json();
     assert_eq!(rec["error"]["kind"], json!("limit"));
     assert_eq!(rec["error"]["limit"], json!("deadline"));
-    assert!(rec["error"]["message"].as_str().unwrap().contains("deadline of 2000 ms"), "{}", rec["error"]);
+    assert!(
+        rec["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deadline of 2000 ms"),
+        "{}",
+        rec["error"]
+    );
     let run_ms = rec["timings"]["runMs"].as_f64().unwrap();
     assert!(run_ms < 2500.0, "took {run_ms} ms");
-    assert_eq!(rec["logs"][0]["text"], json!("start"), "logs before the kill are kept");
+    assert_eq!(
+        rec["logs"][0]["text"],
+        json!("start"),
+        "logs before the kill are kept"
+    );
 }
 
 /// In one process: a worker killed at the deadline is replaced and the next execution works.
 #[tokio::test]
 async fn the_next_execution_after_a_deadline_kill_works() {
-    let command = WorkerCommand { program: env!("CARGO_BIN_EXE_isola").into(), args: vec!["__worker".into()] };
+    let command = WorkerCommand {
+        program: env!("CARGO_BIN_EXE_isola").into(),
+        args: vec!["__worker".into()],
+    };
     let engine = Engine::new(
         Arc::new(isola_bench::NoTools),
         Backend::Workers(WorkerPool::new(command, 1)),
-        Limits { deadline_ms: 2000, ..Limits::default() },
+        Limits {
+            deadline_ms: 2000,
+            ..Limits::default()
+        },
     );
     for script in ["Array(2**32-1).join()", "[].concat(Array(2**32-1))"] {
         let t = Instant::now();
         let rec = engine.execute(script, ExecOptions::default()).await;
-        assert!(t.elapsed() < Duration::from_millis(2500), "{script} took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(2500),
+            "{script} took {:?}",
+            t.elapsed()
+        );
         let err = rec.error.unwrap();
-        assert_eq!(err.limit, Some(isola_protocol::LimitKind::Deadline), "{err:?}");
-        let next = engine.execute("const n: number = 7; return n * 6", ExecOptions::default()).await;
+        assert_eq!(
+            err.limit,
+            Some(isola_protocol::LimitKind::Deadline),
+            "{err:?}"
+        );
+        let next = engine
+            .execute("const n: number = 7; return n * 6", ExecOptions::default())
+            .await;
         assert_eq!(next.result, json!(42), "{:?}", next.error);
     }
 }
@@ -94,7 +138,10 @@ async fn the_next_execution_after_a_deadline_kill_works() {
 #[test]
 fn a_syntax_error_names_line_and_column_with_a_code_frame() {
     let p = Project::new();
-    p.write("syntax.ts", "const a: number = 1;\nconst b = {\n  x: 1,,\n};\nreturn a;\n");
+    p.write(
+        "syntax.ts",
+        "const a: number = 1;\nconst b = {\n  x: 1,,\n};\nreturn a;\n",
+    );
     let run = p.isola(&["exec", "syntax.ts"]);
     assert_eq!(run.code(), 1);
     let err = run.stderr();
@@ -120,7 +167,13 @@ fn a_runtime_error_stack_points_at_typescript_lines() {
     let stack = err["stack"].as_str().unwrap();
     assert!(stack.contains("at norm (runtime.ts:9:"), "{stack}");
     assert!(stack.contains("runtime.ts:12:"), "{stack}");
-    assert!(err["codeFrame"].as_str().unwrap().contains("9 |   return Math.sqrt(p!.x"), "{err}");
+    assert!(
+        err["codeFrame"]
+            .as_str()
+            .unwrap()
+            .contains("9 |   return Math.sqrt(p!.x"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -131,9 +184,16 @@ fn tool_errors_are_catchable_and_uncaught_ones_name_the_tool() {
         "try { await fs.readTextFile({ path: '/etc/passwd' }); return 'read it'; }\ncatch (e: any) { return { name: e.name, tool: e.tool, denied: /denied|outside|not allowed/i.test(e.message) }; }\n",
     );
     let rec = p.isola(&["exec", "caught.ts", "--json"]).json();
-    assert_eq!(rec["result"], json!({"name": "ToolError", "tool": "fs.readTextFile", "denied": true}), "{rec}");
+    assert_eq!(
+        rec["result"],
+        json!({"name": "ToolError", "tool": "fs.readTextFile", "denied": true}),
+        "{rec}"
+    );
 
-    p.write("uncaught.ts", "const x = 1;\nawait fs.readTextFile({ path: '/etc/passwd' });\n");
+    p.write(
+        "uncaught.ts",
+        "const x = 1;\nawait fs.readTextFile({ path: '/etc/passwd' });\n",
+    );
     let rec = p.isola(&["exec", "uncaught.ts", "--json"]).json();
     assert_eq!(rec["error"]["kind"], json!("tool"));
     assert_eq!(rec["error"]["tool"], json!("fs.readTextFile"));
@@ -144,7 +204,10 @@ fn tool_errors_are_catchable_and_uncaught_ones_name_the_tool() {
 #[test]
 fn bad_arguments_to_a_tool_are_rejected_with_the_path() {
     let p = Project::new();
-    p.write("args.ts", "return await everything.getSum({ a: 'one', b: 2 });\n");
+    p.write(
+        "args.ts",
+        "return await everything.getSum({ a: 'one', b: 2 });\n",
+    );
     let run = p.isola(&["exec", "args.ts", "--json"]);
     assert_eq!(run.code(), 1);
     let err = &run.json()["error"];
@@ -168,30 +231,65 @@ fn scripts_can_come_from_stdin_and_use_the_async_arrow_form() {
     use std::io::Write;
     child.stdin.take().unwrap().write_all(b"async () => {\n  const r = await everything.echo({ message: 'hey' });\n  return r;\n}\n").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Echo: hey");
 }
 
 #[test]
 fn limits_can_be_set_by_flags() {
     let p = Project::new();
-    p.write("calls.ts", "for (let i = 0; i < 10; i++) await everything.echo({ message: String(i) });\n");
-    let rec = p.isola(&["exec", "calls.ts", "--json", "--max-tool-calls", "3"]).json();
+    p.write(
+        "calls.ts",
+        "for (let i = 0; i < 10; i++) await everything.echo({ message: String(i) });\n",
+    );
+    let rec = p
+        .isola(&["exec", "calls.ts", "--json", "--max-tool-calls", "3"])
+        .json();
     assert_eq!(rec["error"]["limit"], json!("toolCalls"), "{rec}");
     assert_eq!(rec["calls"].as_array().unwrap().len(), 3);
 
-    p.write("big.ts", "console.log('x'.repeat(100)); return 'y'.repeat(5000);\n");
-    let rec = p.isola(&["exec", "big.ts", "--json", "--max-result-bytes", "100", "--max-log-bytes", "10"]).json();
+    p.write(
+        "big.ts",
+        "console.log('x'.repeat(100)); return 'y'.repeat(5000);\n",
+    );
+    let rec = p
+        .isola(&[
+            "exec",
+            "big.ts",
+            "--json",
+            "--max-result-bytes",
+            "100",
+            "--max-log-bytes",
+            "10",
+        ])
+        .json();
     assert_eq!(rec["ok"], json!(true));
     let result = rec["result"].as_str().unwrap();
-    assert!(result.ends_with("…[isola: truncated, 4902 more bytes dropped]"), "{result}");
+    assert!(
+        result.ends_with("…[isola: truncated, 4902 more bytes dropped]"),
+        "{result}"
+    );
     assert_eq!(rec["resultTruncated"]["droppedBytes"], json!(4902));
     assert_eq!(rec["logs"][0]["text"], json!("xxxxxxxxxx"));
     assert_eq!(rec["logsTruncated"]["droppedBytes"], json!(90));
-    assert!(rec["logs"][1]["text"].as_str().unwrap().contains("90 bytes dropped"));
+    assert!(
+        rec["logs"][1]["text"]
+            .as_str()
+            .unwrap()
+            .contains("90 bytes dropped")
+    );
 
-    p.write("mem.ts", "const a: string[] = []; while (true) a.push('x'.repeat(65536) + a.length);\n");
-    let rec = p.isola(&["exec", "mem.ts", "--json", "--memory-mb", "32"]).json();
+    p.write(
+        "mem.ts",
+        "const a: string[] = []; while (true) a.push('x'.repeat(65536) + a.length);\n",
+    );
+    let rec = p
+        .isola(&["exec", "mem.ts", "--json", "--memory-mb", "32"])
+        .json();
     assert_eq!(rec["error"]["limit"], json!("memory"), "{rec}");
 }
 
@@ -209,24 +307,53 @@ fn readable_output_shows_result_and_logs() {
 #[test]
 fn unknown_functions_get_a_did_you_mean_hint() {
     let p = Project::new();
-    p.write("typo.ts", "const x = 1;\nreturn await fs.read_text_file({ path: 'a.txt' });\n");
+    p.write(
+        "typo.ts",
+        "const x = 1;\nreturn await fs.read_text_file({ path: 'a.txt' });\n",
+    );
     let rec = p.isola(&["exec", "typo.ts", "--json"]).json();
     let err = &rec["error"];
-    assert_eq!(err["message"], json!("fs.read_text_file is not a function"), "{err}");
+    assert_eq!(
+        err["message"],
+        json!("fs.read_text_file is not a function"),
+        "{err}"
+    );
     assert_eq!(err["hint"], json!("did you mean `fs.readTextFile`?"));
-    p.write("ns.ts", "return await filesystem.readTextFile({ path: 'a.txt' });\n");
+    p.write(
+        "ns.ts",
+        "return await filesystem.readTextFile({ path: 'a.txt' });\n",
+    );
     let rec = p.isola(&["exec", "ns.ts", "--json"]).json();
-    assert!(rec["error"]["hint"].as_str().unwrap().contains("namespaces are: everything, fs"), "{rec}");
+    assert!(
+        rec["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("namespaces are: everything, fs"),
+        "{rec}"
+    );
 }
 
 /// The README's first command runs this; keep it working.
 #[test]
 fn the_bundled_example_runs() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let run = crate::support::isola_in(&root, &["--config", "examples/isola.json", "exec", "examples/demo.ts", "--json"]);
+    let run = crate::support::isola_in(
+        &root,
+        &[
+            "--config",
+            "examples/isola.json",
+            "exec",
+            "examples/demo.ts",
+            "--json",
+        ],
+    );
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let rec = run.json();
-    assert_eq!(rec["result"]["largest"][0]["file"], json!("./notes/meeting.txt"), "{rec}");
+    assert_eq!(
+        rec["result"]["largest"][0]["file"],
+        json!("./notes/meeting.txt"),
+        "{rec}"
+    );
     assert_eq!(rec["result"]["check"], json!("The sum of 12 and 0 is 12."));
     assert_eq!(rec["logs"][0]["text"], json!("read 4 files, 12 lines"));
 }

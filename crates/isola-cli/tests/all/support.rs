@@ -7,7 +7,9 @@ use serde_json::json;
 
 /// A real MCP server's executable from `fixtures/servers`.
 pub fn server_bin(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/servers/node_modules/.bin").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/servers/node_modules/.bin")
+        .join(name);
     assert!(
         path.exists(),
         "{} is missing: install the fixture servers with `npm ci --prefix fixtures/servers`",
@@ -34,7 +36,11 @@ impl Project {
             "everything": {"command": server_bin("mcp-server-everything")},
             "fs": {"command": server_bin("mcp-server-filesystem"), "args": [data]},
         }});
-        std::fs::write(dir.path().join("isola.json"), serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        std::fs::write(
+            dir.path().join("isola.json"),
+            serde_json::to_string_pretty(&config).unwrap(),
+        )
+        .unwrap();
         Project { dir }
     }
 
@@ -59,7 +65,11 @@ impl Project {
 }
 
 pub fn isola_in(dir: &Path, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_isola")).args(args).current_dir(dir).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_isola"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
     Run(output)
 }
 
@@ -76,6 +86,7 @@ impl Run {
         String::from_utf8_lossy(&self.0.stderr).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.0.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout(), self.stderr()))
+        serde_json::from_slice(&self.0.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout(), self.stderr()))
     }
 }

@@ -10,15 +10,33 @@ fn tools_lists_servers_states_and_functions() {
     let run = p.isola(&["tools", "--json"]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let list = run.json();
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["everything", "fs"]);
-    assert!(list.as_array().unwrap().iter().all(|s| s["state"] == json!("connected")));
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["state"] == json!("connected"))
+    );
     let fs_tools = list[1]["tools"].as_array().unwrap();
-    assert!(fs_tools.iter().any(|t| t["name"] == json!("read_text_file") && t["function"] == json!("fs.readTextFile")));
+    assert!(
+        fs_tools
+            .iter()
+            .any(|t| t["name"] == json!("read_text_file")
+                && t["function"] == json!("fs.readTextFile"))
+    );
 
     let text = p.isola(&["tools"]).stdout();
     assert!(text.contains("everything  [connected]"), "{text}");
-    assert!(text.contains("everything.getSum  (tool `get-sum`)"), "{text}");
+    assert!(
+        text.contains("everything.getSum  (tool `get-sum`)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -32,9 +50,16 @@ fn types_prints_declarations_for_the_named_servers() {
     assert!(!ts.contains("declare namespace everything"));
 
     let compact = p.isola(&["types", "--compact"]).stdout();
-    assert!(compact.lines().any(|l| l.starts_with("everything.getSum(")), "{compact}");
+    assert!(
+        compact.lines().any(|l| l.starts_with("everything.getSum(")),
+        "{compact}"
+    );
 
     let run = p.isola(&["types", "nope"]);
     assert_eq!(run.code(), 2);
-    assert!(run.stderr().contains("no server `nope`"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("no server `nope`"),
+        "{}",
+        run.stderr()
+    );
 }
