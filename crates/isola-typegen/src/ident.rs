@@ -55,22 +55,6 @@ const JS_RESERVED: &[&str] = &[
     "yield",
 ];
 
-/// TypeScript's predefined type names: invalid as the name of a type or namespace.
-const TS_TYPE_KEYWORDS: &[&str] = &[
-    "any",
-    "bigint",
-    "boolean",
-    "intrinsic",
-    "never",
-    "number",
-    "object",
-    "string",
-    "symbol",
-    "undefined",
-    "unknown",
-    "void",
-];
-
 /// Globals a namespace must not shadow: the standard ECMAScript globals plus what the sandbox adds.
 const GLOBALS: &[&str] = &[
     "AggregateError",
@@ -250,10 +234,10 @@ pub(crate) fn to_type_name(raw: &str) -> String {
 }
 
 /// Identifier for a namespace (a server): [`to_identifier`], then a `_` suffix if the result would
-/// shadow a global or is a TypeScript type keyword (`console` → `console_`).
+/// shadow a global (`console` → `console_`).
 pub(crate) fn namespace_identifier(raw: &str) -> String {
     let mut out = to_identifier(raw);
-    if GLOBALS.contains(&out.as_str()) || TS_TYPE_KEYWORDS.contains(&out.as_str()) {
+    if GLOBALS.contains(&out.as_str()) {
         out.push('_');
     }
     out

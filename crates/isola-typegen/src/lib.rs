@@ -45,15 +45,17 @@
 //!   becomes `unnamed`.
 //! - **Namespaces**: the same for the server name (its key in the `mcpServers` config), plus a
 //!   `_` suffix when the result would shadow a standard ECMAScript global or a sandbox global
-//!   (`console` → `console_`, `undefined` → `undefined_`) or is a TypeScript type keyword
-//!   (`string` → `string_`).
+//!   (`console` → `console_`, `setTimeout` → `setTimeout_`, `undefined` → `undefined_`).
+//!   Contextual keywords (`type`, `get`, `async`, `of`) and TypeScript type keywords (`string`,
+//!   `object`) are valid namespace and function names and are kept.
 //! - **Collisions** (two names mapping to one identifier) are resolved without regard to listing
 //!   order: the colliding names are sorted by their raw name; the first keeps the identifier, the
 //!   others get `_2`, `_3`, … in that order. [`ApiFunction::tool`] keeps the original MCP name.
 //! - **Type names** (inside a namespace): `<Function>Input`, `<Function>Output`, and for each `$ref`
 //!   target its `$defs`/`definitions` key in PascalCase (`richTextRequest` → `RichTextRequest`; other
-//!   JSON pointers use their last non-keyword segment). Equal definitions repeated across tools (same
-//!   schema text, same referenced definitions) share one type. Clashes get `2`, `3`, … appended, in
+//!   JSON pointers use their last non-keyword segment). Being PascalCase, they never hit a TypeScript
+//!   type keyword (`string`, `number`, …). Equal definitions repeated across tools (same schema
+//!   text, same referenced definitions) share one type. Clashes get `2`, `3`, … appended, in
 //!   tool-name order; `JsonValue`, `McpContent`, `ToolOutput`, `Promise`, `Record`, `Array` are never
 //!   used.
 //!
@@ -259,6 +261,9 @@ impl Api {
     /// `ns.fn(input: { a: string; b?: number }): Promise<ToolOutput> — First sentence.`: small
     /// types inline, objects nested deeper than one level (or long ones) as `{...}`, named types by
     /// name, long unions cut with `...`. Empty string for an out-of-range index.
+    ///
+    /// Each call builds the namespace's type table (type names are namespace-wide): fine for a
+    /// handful of lines, use [`Api::compact`] for whole listings.
     pub fn compact_signature(&self, ns_index: usize, fn_index: usize) -> String {
         match self.namespaces.get(ns_index) {
             Some(ns) if fn_index < ns.functions.len() => {
@@ -275,7 +280,10 @@ impl Api {
         Some((ns, f))
     }
 
-    fn selected<'a>(&'a self, only: Option<&'a [&'a str]>) -> impl Iterator<Item = &'a ApiNamespace> {
+    fn selected<'a>(
+        &'a self,
+        only: Option<&'a [&'a str]>,
+    ) -> impl Iterator<Item = &'a ApiNamespace> {
         self.namespaces.iter().filter(move |ns| {
             only.is_none_or(|only| only.iter().any(|o| *o == ns.ident || *o == ns.server))
         })

@@ -70,7 +70,10 @@ struct Names {
 impl Names {
     fn new() -> Self {
         Names {
-            used: RESERVED_TYPE_NAMES.iter().map(|s| (*s).to_owned()).collect(),
+            used: RESERVED_TYPE_NAMES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 
@@ -202,7 +205,11 @@ impl Plan {
 
     /// `declare namespace … { … }` with the given functions (all, for the full rendering).
     pub fn write_namespace(&self, ns: &ApiNamespace, funcs: &[usize], out: &mut String) {
-        let _ = writeln!(out, "/** Tools of MCP server {}. */", json_string(&ns.server));
+        let _ = writeln!(
+            out,
+            "/** Tools of MCP server {}. */",
+            json_string(&ns.server)
+        );
         let _ = writeln!(out, "declare namespace {} {{", ns.ident);
         let mut emitted = vec![false; self.types.len()];
         for (n, &i) in funcs.iter().enumerate() {
@@ -355,13 +362,9 @@ impl Plan {
             }
             return;
         }
-        if obj.notes.is_empty() && obj.props.iter().all(|p| p.doc.is_empty()) {
-            let mut line = String::new();
-            self.write_object_inline(obj, ind, &mut line);
-            if line.len() <= INLINE_OBJECT_MAX && !line.contains('\n') {
-                out.push_str(&line);
-                return;
-            }
+        if self.inline_object_len(obj, INLINE_OBJECT_MAX).is_some() {
+            self.write_object_inline(obj, ind, out);
+            return;
         }
         let pad = INDENT.repeat(ind + 1);
         out.push_str("{\n");
@@ -384,6 +387,89 @@ impl Plan {
         }
         out.push_str(&INDENT.repeat(ind));
         out.push('}');
+    }
+
+    /// The one-line length of an object type, `None` when it exceeds `budget` or needs several lines
+    /// (documented properties, notes). Stops as soon as the budget is spent, so deciding the layout
+    /// of every object stays linear in the size of the type.
+    fn inline_object_len(&self, obj: &Object, budget: usize) -> Option<usize> {
+        if obj.props.is_empty() && obj.index.is_none() {
+            return fits("Record<string, never>".len(), budget);
+        }
+        if !obj.notes.is_empty() || obj.props.iter().any(|p| !p.doc.is_empty()) {
+            return None;
+        }
+        let mut len = fits(4, budget)?; // "{ " and " }"
+        for (n, p) in obj.props.iter().enumerate() {
+            let head = prop_key(&p.name).len()
+                + if p.optional { 3 } else { 2 }
+                + if n > 0 { 2 } else { 0 };
+            len = fits(len + head, budget)?;
+            len += self.inline_len(&p.ty, budget - len)?;
+        }
+        if let Some(index) = &obj.index {
+            let head = "[key: string]: ".len() + if obj.props.is_empty() { 0 } else { 2 };
+            len = fits(len + head, budget)?;
+            len += self.inline_len(index, budget - len)?;
+        }
+        Some(len)
+    }
+
+    /// One-line length of a type as [`Plan::write_ty`] prints it, `None` past `budget` or when an
+    /// object in it prints on several lines.
+    fn inline_len(&self, ty: &Ty, budget: usize) -> Option<usize> {
+        let len = match ty {
+            Ty::Keyword(k) => k.len(),
+            Ty::Literal(l) => l.len(),
+            Ty::Ref(id) => self.types[*id].name.len(),
+            Ty::Array(inner) => self.operand_len(inner, budget.checked_sub(2)?, true)? + 2,
+            Ty::Tuple { elems, rest } => {
+                let mut len = 2;
+                for (n, e) in elems.iter().enumerate() {
+                    len = fits(
+                        len + usize::from(n > 0) * 2 + usize::from(e.optional),
+                        budget,
+                    )?;
+                    len += self.operand_len(&e.ty, budget - len, e.optional)?;
+                }
+                if let Some(rest) = rest {
+                    len = fits(len + usize::from(!elems.is_empty()) * 2 + 5, budget)?;
+                    len += self.operand_len(rest, budget - len, true)?;
+                }
+                len
+            }
+            Ty::Object(obj) => self.inline_object_len(obj, budget)?,
+            Ty::Union(items) | Ty::Intersection(items) => {
+                let mut len = 0;
+                for (n, t) in items.iter().enumerate() {
+                    len = fits(len + usize::from(n > 0) * 3, budget)?;
+                    len += match ty {
+                        Ty::Intersection(_) => self.operand_len(t, budget - len, false)?,
+                        _ => self.inline_len(t, budget - len)?,
+                    };
+                }
+                len
+            }
+            Ty::Note(inner, note) => {
+                self.inline_len(inner, budget)? + escape_comment(note).len() + 6
+            }
+        };
+        fits(len, budget)
+    }
+
+    /// Length of an operand as [`Plan::write_operand`] prints it.
+    fn operand_len(&self, ty: &Ty, budget: usize, postfix: bool) -> Option<usize> {
+        let parens = match ty {
+            Ty::Union(_) => true,
+            Ty::Intersection(_) | Ty::Note(..) => postfix,
+            Ty::Literal(s) => postfix && s.starts_with('-'),
+            _ => false,
+        };
+        if parens {
+            Some(self.inline_len(ty, budget.checked_sub(2)?)? + 2)
+        } else {
+            self.inline_len(ty, budget)
+        }
     }
 
     fn write_object_inline(&self, obj: &Object, ind: usize, out: &mut String) {
@@ -537,6 +623,10 @@ impl Plan {
     }
 }
 
+fn fits(len: usize, budget: usize) -> Option<usize> {
+    (len <= budget).then_some(len)
+}
+
 /// For each local type, a key identifying it together with everything it references, so equal
 /// `$defs` repeated across tools become one named type.
 fn closure_keys(locals: &[LocalType<'_>]) -> Vec<String> {
@@ -637,7 +727,10 @@ pub(crate) fn write_doc(doc: &Doc, ind: usize, out: &mut String) {
         let desc = escape_comment(desc);
         let all: Vec<&str> = desc.lines().map(str::trim_end).collect();
         let start = all.iter().position(|l| !l.is_empty()).unwrap_or(all.len());
-        let end = all.iter().rposition(|l| !l.is_empty()).map_or(start, |e| e + 1);
+        let end = all
+            .iter()
+            .rposition(|l| !l.is_empty())
+            .map_or(start, |e| e + 1);
         lines.extend(all[start..end].iter().map(|l| (*l).to_owned()));
     }
     for (tag, value) in &doc.tags {

@@ -92,7 +92,11 @@ impl<'a> Converter<'a> {
                 };
                 if is_trivial(m) && !has_composition(m) {
                     // Siblings are annotations or a bare `type`: the target says it all.
-                    if allows_null(m) { union([target, NULL]) } else { target }
+                    if allows_null(m) {
+                        union([target, NULL])
+                    } else {
+                        target
+                    }
                 } else {
                     intersection([target, self.convert_core(m, depth)])
                 }
@@ -125,7 +129,9 @@ impl<'a> Converter<'a> {
                     for t in types {
                         parts.push(match t {
                             Value::String(t) => self.type_ty(t, m, depth),
-                            other => UNKNOWN.with_note(format!("invalid type {}", short_json(other))),
+                            other => {
+                                UNKNOWN.with_note(format!("invalid type {}", short_json(other)))
+                            }
                         });
                     }
                     union(parts)
@@ -331,7 +337,9 @@ fn is_trivial(m: &Map<String, Value>) -> bool {
 }
 
 fn has_composition(m: &Map<String, Value>) -> bool {
-    ["anyOf", "oneOf", "allOf"].iter().any(|k| m.contains_key(*k))
+    ["anyOf", "oneOf", "allOf"]
+        .iter()
+        .any(|k| m.contains_key(*k))
 }
 
 /// `"type": "null"` or a `type` array containing `"null"`.
@@ -404,7 +412,12 @@ fn base_name(pointer: &str, target: &Value) -> String {
                 )
         })
         .cloned()
-        .or_else(|| target.get("title").and_then(Value::as_str).map(str::to_owned))
+        .or_else(|| {
+            target
+                .get("title")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| "Type".to_owned());
     to_type_name(&name)
 }

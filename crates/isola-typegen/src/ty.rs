@@ -216,5 +216,7 @@ fn can_merge(a: &Object, b: &Object) -> bool {
         && b.index.is_none()
         && !a.props.is_empty()
         && !b.props.is_empty()
-        && b.props.iter().all(|p| a.props.iter().all(|q| q.name != p.name))
+        && b.props
+            .iter()
+            .all(|p| a.props.iter().all(|q| q.name != p.name))
 }

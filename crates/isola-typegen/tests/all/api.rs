@@ -1,0 +1,256 @@
+//! Whole-API behaviour: several tools, output schemas, annotations, shared types, selection.
+
+use isola_typegen::{Api, ServerSpec};
+use serde_json::{Value, json};
+
+use crate::support::{api_of, assert_text, namespace_body, tool};
+
+/// Tools of one server `s` (MCP JSON) → the body of its full declaration.
+fn check(tools: Value, expect: &str) {
+    let Value::Array(tools) = tools else {
+        panic!("tools must be an array")
+    };
+    let api = api_of(tools);
+    assert_text(
+        "declarations",
+        &namespace_body(&api.declarations(None)),
+        expect,
+    );
+}
+
+#[test]
+fn output_schema_gives_a_typed_return() {
+    check(
+        json!([{
+            "name": "get_weather",
+            "inputSchema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            "outputSchema": {"type": "object", "properties": {"celsius": {"type": "number"}, "sky": {"$ref": "#/$defs/sky"}}, "required": ["celsius"], "$defs": {"sky": {"enum": ["clear", "cloudy"]}}}
+        }]),
+        r#"
+interface GetWeatherInput { city: string }
+interface GetWeatherOutput { celsius: number; sky?: Sky }
+type Sky = "clear" | "cloudy";
+function getWeather(input: GetWeatherInput): Promise<GetWeatherOutput>;
+"#,
+    );
+}
+
+#[test]
+fn annotations_and_descriptions_become_jsdoc() {
+    check(
+        json!([
+            {"name": "read", "description": "Reads it.\n\nSecond paragraph with */ inside.",
+             "annotations": {"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false, "title": "Read"}},
+            {"name": "wipe", "description": "Wipes it.", "annotations": {"destructiveHint": true, "openWorldHint": true}},
+            {"name": "titled", "title": "Only a title"},
+            {"name": "annotated_title", "annotations": {"title": "Title from annotations", "readOnlyHint": false}},
+            {"name": "blank", "description": "   "},
+            {"name": "bare"}
+        ]),
+        r#"
+/**
+ * Reads it.
+ *
+ * Second paragraph with *\/ inside.
+ * @readOnly
+ * @idempotent
+ */
+function read(input?: Record<string, never>): Promise<ToolOutput>;
+
+/**
+ * Wipes it.
+ * @destructive
+ * @openWorld
+ */
+function wipe(input?: Record<string, never>): Promise<ToolOutput>;
+
+/** Only a title */
+function titled(input?: Record<string, never>): Promise<ToolOutput>;
+
+/** Title from annotations */
+function annotatedTitle(input?: Record<string, never>): Promise<ToolOutput>;
+
+function blank(input?: Record<string, never>): Promise<ToolOutput>;
+
+function bare(input?: Record<string, never>): Promise<ToolOutput>;
+"#,
+    );
+}
+
+#[test]
+fn equal_defs_are_shared_and_different_ones_renamed() {
+    let item =
+        json!({"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]});
+    let other =
+        json!({"type": "object", "properties": {"id": {"type": "number"}}, "required": ["id"]});
+    let schema = |def: &Value| json!({"type": "object", "properties": {"item": {"$ref": "#/$defs/item"}}, "required": ["item"], "$defs": {"item": def}});
+    check(
+        json!([
+            {"name": "b", "inputSchema": schema(&item)},
+            {"name": "a", "inputSchema": schema(&item)},
+            {"name": "c", "inputSchema": schema(&other)},
+        ]),
+        r#"
+interface BInput { item: Item }
+interface Item { id: string }
+function b(input: BInput): Promise<ToolOutput>;
+
+interface AInput { item: Item }
+function a(input: AInput): Promise<ToolOutput>;
+
+interface CInput { item: Item2 }
+interface Item2 { id: number }
+function c(input: CInput): Promise<ToolOutput>;
+"#,
+    );
+}
+
+#[test]
+fn defs_referring_to_different_defs_are_not_merged() {
+    // `wrapper` is textually equal in both tools but its `inner` differs.
+    let schema = |inner: &str| {
+        json!({"type": "object", "properties": {"w": {"$ref": "#/$defs/wrapper"}}, "required": ["w"],
+               "$defs": {"wrapper": {"type": "object", "properties": {"inner": {"$ref": "#/$defs/inner"}}},
+                         "inner": {"type": inner}}})
+    };
+    check(
+        json!([
+            {"name": "x", "inputSchema": schema("string")},
+            {"name": "y", "inputSchema": schema("number")},
+        ]),
+        r#"
+interface XInput { w: Wrapper }
+interface Wrapper { inner?: Inner }
+type Inner = string;
+function x(input: XInput): Promise<ToolOutput>;
+
+interface YInput { w: Wrapper2 }
+interface Wrapper2 { inner?: Inner2 }
+type Inner2 = number;
+function y(input: YInput): Promise<ToolOutput>;
+"#,
+    );
+}
+
+#[test]
+fn root_type_names_avoid_shared_names() {
+    // `tool` → `ToolInput`/`ToolOutput`; the latter is the shared prelude type, so it is renamed.
+    check(
+        json!([{"name": "tool", "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}},
+                "outputSchema": {"type": "object", "properties": {"r": {"type": "string"}}}}]),
+        r#"
+interface ToolInput { q?: string }
+interface ToolOutput2 { r?: string }
+function tool(input?: ToolInput): Promise<ToolOutput2>;
+"#,
+    );
+}
+
+#[test]
+fn selection_by_ident_or_server_name() {
+    let api = Api::build(&[
+        ServerSpec {
+            name: "my-server".into(),
+            tools: vec![tool(json!({"name": "a"}))],
+        },
+        ServerSpec {
+            name: "other".into(),
+            tools: vec![tool(json!({"name": "b"}))],
+        },
+    ]);
+    let all = api.declarations(None);
+    assert!(
+        all.contains("declare namespace myServer {") && all.contains("declare namespace other {")
+    );
+    for only in [&["myServer"][..], &["my-server"][..]] {
+        let one = api.declarations(Some(only));
+        assert!(one.contains("declare namespace myServer {"), "{only:?}");
+        assert!(!one.contains("declare namespace other {"), "{only:?}");
+        assert_eq!(
+            api.compact(Some(only)),
+            "myServer.a(): Promise<ToolOutput>\n"
+        );
+    }
+    let none = api.declarations(Some(&[]));
+    assert!(none.contains("type ToolOutput") && !none.contains("declare namespace"));
+    assert_eq!(api.compact(Some(&["nope"])), "");
+}
+
+#[test]
+fn function_declaration_and_find() {
+    let api = api_of(vec![
+        json!({"name": "get-user", "inputSchema": {"type": "object", "properties": {"u": {"$ref": "#/$defs/user"}}, "required": ["u"], "$defs": {"user": {"type": "string"}}}}),
+        json!({"name": "list-users", "description": "Lists."}),
+    ]);
+    assert_text(
+        "function_declaration",
+        &api.function_declaration("s", "listUsers").unwrap(),
+        r#"
+/** Tools of MCP server "s". */
+declare namespace s {
+  /** Lists. */
+  function listUsers(input?: Record<string, never>): Promise<ToolOutput>;
+}
+"#,
+    );
+    assert_text(
+        "function_declaration",
+        &api.function_declaration("s", "getUser").unwrap(),
+        r#"
+/** Tools of MCP server "s". */
+declare namespace s {
+  interface GetUserInput { u: User }
+  type User = string;
+  function getUser(input: GetUserInput): Promise<ToolOutput>;
+}
+"#,
+    );
+    assert_eq!(
+        api.function_declaration("s", "get-user"),
+        None,
+        "identifiers, not MCP names"
+    );
+    assert_eq!(api.function_declaration("nope", "getUser"), None);
+    let (ns, f) = api.find("s", "getUser").unwrap();
+    assert_eq!((ns.server.as_str(), f.tool.as_str()), ("s", "get-user"));
+    assert!(api.find("s", "nope").is_none());
+}
+
+#[test]
+fn rendering_is_deterministic_and_names_ignore_listing_order() {
+    let tools: Vec<Value> = (0..6)
+        .map(|i| {
+            json!({"name": format!("tool-{i}"), "inputSchema": {"type": "object",
+                "properties": {"v": {"$ref": "#/$defs/item"}}, "required": ["v"],
+                "$defs": {"item": {"type": "object", "properties": {"n": {"const": i % 3}}}}}})
+        })
+        .collect();
+    let api = api_of(tools.clone());
+    assert_eq!(
+        api.declarations(None),
+        api_of(tools.clone()).declarations(None)
+    );
+    let mut reversed = tools;
+    reversed.reverse();
+    let mut a: Vec<String> = api.compact(None).lines().map(str::to_owned).collect();
+    let mut b: Vec<String> = api_of(reversed)
+        .compact(None)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn tool_spec_reads_mcp_json() {
+    let spec = tool(
+        json!({"name": "x", "title": "X", "description": "d", "inputSchema": {"type": "object"},
+        "outputSchema": {"type": "object"}, "annotations": {"readOnlyHint": true}, "_meta": {}, "icons": []}),
+    );
+    assert_eq!(spec.title.as_deref(), Some("X"));
+    assert_eq!(spec.output_schema, Some(json!({"type": "object"})));
+    let back = serde_json::to_value(&spec).unwrap();
+    assert_eq!(back["inputSchema"], json!({"type": "object"}));
+}

@@ -1,0 +1,174 @@
+//! The declarations are real TypeScript: `tsc --noEmit --strict` accepts every rendering, accepts a
+//! script that calls the API correctly, and rejects wrong calls.
+
+use isola_typegen::Api;
+use serde_json::json;
+
+use crate::schema::CASES;
+use crate::support::{api_of, fixture_servers, run_tsc};
+
+const GOOD_SCRIPT: &str = r#"/// <reference path="all.d.ts" />
+async function main(): Promise<void> {
+  const r = await github.createIssue({ owner: "a", repo: "b", title: "c" });
+  const t = await time.getCurrentTime({ timezone: "UTC" });
+  const dst: boolean = t.is_dst;
+  const converted = await time.convertTime({ source_timezone: "UTC", time: "12:00", target_timezone: "Asia/Tokyo" });
+  const tz: string = converted.source.timezone;
+  const env = await everything.getEnv();
+  const entities = await memory.createEntities({ entities: [{ name: "n", entityType: "t", observations: [] }] });
+  const page = await notion.apiPostPage({ parent: { page_id: "p" }, properties: {} });
+  const file = await filesystem.readTextFile({ path: "/x", head: 3 });
+  const text: string = file.content;
+  const log = await git.gitLog({ repo_path: ".", max_count: 5, start_timestamp: null });
+  const items: ToolOutput[] = [r, env, page, log];
+  if (Array.isArray(r)) {
+    // An array result is either JSON or the content items; the script knows which it expects.
+    for (const c of r as McpContent[]) {
+      if (c.type === "text") console.log(c.text.length);
+    }
+  }
+  console.log(dst, tz, entities, text, items);
+}
+declare const console: { log(...args: unknown[]): void };
+main();
+"#;
+
+/// Each line is a wrong call; each must be rejected.
+const BAD_CALLS: &[(&str, &str)] = &[
+    (
+        "missing required field",
+        r#"github.createIssue({ owner: "a", repo: "b" })"#,
+    ),
+    (
+        "wrong field type",
+        r#"time.getCurrentTime({ timezone: 1 })"#,
+    ),
+    (
+        "unknown field",
+        r#"github.createIssue({ owner: "a", repo: "b", title: "c", nope: 1 })"#,
+    ),
+    (
+        "wrong enum value",
+        r#"github.listIssues({ owner: "a", repo: "b", state: "merged" })"#,
+    ),
+    (
+        "unknown function",
+        r#"github.createIssues({ owner: "a", repo: "b", title: "c" })"#,
+    ),
+    (
+        "typed output misused",
+        r#"time.getCurrentTime({ timezone: "UTC" }).then((t) => { const n: number = t.is_dst; })"#,
+    ),
+    (
+        "argument to a tool without input",
+        r#"everything.getEnv({ verbose: true })"#,
+    ),
+];
+
+#[test]
+fn declarations_type_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = fixture_servers();
+    let mut sets: Vec<Vec<String>> = Vec::new();
+    for server in &servers {
+        let file = format!("{}.d.ts", server.name);
+        std::fs::write(
+            dir.path().join(&file),
+            Api::build(std::slice::from_ref(server)).declarations(None),
+        )
+        .unwrap();
+        sets.push(vec![file]);
+    }
+    std::fs::write(
+        dir.path().join("all.d.ts"),
+        Api::build(&servers).declarations(None),
+    )
+    .unwrap();
+    sets.push(vec!["all.d.ts".into()]);
+
+    // Every schema case (as tools of one server) and the renderings of single functions.
+    let cases = api_of(
+        CASES
+            .iter()
+            .map(|(name, schema, _)| {
+                json!({"name": name, "inputSchema": serde_json::from_str::<serde_json::Value>(schema).unwrap()})
+            })
+            .collect(),
+    );
+    std::fs::write(dir.path().join("cases.d.ts"), cases.declarations(None)).unwrap();
+    sets.push(vec!["cases.d.ts".into()]);
+    // Every `function_declaration` stands alone (with the prelude for the shared types). Each file
+    // is made a module (`export {}`) so that one tsc run checks them all without clashes.
+    let api = Api::build(&servers);
+    let prelude = api.declarations(Some(&[]));
+    let mut singles = Vec::new();
+    for ns in &api.namespaces {
+        for f in &ns.functions {
+            let file = format!("one_{}_{}.ts", ns.ident, f.ident);
+            let decl = api.function_declaration(&ns.ident, &f.ident).unwrap();
+            std::fs::write(
+                dir.path().join(&file),
+                format!("{prelude}{decl}export {{}};\n"),
+            )
+            .unwrap();
+            singles.push(file);
+        }
+    }
+    sets.push(singles);
+
+    std::fs::write(dir.path().join("good.ts"), GOOD_SCRIPT).unwrap();
+    sets.push(vec!["good.ts".into()]);
+
+    let set_refs: Vec<Vec<&str>> = sets
+        .iter()
+        .map(|s| s.iter().map(String::as_str).collect())
+        .collect();
+    let results = run_tsc(dir.path(), &set_refs);
+    let failures: Vec<String> = sets
+        .iter()
+        .zip(&results)
+        .filter(|(_, (ok, _))| !ok)
+        .map(|(files, (_, out))| format!("{files:?}:\n{out}"))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "tsc rejected generated TypeScript:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn wrong_calls_fail_to_type_check() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("all.d.ts"),
+        Api::build(&fixture_servers()).declarations(None),
+    )
+    .unwrap();
+    // A correct call first: proves the harness itself accepts good scripts.
+    let calls: Vec<&str> =
+        std::iter::once(r#"github.createIssue({ owner: "a", repo: "b", title: "c" })"#)
+            .chain(BAD_CALLS.iter().map(|(_, call)| *call))
+            .collect();
+    let mut files = Vec::new();
+    for (i, call) in calls.iter().enumerate() {
+        let file = format!("call{i}.ts");
+        let text = format!(
+            "/// <reference path=\"all.d.ts\" />\nasync function main(): Promise<void> {{\n  await {call};\n}}\nmain();\n"
+        );
+        std::fs::write(dir.path().join(&file), text).unwrap();
+        files.push(file);
+    }
+    let sets: Vec<Vec<&str>> = files.iter().map(|f| vec![f.as_str()]).collect();
+    let results = run_tsc(dir.path(), &sets);
+    let (ok, out) = &results[0];
+    assert!(ok, "tsc rejected a correct call:\n{out}");
+    for (i, ((what, call), (ok, out))) in BAD_CALLS.iter().zip(&results[1..]).enumerate() {
+        assert!(!ok, "tsc accepted a wrong call ({what}): {call}");
+        assert!(
+            out.lines()
+                .all(|l| l.starts_with(&format!("call{}.ts(", i + 1)) || l.starts_with(' ')),
+            "{what}: errors must be in the script only:\n{out}"
+        );
+    }
+}
