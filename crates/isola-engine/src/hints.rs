@@ -133,8 +133,8 @@ pub fn suggest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
     (dist <= allowed).then_some(best)
 }
 
-/// Levenshtein distance.
-fn distance(a: &str, b: &str) -> usize {
+/// Levenshtein distance (in chars).
+pub fn distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();

@@ -39,6 +39,7 @@ use tokio::sync::Semaphore;
 pub use tokio_util::sync::CancellationToken;
 
 pub use api::{ApiState, Binding};
+pub use hints::{distance as edit_distance, suggest};
 pub use record::unwrap_result;
 pub use tools::{ToolError, Tools};
 

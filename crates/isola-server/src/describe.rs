@@ -99,7 +99,7 @@ fn suggest(api: &Api, index: &SearchIndex, name: &str) -> Option<String> {
                 .iter()
                 .map(move |f| format!("{}.{}", ns.ident, f.ident))
         })
-        .map(|full| (distance(&target, &norm(&full)), full))
+        .map(|full| (isola_engine::edit_distance(&target, &norm(&full)), full))
         .min_by_key(|(d, _)| *d)
         .filter(|(d, _)| *d <= (target.chars().count() / 4).max(2))
         .map(|(_, full)| full);
@@ -110,21 +110,4 @@ fn suggest(api: &Api, index: &SearchIndex, name: &str) -> Option<String> {
             .next()
             .map(|hit| hit.name)
     })
-}
-
-/// Levenshtein distance.
-fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
