@@ -258,6 +258,30 @@ impl Run<'_> {
         &self.agent.config
     }
 
+    /// Record a finished non-execute tool call as a step and an event; returns whether it
+    /// succeeded and the text that goes back to the model.
+    fn tool_step(
+        &mut self,
+        name: &str,
+        args: serde_json::Map<String, Value>,
+        result: Result<String, String>,
+        on_event: &mut (dyn FnMut(AgentEvent) + Send),
+    ) -> (bool, String) {
+        let ok = result.is_ok();
+        let text = result.unwrap_or_else(|e| e);
+        on_event(AgentEvent::Done {
+            ok,
+            summary: first_line(&text),
+        });
+        self.steps.push(Step::Tool {
+            name: name.to_string(),
+            arguments: Value::Object(args),
+            ok,
+            result: text.clone(),
+        });
+        (ok, text)
+    }
+
     fn account(&mut self, calls: &[CallRecord], on_event: &mut (dyn FnMut(AgentEvent) + Send)) {
         for c in calls.iter().filter(|c| !c.outcome.is_success()) {
             on_event(AgentEvent::ProviderRetry {
@@ -457,18 +481,7 @@ impl Run<'_> {
                 None => Err("`describe` needs `names`, an array of strings".to_string()),
             }
         };
-        let ok = result.is_ok();
-        let text = result.unwrap_or_else(|e| e);
-        on_event(AgentEvent::Done {
-            ok,
-            summary: first_line(&text),
-        });
-        self.steps.push(Step::Tool {
-            name: call.name.clone(),
-            arguments: Value::Object(args),
-            ok,
-            result: text.clone(),
-        });
+        let (ok, text) = self.tool_step(&call.name, args, result, on_event);
         // Lookups are not executions: a failed one is feedback, not a failed attempt.
         Handled {
             content: text,
@@ -673,18 +686,7 @@ impl Run<'_> {
                 Ok(result) => Ok(result_text(&result)),
             },
         };
-        let ok = result.is_ok();
-        let text = result.unwrap_or_else(|e| e);
-        on_event(AgentEvent::Done {
-            ok,
-            summary: first_line(&text),
-        });
-        self.steps.push(Step::Tool {
-            name: call.name.clone(),
-            arguments: Value::Object(args),
-            ok,
-            result: text.clone(),
-        });
+        let (ok, text) = self.tool_step(&call.name, args, result, on_event);
         if ok {
             self.success(text)
         } else {

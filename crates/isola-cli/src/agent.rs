@@ -11,9 +11,8 @@ use isola_agent::{Agent, AgentConfig, AgentEvent, Mode, StopReason, Transcript};
 use isola_engine::Engine;
 use isola_llm::ProviderKind;
 use isola_mcp::{Config, McpHub};
-use isola_worker::Backend;
 
-use crate::commands::{connect, load_config, print, worker_backend};
+use crate::commands::{backend, connect, load_config, print};
 use crate::exit;
 
 /// Options shared by `run` and `chat`. Each overrides `isola.agent` in the config.
@@ -173,11 +172,7 @@ async fn start(config_path: Option<&Path>, args: &AgentArgs) -> Result<Session> 
         agent_config.model = discover_model(&agent_config).await?;
     }
     let models = agent_config.build(&|k| std::env::var(k).ok())?;
-    let backend = if args.in_process {
-        Backend::InProcess
-    } else {
-        worker_backend(&config)?
-    };
+    let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
     let engine = Arc::new(Engine::new(
         hub.clone(),

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, anyhow};
 use isola_worker::WorkerCommand;
 
 use crate::cli::{BenchArgs, BenchCommand};
-use crate::commands::{connect, load_config, print, worker_backend};
+use crate::commands::{backend, connect, load_config, print};
 
 pub async fn run(config: Option<&Path>, args: BenchArgs) -> Result<ExitCode> {
     match args.which {
@@ -29,11 +29,7 @@ pub async fn run(config: Option<&Path>, args: BenchArgs) -> Result<ExitCode> {
                 .ok_or_else(|| anyhow!("no server `{server}` in {}", config.path.display()))?
                 .clone();
             let hub = connect(&config).await;
-            let backend = if in_process {
-                isola_worker::Backend::InProcess
-            } else {
-                worker_backend(&config)?
-            };
+            let backend = backend(&config, in_process)?;
             let report = isola_bench::mcp_overhead(
                 hub.clone(),
                 backend,

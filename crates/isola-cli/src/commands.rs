@@ -49,8 +49,12 @@ pub async fn connect(config: &Config) -> Arc<McpHub> {
     Arc::new(hub)
 }
 
-/// The backend the CLI runs scripts on: worker processes of this same executable.
-pub fn worker_backend(config: &Config) -> Result<Backend> {
+/// Where the CLI runs scripts: worker processes of this same executable (the default), or, with
+/// `--in-process`, threads of this process.
+pub fn backend(config: &Config, in_process: bool) -> Result<Backend> {
+    if in_process {
+        return Ok(Backend::InProcess);
+    }
     let command = WorkerCommand::current_exe("__worker")?;
     let warm = config.settings.workers.unwrap_or(2);
     Ok(Backend::Workers(WorkerPool::new(command, warm)))
@@ -127,11 +131,7 @@ async fn exec(config_path: Option<&Path>, args: ExecArgs) -> Result<ExitCode> {
     let config = load_config(config_path)?;
     let mut limits = config.settings.limits.clone();
     args.limits.apply(&mut limits);
-    let backend = if args.in_process {
-        Backend::InProcess
-    } else {
-        worker_backend(&config)?
-    };
+    let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
     let engine = Engine::new(hub.clone(), backend, limits);
     let record = engine

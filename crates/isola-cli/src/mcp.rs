@@ -11,10 +11,9 @@ use isola_engine::{CancellationToken, Engine};
 use isola_server::descriptions::DEFAULT_EMBED_MAX_TOKENS;
 use isola_server::http::{HttpOptions, HttpServer};
 use isola_server::{IsolaServer, ServerOptions};
-use isola_worker::Backend;
 
 use crate::cli::LimitArgs;
-use crate::commands::{connect, load_config, worker_backend};
+use crate::commands::{backend, connect, load_config};
 
 #[derive(Args, Debug)]
 pub struct McpArgs {
@@ -66,11 +65,7 @@ pub async fn run(config_path: Option<&Path>, args: McpArgs) -> Result<ExitCode> 
     let config = load_config(config_path)?;
     let mut limits = config.settings.limits.clone();
     args.limits.apply(&mut limits);
-    let backend = if args.in_process {
-        Backend::InProcess
-    } else {
-        worker_backend(&config)?
-    };
+    let backend = backend(&config, args.in_process)?;
     // Bind first: a wrong address fails before any server is started.
     let http = match args.http {
         Some(addr) => Some(
