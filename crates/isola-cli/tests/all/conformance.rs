@@ -11,9 +11,9 @@
 //! failure; its header says the rules.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -382,51 +382,10 @@ fn finish(
 }
 
 /// `isola mcp --http 127.0.0.1:0` in `dir`; killed on drop.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve_http(dir: &Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
-        .args(["mcp", "--http", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env_remove("ISOLA_MCP_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let url = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "isola mcp --http exited before serving"
-        );
-        if let Some(url) = line
-            .trim()
-            .strip_prefix("isola: serving MCP (Streamable HTTP) at ")
-        {
-            break url.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in stderr.lines() {});
-    Served { child, url }
-}
-
 #[test]
 fn server_mode_against_isola_mcp_http() {
     let project = Project::new();
-    let served = serve_http(project.path());
+    let served = crate::support::serve_mcp_http(project.path(), &[]);
     let expect = Expectations::load("server");
     let mut used = BTreeSet::new();
     let mut runs = Vec::new();

@@ -1,58 +1,29 @@
 //! `isola mcp --http`: what it accepts. DNS rebinding (`Host`, `Origin`), the bearer token,
 //! and refusing an unauthenticated non-loopback address.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::support::isola_in;
 
 /// `isola mcp --http 127.0.0.1:0 ARGS` with no upstream servers; killed on drop.
+/// `isola mcp --http` over an empty config, in-process (no upstream servers needed).
 struct Served {
-    child: Child,
+    _server: crate::support::McpHttp,
     port: u16,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve(args: &[&str]) -> Served {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("isola.json"), r#"{"mcpServers": {}}"#).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
-        .args(["mcp", "--http", "127.0.0.1:0", "--in-process"])
-        .args(args)
-        .current_dir(dir.path())
-        .env_remove("ISOLA_MCP_TOKEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let port = loop {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "isola exited before serving"
-        );
-        if let Some(url) = line
-            .trim()
-            .strip_prefix("isola: serving MCP (Streamable HTTP) at http://127.0.0.1:")
-        {
-            break url.trim_end_matches("/mcp").parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in stderr.lines() {});
+    let mut extra = vec!["--in-process"];
+    extra.extend_from_slice(args);
+    let server = crate::support::serve_mcp_http(dir.path(), &extra);
+    let port = server.port;
     Served {
-        child,
+        _server: server,
         port,
         _dir: dir,
     }

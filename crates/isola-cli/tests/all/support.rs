@@ -90,3 +90,57 @@ impl Run {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", self.stdout(), self.stderr()))
     }
 }
+
+/// A running `isola mcp --http` on a free loopback port; killed on drop.
+pub struct McpHttp {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT/mcp`.
+    pub url: String,
+    pub port: u16,
+}
+
+impl Drop for McpHttp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `isola mcp --http 127.0.0.1:0 EXTRA...` in `dir` and wait until it says where it serves.
+pub fn serve_mcp_http(dir: &Path, extra: &[&str]) -> McpHttp {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
+        .args(["mcp", "--http", "127.0.0.1:0"])
+        .args(extra)
+        .current_dir(dir)
+        .env_remove("ISOLA_MCP_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "isola mcp --http exited before serving"
+        );
+        if let Some(url) = line
+            .trim()
+            .strip_prefix("isola: serving MCP (Streamable HTTP) at ")
+        {
+            break url.to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    let port = url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/mcp")
+        .parse()
+        .unwrap();
+    McpHttp { child, url, port }
+}
