@@ -56,7 +56,7 @@ pub fn describe(api: &Api, index: &SearchIndex, names: &[String]) -> Described {
         .any(|t| body.contains(t))
     {
         // The prelude alone: the shared types and how results are unwrapped.
-        text.push_str(&api.declarations(Some(&[])));
+        text.push_str(Api::prelude());
         text.push('\n');
     }
     text.push_str(&body);

@@ -80,8 +80,9 @@
 //!   `@maxLength`, `@minItems`, `@maxItems`, `@uniqueItems`, `@pattern`, `@deprecated`. Schema
 //!   `title`s are not rendered (generators derive them from property names). Tool annotations
 //!   become `@readOnly`, `@destructive`, `@idempotent`, `@openWorld` (for hints set to `true`).
-//! - Without an `outputSchema` a function returns `Promise<ToolOutput>`; the prelude of the
-//!   declarations documents how Isola unwraps an MCP result into it.
+//! - Without an `outputSchema` a function returns `Promise<ToolOutput>`; the prelude
+//!   ([`Api::prelude`]) declares it and documents how Isola unwraps an MCP result into it. The
+//!   declarations include the prelude only when some function returns `ToolOutput`.
 
 mod ident;
 mod render;
@@ -208,10 +209,18 @@ impl Api {
         Api { namespaces }
     }
 
-    /// The full `.d.ts` text: the shared prelude, then every namespace (or those whose ident or
-    /// server name is in `only`).
+    /// The full `.d.ts` text: a header line, the shared prelude ([`Api::prelude`]) when a selected
+    /// function returns `ToolOutput`, then every namespace (or those whose ident or server name is
+    /// in `only`).
     pub fn declarations(&self, only: Option<&[&str]>) -> String {
-        let mut out = String::from(render::PRELUDE);
+        let needs_prelude = self
+            .selected(only)
+            .any(|ns| ns.functions.iter().any(|f| f.output_schema.is_none()));
+        let mut out = String::from(if needs_prelude {
+            render::PRELUDE
+        } else {
+            render::HEADER
+        });
         for ns in self.selected(only) {
             out.push('\n');
             let all: Vec<usize> = (0..ns.functions.len()).collect();
@@ -220,8 +229,19 @@ impl Api {
         out
     }
 
+    /// The top of the declarations when some function returns `ToolOutput`: their header line,
+    /// then the shared types: `ToolOutput` (what a function without an outputSchema returns,
+    /// documented with how Isola unwraps an MCP result into it) and the `JsonValue` and
+    /// `McpContent` it is made of. [`Api::declarations`] starts with it when it needs it; put it
+    /// before a [`Api::function_declaration`] or [`Api::functions_declaration`] that returns
+    /// `ToolOutput` to make it stand alone.
+    pub fn prelude() -> &'static str {
+        render::PRELUDE
+    }
+
     /// One tool's declaration with every type it uses, inside its `declare namespace` (type names
-    /// as in [`Api::declarations`]). `None` if no such namespace/function identifier.
+    /// as in [`Api::declarations`]; `ToolOutput` is in [`Api::prelude`]). `None` if no such
+    /// namespace/function identifier.
     pub fn function_declaration(&self, ns: &str, func: &str) -> Option<String> {
         let namespace = self.namespaces.iter().find(|n| n.ident == ns)?;
         let index = namespace.functions.iter().position(|f| f.ident == func)?;

@@ -10,7 +10,12 @@ use crate::schema::{Converter, LocalType};
 use crate::ty::{Doc, Object, Ty, UNKNOWN};
 use crate::{ApiFunction, ApiNamespace};
 
-/// Shared declarations at the top of every full rendering.
+/// The first line of every full rendering (and of [`PRELUDE`]).
+pub(crate) const HEADER: &str =
+    "// Isola tool API: one namespace per MCP server, one async function per tool.\n";
+
+/// The header, then the shared types a function without an outputSchema returns (see
+/// [`crate::Api::prelude`]).
 pub(crate) const PRELUDE: &str = r#"// Isola tool API: one namespace per MCP server, one async function per tool.
 /**
  * How a call resolves. A tool with an outputSchema resolves to the result's structuredContent

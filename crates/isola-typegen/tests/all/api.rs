@@ -172,8 +172,48 @@ fn selection_by_ident_or_server_name() {
         );
     }
     let none = api.declarations(Some(&[]));
-    assert!(none.contains("type ToolOutput") && !none.contains("declare namespace"));
+    assert!(!none.contains("type ToolOutput") && !none.contains("declare namespace"));
     assert_eq!(api.compact(Some(&["nope"])), "");
+}
+
+#[test]
+fn the_prelude_comes_only_with_a_function_that_returns_tool_output() {
+    let typed = json!({"name": "typed", "outputSchema": {"type": "object", "properties": {"n": {"type": "number"}}}});
+    let api = Api::build(&[
+        ServerSpec {
+            name: "typed".into(),
+            tools: vec![tool(typed.clone())],
+        },
+        ServerSpec {
+            name: "mixed".into(),
+            tools: vec![tool(typed), tool(json!({"name": "untyped"}))],
+        },
+    ]);
+    let prelude = Api::prelude();
+    for name in ["ToolOutput", "JsonValue", "McpContent"] {
+        assert!(prelude.contains(&format!("type {name} =")), "{name}");
+    }
+    assert!(prelude.contains("How a call resolves"));
+    // Every rendering starts with the same header line, the prelude's first.
+    let header = api.declarations(Some(&[]));
+    assert!(header.starts_with("// Isola tool API") && header.lines().count() == 1);
+    assert!(prelude.starts_with(&header));
+    let typed_only = api.declarations(Some(&["typed"]));
+    assert!(!typed_only.contains("ToolOutput"), "{typed_only}");
+    assert!(typed_only.starts_with(&header));
+    for only in [None, Some(&["mixed"][..])] {
+        let text = api.declarations(only);
+        assert!(text.starts_with(prelude), "{only:?}: {text}");
+        assert_eq!(
+            text.matches("type ToolOutput").count(),
+            1,
+            "{only:?}: {text}"
+        );
+    }
+    // A single function's declaration needs the prelude exactly when it returns `ToolOutput`.
+    let one = |ns: &str, f: &str| api.function_declaration(ns, f).unwrap();
+    assert!(!one("mixed", "typed").contains("ToolOutput"));
+    assert!(one("mixed", "untyped").contains("Promise<ToolOutput>"));
 }
 
 #[test]

@@ -97,15 +97,20 @@ fn declarations_type_check() {
     );
     std::fs::write(dir.path().join("cases.d.ts"), cases.declarations(None)).unwrap();
     sets.push(vec!["cases.d.ts".into()]);
-    // Every `function_declaration` stands alone (with the prelude for the shared types). Each file
-    // is made a module (`export {}`) so that one tsc run checks them all without clashes.
+    // Every `function_declaration` stands alone: with `Api::prelude()` when it returns
+    // `ToolOutput`, else by itself. Each file is made a module (`export {}`) so that one tsc run
+    // checks them all without clashes.
     let api = Api::build(&servers);
-    let prelude = api.declarations(Some(&[]));
     let mut singles = Vec::new();
     for ns in &api.namespaces {
         for f in &ns.functions {
             let file = format!("one_{}_{}.ts", ns.ident, f.ident);
             let decl = api.function_declaration(&ns.ident, &f.ident).unwrap();
+            let prelude = if f.output_schema.is_none() {
+                Api::prelude()
+            } else {
+                ""
+            };
             std::fs::write(
                 dir.path().join(&file),
                 format!("{prelude}{decl}export {{}};\n"),
