@@ -58,6 +58,13 @@
 //!   text, same referenced definitions) share one type. Clashes get `2`, `3`, … appended, in
 //!   tool-name order; `JsonValue`, `McpContent`, `ToolOutput`, `Promise`, `Record`, `Array` are never
 //!   used.
+//! - **Repeated objects**: an object type written over several lines (documented properties, or
+//!   too long for one) that occurs more than once inside a namespace's types is written once, as a
+//!   named type: the `$defs` type it equals, else a new one named after the property where it
+//!   first occurs, singular for array elements (`entities: {…}[]` → `Entity`, `matches` →
+//!   `Match`; `Item` appended when the name does not look plural), after every other name is
+//!   given. Outer objects are shared before the objects inside them; roots (`…Input`,
+//!   `…Output`) stay as they are.
 //!
 //! # Schema mapping
 //!
@@ -87,6 +94,7 @@
 mod ident;
 mod render;
 mod schema;
+mod share;
 mod ty;
 
 use serde::{Deserialize, Serialize};

@@ -40,7 +40,7 @@ type McpContent =
 const INDENT: &str = "  ";
 
 /// Objects whose one-line form is at most this long (and carry no docs) print on one line.
-const INLINE_OBJECT_MAX: usize = 80;
+pub(crate) const INLINE_OBJECT_MAX: usize = 80;
 
 /// In compact signatures, a nested object longer than this prints as `{...}`.
 const COMPACT_OBJECT_MAX: usize = 120;
@@ -68,7 +68,7 @@ pub(crate) struct Plan {
     pub funcs: Vec<FnPlan>,
 }
 
-struct Names {
+pub(crate) struct Names {
     used: HashSet<String>,
 }
 
@@ -83,7 +83,7 @@ impl Names {
     }
 
     /// `base`, else `base2`, `base3`, …
-    fn claim(&mut self, base: &str) -> String {
+    pub(crate) fn claim(&mut self, base: &str) -> String {
         let mut name = base.to_owned();
         let mut n = 2usize;
         while self.used.contains(&name) {
@@ -166,7 +166,9 @@ impl Plan {
             .into_iter()
             .map(|(input, output)| FnPlan { input, output })
             .collect();
-        Plan { types, funcs }
+        let mut plan = Plan { types, funcs };
+        plan.share_repeated_objects(&mut names);
+        plan
     }
 
     /// Whether a function's input can be omitted: no required property anywhere at its root.
@@ -397,7 +399,7 @@ impl Plan {
     /// The one-line length of an object type, `None` when it exceeds `budget` or needs several lines
     /// (documented properties, notes). Stops as soon as the budget is spent, so deciding the layout
     /// of every object stays linear in the size of the type.
-    fn inline_object_len(&self, obj: &Object, budget: usize) -> Option<usize> {
+    pub(crate) fn inline_object_len(&self, obj: &Object, budget: usize) -> Option<usize> {
         if obj.props.is_empty() && obj.index.is_none() {
             return fits("Record<string, never>".len(), budget);
         }

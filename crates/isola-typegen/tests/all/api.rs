@@ -217,6 +217,78 @@ fn the_prelude_comes_only_with_a_function_that_returns_tool_output() {
 }
 
 #[test]
+fn repeated_multi_line_objects_are_shared() {
+    // The memory server's shape: one documented object spelt out in several tools.
+    let entity = json!({"type": "object", "properties": {
+        "name": {"type": "string", "description": "The name of the entity"},
+        "observations": {"type": "array", "items": {"type": "string"}}}, "required": ["name"]});
+    let list = |prop: &str| json!({"type": "object", "properties": {prop: {"type": "array", "items": entity}}, "required": [prop]});
+    // Short objects print on one line: repeating them costs little, so they stay inline.
+    let short =
+        json!({"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]});
+    check(
+        json!([
+            {"name": "create", "inputSchema": list("entities"), "outputSchema": list("entities")},
+            {"name": "open", "inputSchema": {"type": "object", "properties": {"at": short}}, "outputSchema": list("found")},
+            {"name": "read", "inputSchema": {"type": "object", "properties": {"at": short, "one": entity}}},
+        ]),
+        r#"
+interface CreateInput { entities: Entity[] }
+interface Entity {
+  /** The name of the entity */
+  name: string;
+  observations?: string[];
+}
+interface CreateOutput { entities: Entity[] }
+function create(input: CreateInput): Promise<CreateOutput>;
+
+interface OpenInput { at?: { path: string } }
+interface OpenOutput { found: Entity[] }
+function open(input?: OpenInput): Promise<OpenOutput>;
+
+interface ReadInput { at?: { path: string }; one?: Entity }
+function read(input?: ReadInput): Promise<ToolOutput>;
+"#,
+    );
+}
+
+#[test]
+fn shared_objects_reuse_a_def_take_free_names_and_the_largest_goes_first() {
+    let doc = |d: &str| json!({"type": "string", "description": d});
+    let inner = json!({"type": "object", "properties": {"a": doc("First."), "b": doc("Second.")}});
+    let outer = json!({"type": "object", "properties": {"inner": inner, "c": doc("Third.")}});
+    check(
+        json!([
+            // `Item` is taken by a `$defs` type, so the shared `items` element is `Item2`; the
+            // inline copy of the `$defs` type refers to it.
+            {"name": "a", "inputSchema": {"type": "object", "properties": {
+                "x": {"$ref": "#/$defs/item"}, "copy": inner, "items": {"type": "array", "items": outer}},
+                "$defs": {"item": inner}}},
+            // `outer` (which contains `inner`) is shared as a whole.
+            {"name": "b", "inputSchema": {"type": "object", "properties": {"items": {"type": "array", "items": outer}}}},
+        ]),
+        r#"
+interface AInput { x?: Item; copy?: Item; items?: Item2[] }
+interface Item {
+  /** First. */
+  a?: string;
+  /** Second. */
+  b?: string;
+}
+interface Item2 {
+  inner?: Item;
+  /** Third. */
+  c?: string;
+}
+function a(input?: AInput): Promise<ToolOutput>;
+
+interface BInput { items?: Item2[] }
+function b(input?: BInput): Promise<ToolOutput>;
+"#,
+    );
+}
+
+#[test]
 fn function_declaration_and_find() {
     let api = api_of(vec![
         json!({"name": "get-user", "inputSchema": {"type": "object", "properties": {"u": {"$ref": "#/$defs/user"}}, "required": ["u"], "$defs": {"user": {"type": "string"}}}}),

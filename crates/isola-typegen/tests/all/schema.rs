@@ -645,3 +645,29 @@ fn wide_schemas_render_in_linear_time() {
     assert!(decl.contains("p2999?:") && compact.contains("p2999?:"));
     assert!(took.as_secs() < 5, "rendering took {took:?}");
 }
+
+#[test]
+fn many_repeated_objects_are_shared_in_linear_time() {
+    // 2,000 different documented objects, each used by two properties: each becomes one named
+    // type, in one round.
+    let props: serde_json::Map<String, serde_json::Value> = (0..4000)
+        .map(|i| {
+            let object = json!({"type": "object", "properties": {
+                "a": {"type": "string", "description": format!("Field a of object {}.", i / 2)},
+                "b": {"type": "array", "items": {"type": "object", "properties": {"x": {"type": "number", "description": "X."}}}}}});
+            (format!("p{i}"), object)
+        })
+        .collect();
+    let api = api_of(vec![
+        json!({"name": "t", "inputSchema": {"type": "object", "properties": props}}),
+    ]);
+    let start = std::time::Instant::now();
+    let decl = api.declarations(None);
+    let took = start.elapsed();
+    assert!(
+        decl.contains("p0?: P0;") && decl.contains("p1?: P0;") && decl.contains("p3999?: P3998;")
+    );
+    // The inner `{ x }` object, the same in all of them, is shared once the outer ones are.
+    assert_eq!(decl.matches("x?: number").count(), 1, "{decl}");
+    assert!(took.as_secs() < 5, "rendering took {took:?}");
+}
