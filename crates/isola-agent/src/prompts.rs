@@ -3,7 +3,6 @@
 use isola_engine::ApiState;
 use isola_llm::ToolDef;
 use isola_server::View;
-use isola_server::descriptions::Mode as ApiMode;
 use serde_json::{Value, json};
 
 /// The two-step mode's tool.
@@ -15,18 +14,12 @@ pub fn system(mode: crate::Mode, view: &View, extra: Option<&str>) -> String {
     );
     match mode {
         crate::Mode::Code => {
+            // How scripts work, fail and are fixed is in the tools' descriptions (as `isola mcp`
+            // serves them); this only says how to approach the task.
             s.push_str(
-                "Your tool is Code Mode: `execute` runs a TypeScript script in a sandbox where every tool of the \
-                 user's MCP servers is an async function. Do the whole task in as few scripts as you can (one is \
-                 best): call the functions, pass data from one call to the next in the script, and `return` only \
-                 what you need for the answer.",
-            );
-            if view.mode == ApiMode::Search {
-                s.push_str(" Find the functions with `search` and read their types with `describe` before writing the script.");
-            }
-            s.push_str(
-                "\n\nIf a script fails, its error comes back with the position in your script, the code around it \
-                 and often a hint: fix the script and run it again.",
+                "Your tool `execute` runs TypeScript scripts in which every tool of the user's MCP servers \
+                 is an async function. Do the whole task in as few scripts as you can (one is best), passing \
+                 data from one call to the next inside the script.",
             );
         }
         crate::Mode::TwoStep => {

@@ -97,29 +97,25 @@ fn tool(name: &'static str, description: String, schema: Value) -> Tool {
 /// `execute`'s description: what a script may use, how to return data, the limits; in
 /// [`Mode::Embedded`] followed by the declarations.
 pub fn execute_description(mode: Mode, declarations: &str, limits: &Limits) -> String {
-    let mut s = String::new();
-    match mode {
-        Mode::Embedded => s.push_str(
-            "Run a TypeScript script against the tool API declared below and get back what it returns, its \
-             console output and a summary of its calls. One script can make many calls (in parallel with \
-             Promise.all), loop, filter and join their results: use it instead of calling tools one at a time.\n",
-        ),
-        Mode::Search => s.push_str(
-            "Run a TypeScript script against the tool API and get back what it returns, its console output and a \
-             summary of its calls. One script can make many calls (in parallel with Promise.all), loop, filter and \
-             join their results: use it instead of calling tools one at a time. Find the functions with `search` and \
-             read their types with `describe` first.\n",
-        ),
+    let mut s = String::from(match mode {
+        Mode::Embedded => "Run a TypeScript script against the tool API declared below",
+        Mode::Search => "Run a TypeScript script against the tool API",
+    });
+    s.push_str(
+        " and get back what it returns, its console output and a summary of its calls. One script \
+         can make many calls (in parallel with Promise.all), loop, filter and join their results: use \
+         it instead of calling tools one at a time, keep intermediate data in the script and return \
+         only what you need.",
+    );
+    if mode == Mode::Search {
+        s.push_str(" Find the functions with `search` and read their types with `describe` first.");
     }
     s.push_str(
-        "\nThe script:\n\
-         - is the body of an async function: use `await`, and `return` the data you want as JSON-compatible \
-         values. Only the returned value and console output come back to you.\n\
-         - calls tools as `namespace.function({ ...args })`: one object argument, returns a Promise. Besides \
-         them it has standard JavaScript, `console` and `setTimeout` only: no fetch, import, require, file \
-         system or network.\n\
-         - should keep intermediate data in the sandbox: filter, trim and aggregate there, and return only \
-         what you need.\n",
+        "\n\nThe script:\n\
+         - is the body of an async function: use `await`, and `return` JSON-compatible values.\n\
+         - calls tools as `namespace.function({ ...args })`: one object argument, returns a Promise. \
+         Besides them it has standard JavaScript, `console` and `setTimeout` only: no fetch, import, \
+         require, file system or network.\n",
     );
     s.push_str(&format!(
         "- limits: {} run time, {} memory, {} tool calls; the result is cut at {} and console output at {}.\n",
