@@ -14,7 +14,7 @@ pub enum CallError {
         status: u16,
         /// The provider's own message (`error.message`), or the start of the body.
         message: String,
-        /// From `Retry-After` (seconds) or `retry-after-ms`.
+        /// From `Retry-After` (seconds or an HTTP-date) or `retry-after-ms`.
         retry_after: Option<Duration>,
     },
     /// No response (or, in a stream, no further event) within the timeout.

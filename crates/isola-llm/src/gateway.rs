@@ -37,7 +37,14 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The pause before retry number `n` (1-based) when the provider did not say.
+    /// The pause before retry number `n` (1-based) when the provider did not say: the
+    /// backoff with "equal jitter" (a random point in its upper half), so that clients which
+    /// failed together do not retry together.
+    pub fn pause(&self, n: u32) -> Duration {
+        self.backoff(n).mul_f64(0.5 + fastrand::f64() / 2.0)
+    }
+
+    /// The backoff before retry number `n` (1-based), before jitter: doubling up to the cap.
     pub fn backoff(&self, n: u32) -> Duration {
         let factor = 2u32.saturating_pow(n.saturating_sub(1));
         self.initial_backoff
@@ -266,7 +273,7 @@ impl Gateway {
                                 retry_after: Some(d),
                                 ..
                             } => *d,
-                            _ => policy.backoff(attempt),
+                            _ => policy.pause(attempt),
                         };
                         tokio::time::sleep(pause).await;
                         waited = pause;
@@ -340,5 +347,12 @@ mod tests {
             [1, 2, 3, 9].map(|n| p.backoff(n).as_millis()),
             [100, 200, 350, 350]
         );
+        for n in 1..6 {
+            let (b, pause) = (p.backoff(n), p.pause(n));
+            assert!(
+                pause >= b / 2 && pause <= b,
+                "retry {n}: {pause:?} outside [{b:?}/2, {b:?}]"
+            );
+        }
     }
 }

@@ -252,8 +252,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// `Retry-After` in seconds (integer or decimal), or `retry-after-ms`. An HTTP-date is not
-/// understood and falls back to the computed backoff.
+/// `Retry-After` in seconds (integer or decimal) or as an HTTP-date, or `retry-after-ms`.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let get = |name: &str| {
         headers
@@ -266,8 +265,16 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
             ms.clamp(0.0, 86_400_000.0) / 1000.0,
         ));
     }
-    let secs = get("retry-after")?.parse::<f64>().ok()?;
-    Some(Duration::from_secs_f64(secs.clamp(0.0, 86_400.0)))
+    parse_retry_after(get("retry-after")?, std::time::SystemTime::now())
+}
+
+/// A `Retry-After` value: delay-seconds, or an HTTP-date (a date already past means now).
+fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    if let Ok(secs) = value.parse::<f64>() {
+        return Some(Duration::from_secs_f64(secs.clamp(0.0, 86_400.0)));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The models a provider serves (`GET {base}/models` for OpenAI-compatible servers,
@@ -330,4 +337,32 @@ pub async fn list_models(
         .filter_map(|m| str_at(m, "/id").or_else(|| str_at(m, "/name")))
         .map(|id| id.strip_prefix("models/").unwrap_or(id).to_string())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::parse_retry_after;
+
+    #[test]
+    fn retry_after_takes_seconds_or_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT")
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("1.5", now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date already past means now"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 }
