@@ -2,6 +2,7 @@
 //! tool `t` on server `s`; the expectation is the body of `declare namespace s { … }`. The `tsc`
 //! module also type-checks every case's output.
 
+use isola_typegen::Api;
 use serde_json::json;
 
 use crate::support::{api_of, assert_text, namespace_body};
@@ -624,9 +625,25 @@ fn deep_nesting_degrades_instead_of_overflowing() {
     );
 }
 
-#[test]
-fn wide_schemas_render_in_linear_time() {
-    let props: serde_json::Map<String, serde_json::Value> = (0..3000)
+/// How much longer rendering `4 n` properties takes than `n` (the best of three runs each, so a
+/// busy machine does not decide): about 4 when rendering is linear, 16 when quadratic. A ratio
+/// rather than a time limit, so the test holds on a loaded machine.
+fn growth(render: impl Fn(usize) -> usize, n: usize) -> f64 {
+    let best = |size: usize| {
+        (0..3)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                std::hint::black_box(render(size));
+                start.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    };
+    best(4 * n).as_secs_f64() / best(n).as_secs_f64().max(1e-6)
+}
+
+fn wide_api(n: usize) -> Api {
+    let props: serde_json::Map<String, serde_json::Value> = (0..n)
         .map(|i| {
             let values: Vec<String> = (0..50).map(|v| format!("v{v}")).collect();
             (
@@ -635,22 +652,30 @@ fn wide_schemas_render_in_linear_time() {
             )
         })
         .collect();
-    let api = api_of(vec![
+    api_of(vec![
         json!({"name": "t", "inputSchema": {"type": "object", "properties": props}}),
-    ]);
-    let start = std::time::Instant::now();
-    let decl = api.declarations(None);
-    let compact = api.compact(None);
-    let took = start.elapsed();
-    assert!(decl.contains("p2999?:") && compact.contains("p2999?:"));
-    assert!(took.as_secs() < 5, "rendering took {took:?}");
+    ])
 }
 
 #[test]
-fn many_repeated_objects_are_shared_in_linear_time() {
-    // 2,000 different documented objects, each used by two properties: each becomes one named
-    // type, in one round.
-    let props: serde_json::Map<String, serde_json::Value> = (0..4000)
+fn wide_schemas_render_in_linear_time() {
+    let api = wide_api(3000);
+    let decl = api.declarations(None);
+    let compact = api.compact(None);
+    assert!(decl.contains("p2999?:") && compact.contains("p2999?:"));
+    let ratio = growth(
+        |n| {
+            let api = wide_api(n);
+            api.declarations(None).len() + api.compact(None).len()
+        },
+        400,
+    );
+    assert!(ratio < 10.0, "4x the properties took {ratio:.1}x as long");
+}
+
+/// 2 n different documented objects, each used by two properties.
+fn repeated_api(n: usize) -> Api {
+    let props: serde_json::Map<String, serde_json::Value> = (0..2 * n)
         .map(|i| {
             let object = json!({"type": "object", "properties": {
                 "a": {"type": "string", "description": format!("Field a of object {}.", i / 2)},
@@ -658,16 +683,20 @@ fn many_repeated_objects_are_shared_in_linear_time() {
             (format!("p{i}"), object)
         })
         .collect();
-    let api = api_of(vec![
+    api_of(vec![
         json!({"name": "t", "inputSchema": {"type": "object", "properties": props}}),
-    ]);
-    let start = std::time::Instant::now();
-    let decl = api.declarations(None);
-    let took = start.elapsed();
+    ])
+}
+
+#[test]
+fn many_repeated_objects_are_shared_in_linear_time() {
+    // Each object becomes one named type, in one round.
+    let decl = repeated_api(2000).declarations(None);
     assert!(
         decl.contains("p0?: P0;") && decl.contains("p1?: P0;") && decl.contains("p3999?: P3998;")
     );
     // The inner `{ x }` object, the same in all of them, is shared once the outer ones are.
     assert_eq!(decl.matches("x?: number").count(), 1, "{decl}");
-    assert!(took.as_secs() < 5, "rendering took {took:?}");
+    let ratio = growth(|n| repeated_api(n).declarations(None).len(), 250);
+    assert!(ratio < 10.0, "4x the objects took {ratio:.1}x as long");
 }
