@@ -99,6 +99,58 @@ impl Tools for NoTools {
     }
 }
 
+/// One server `bench` with one tool `noop` that answers at once: the engine's own cost per call.
+pub struct InstantTools;
+
+impl Tools for InstantTools {
+    fn servers(&self) -> Vec<ServerSpec> {
+        vec![ServerSpec {
+            name: "bench".into(),
+            tools: vec![isola_typegen::ToolSpec {
+                name: "noop".into(),
+                title: None,
+                description: None,
+                input_schema: serde_json::json!({"type": "object"}),
+                output_schema: None,
+                annotations: None,
+            }],
+        }]
+    }
+    fn call<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: Map<String, Value>,
+    ) -> BoxFuture<'a, Result<Value, ToolError>> {
+        Box::pin(async { Ok(serde_json::json!({"content": [{"type": "text", "text": "ok"}]})) })
+    }
+}
+
+/// Microseconds per awaited call through the engine (validation, dispatch, the sandbox's
+/// channel, unwrapping) to a tool that answers at once; median of `rounds` runs of `calls`.
+pub async fn engine_round_trip(engine: &Engine, calls: u32, rounds: u32) -> Result<f64, String> {
+    let script = format!(
+        "for (let i = 0; i < {calls}; i++) {{ await bench.noop({{ i }}); }}\nreturn {calls};"
+    );
+    let limits = Limits {
+        max_tool_calls: u32::MAX,
+        ..engine.limits().clone()
+    };
+    let mut samples = Vec::new();
+    for _ in 0..rounds.max(1) {
+        let options = ExecOptions {
+            limits: Some(limits.clone()),
+            ..ExecOptions::default()
+        };
+        let rec = engine.execute(&script, options).await;
+        if !rec.ok {
+            return Err(format!("the run failed: {:?}", rec.error));
+        }
+        samples.push(Duration::from_secs_f64(rec.timings.run_ms / 1000.0));
+    }
+    Ok(Stats::of(samples).p50.as_secs_f64() * 1e6 / f64::from(calls))
+}
+
 /// A host whose one binding (`bench.noop`) answers at once: the in-process binding path.
 pub struct NoopHost;
 
@@ -219,6 +271,13 @@ pub async fn exec_latency(
         "trivial TS script, in-process through the engine:           {inproc}"
     );
 
+    let inproc_engine = Engine::new(
+        Arc::new(InstantTools),
+        Backend::InProcess,
+        Limits::default(),
+    );
+    engine_round_trip_line(&mut out, &inproc_engine, "in-process").await;
+
     // Through a warm worker.
     let mut worker_stats = None;
     if let Some(cmd) = worker {
@@ -237,6 +296,12 @@ pub async fn exec_latency(
                 "trivial TS script, through a warm worker process:           {s}"
             );
             worker_stats = Some(s);
+            let tools_engine = Engine::new(
+                Arc::new(InstantTools),
+                Backend::Workers(pool.clone()),
+                Limits::default(),
+            );
+            engine_round_trip_line(&mut out, &tools_engine, "worker").await;
             // Memory of an idle worker process.
             if let Ok(w) = Backend::Workers(pool.clone())
                 .start(trivial_request())
@@ -296,6 +361,20 @@ pub async fn exec_latency(
     out
 }
 
+async fn engine_round_trip_line(out: &mut String, engine: &Engine, backend: &str) {
+    match engine_round_trip(engine, 2_000, 5).await {
+        Ok(us) => {
+            let _ = writeln!(
+                out,
+                "tool-call round trip through the engine ({backend}), 2,000 awaited calls to an instant tool: {us:.1} µs per call"
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(out, "engine round trip ({backend}) failed: {e}");
+        }
+    }
+}
+
 fn trivial_request() -> ExecRequest {
     ExecRequest {
         code: "(async () => { await new Promise(r => setTimeout(r, 200)); })()".into(),
@@ -352,8 +431,15 @@ fn deno_run(deno: &Path, runs: u32) -> Result<Stats, String> {
     Ok(Stats::of(samples))
 }
 
-/// `isola bench mcp`: `calls` sequential calls to a stdio server's `echo` tool, through Isola
-/// (one script) and directly with rmcp, `rounds` times each, alternating.
+/// `isola bench mcp`: `calls` sequential calls to a stdio server's `echo` tool, `rounds` times,
+/// alternating within each round:
+///
+/// * through Isola: one script awaiting the calls one after another;
+/// * directly with rmcp on the same connection (the hub's rmcp peer, so the same server
+///   process answers both: the fair baseline, and the one the overhead is computed against);
+/// * directly with rmcp from a client of its own, with its own server process (for reference:
+///   two processes of the same server can differ by tens of percent on a small VM);
+/// * through `McpHub::call` (Isola's MCP layer without the sandbox).
 pub async fn mcp_overhead(
     hub: Arc<isola_mcp::McpHub>,
     backend: Backend,
@@ -375,9 +461,9 @@ pub async fn mcp_overhead(
     else {
         return Err(format!("server `{server_name}` is not a stdio server"));
     };
-    let engine_backend = match backend {
-        Backend::InProcess => "in-process",
-        Backend::Workers(_) => "workers",
+    let where_ = match backend {
+        Backend::InProcess => "in-process sandbox",
+        Backend::Workers(_) => "worker sandbox",
     };
     let engine = Engine::new(hub.clone(), backend, Limits::default());
     let ns = engine
@@ -391,6 +477,10 @@ pub async fn mcp_overhead(
     let script = format!(
         "for (let i = 0; i < {calls}; i++) {{ await {ns}.echo({{ message: 'm' + i }}); }}\nreturn {calls};"
     );
+    let shared = hub
+        .peer(server_name)
+        .await
+        .ok_or_else(|| format!("server `{server_name}` is not connected"))?;
 
     let mut cmd = tokio::process::Command::new(command);
     cmd.args(args).envs(env);
@@ -401,13 +491,42 @@ pub async fn mcp_overhead(
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start the server: {e}"))?;
-    let direct = ().serve(transport).await.map_err(|e| format!("rmcp initialize failed: {e}"))?;
+    let own = ().serve(transport).await.map_err(|e| format!("rmcp initialize failed: {e}"))?;
 
-    let mut isola = Vec::new();
-    let mut raw = Vec::new();
-    let mut via_hub = Vec::new();
+    let echo = |i: u32| {
+        let mut args = Map::new();
+        args.insert("message".into(), Value::String(format!("m{i}")));
+        CallToolRequestParams::new("echo").with_arguments(args)
+    };
+    let [
+        mut isola,
+        mut in_tool,
+        mut direct,
+        mut own_process,
+        mut via_hub,
+    ] = std::array::from_fn(|_| Vec::new());
     for round in 0..rounds + 1 {
-        // The hub alone (Isola's MCP client layer), without the sandbox.
+        let t = Instant::now();
+        let rec = engine.execute(&script, ExecOptions::default()).await;
+        let ti = t.elapsed();
+        if !rec.ok {
+            return Err(format!("the Isola run failed: {:?}", rec.error));
+        }
+        let t = Instant::now();
+        for i in 0..calls {
+            shared
+                .call_tool(echo(i))
+                .await
+                .map_err(|e| format!("direct call failed: {e}"))?;
+        }
+        let td = t.elapsed();
+        let t = Instant::now();
+        for i in 0..calls {
+            own.call_tool(echo(i))
+                .await
+                .map_err(|e| format!("direct call failed: {e}"))?;
+        }
+        let to = t.elapsed();
         let t = Instant::now();
         for i in 0..calls {
             let mut args = Map::new();
@@ -417,53 +536,38 @@ pub async fn mcp_overhead(
                 .map_err(|e| format!("hub call failed: {e}"))?;
         }
         let th = t.elapsed();
-        let t = Instant::now();
-        let rec = engine.execute(&script, ExecOptions::default()).await;
-        let ti = t.elapsed();
-        if !rec.ok {
-            return Err(format!("the Isola run failed: {:?}", rec.error));
-        }
-        let t = Instant::now();
-        for i in 0..calls {
-            let mut args = Map::new();
-            args.insert("message".into(), Value::String(format!("m{i}")));
-            direct
-                .call_tool(CallToolRequestParams::new("echo").with_arguments(args))
-                .await
-                .map_err(|e| format!("direct call failed: {e}"))?;
-        }
-        let tr = t.elapsed();
         if round > 0 {
+            let tool_ms: f64 = rec.calls.iter().map(|c| c.duration_ms).sum();
+            in_tool.push(Duration::from_secs_f64(tool_ms / 1000.0));
             isola.push(ti);
-            raw.push(tr);
+            direct.push(td);
+            own_process.push(to);
             via_hub.push(th);
         }
     }
-    let _ = direct.cancel().await;
-    let si = Stats::of(isola);
-    let sr = Stats::of(raw);
-    let sh = Stats::of(via_hub);
+    let _ = own.cancel().await;
+    let [si, st, sd, so, sh] = [isola, in_tool, direct, own_process, via_hub].map(Stats::of);
+    let per_call =
+        |a: &Stats, b: &Stats| (a.p50.as_secs_f64() - b.p50.as_secs_f64()) * 1e6 / f64::from(calls);
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{calls} sequential `echo` calls to `{server_name}` over stdio, {rounds} rounds:"
     );
-    let where_ = if matches!(engine_backend, "in-process") {
-        "in-process sandbox"
-    } else {
-        "worker sandbox"
-    };
-    let _ = writeln!(out, "  through Isola (one script, {where_}): {si}");
+    let _ = writeln!(out, "  through Isola (one script, {where_}):  {si}");
     let _ = writeln!(
         out,
-        "  the same calls through McpHub::call (no sandbox): {sh}"
+        "    of which inside tool calls: {st}; between calls {:.1} µs per call (p50)",
+        per_call(&si, &st)
     );
-    let _ = writeln!(out, "  directly with rmcp:                          {sr}");
+    let _ = writeln!(out, "  directly with rmcp, same connection:      {sd}");
+    let _ = writeln!(out, "  directly with rmcp, own server process:   {so}");
+    let _ = writeln!(out, "  through McpHub::call (no sandbox):        {sh}");
     let _ = writeln!(
         out,
-        "  Isola overhead (p50): {:+.1}%  ({:.1} µs per call)",
-        (si.p50.as_secs_f64() / sr.p50.as_secs_f64() - 1.0) * 100.0,
-        (si.p50.as_secs_f64() - sr.p50.as_secs_f64()) * 1e6 / f64::from(calls)
+        "  Isola overhead (p50, against rmcp on the same connection): {:+.1}%  ({:.1} µs per call)",
+        (si.p50.as_secs_f64() / sd.p50.as_secs_f64() - 1.0) * 100.0,
+        per_call(&si, &sd)
     );
     Ok(out)
 }

@@ -24,6 +24,7 @@ mod hints;
 mod record;
 mod tools;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ use isola_protocol::{
     CallResult, CallTrace, ErrorKind, ExecError, ExecRecord, ExecRequest, LimitKind, Limits,
     LogEntry, LogLevel, SandboxMsg, Timings, Truncation,
 };
-use isola_worker::Backend;
+use isola_worker::{Backend, SpinWait};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 pub use tokio_util::sync::CancellationToken;
@@ -68,6 +69,29 @@ pub struct Engine {
     backend: Backend,
     limits: Limits,
     api: RwLock<Arc<ApiState>>,
+    /// Executions under way.
+    running: AtomicUsize,
+}
+
+/// The longest the engine spins for a sandbox's next call after answering one (see
+/// [`SpinWait`]). It blocks the engine's thread meanwhile, so it stays short, and only a lone
+/// execution does it: with others running, the thread has better things to do.
+const LINGER_CAP: Duration = Duration::from_micros(60);
+
+/// Counts an execution as running while alive.
+struct Running<'a>(&'a AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Engine {
@@ -78,6 +102,7 @@ impl Engine {
             backend,
             limits,
             api: RwLock::new(api),
+            running: AtomicUsize::new(0),
         }
     }
 
@@ -149,11 +174,18 @@ impl Engine {
         );
         let permits = Semaphore::new(limits.max_concurrency.max(1) as usize);
         let mut inflight = FuturesUnordered::new();
+        let _running = Running::enter(&self.running);
+        let mut linger = SpinWait::new(LINGER_CAP);
+        // When the last answer went to the sandbox: its next message is awaited from then.
+        let mut answered: Option<Instant> = None;
 
         let outcome = loop {
             tokio::select! {
                 msg = session.next() => match msg {
                     Ok(SandboxMsg::Call { id, binding, args }) => {
+                        if let Some(since) = answered.take() {
+                            linger.answered(since);
+                        }
                         inflight.push(self.dispatch(&api, &permits, run_start, id, binding, args));
                     }
                     Ok(SandboxMsg::Log { level, text }) => rec.log(level, text),
@@ -165,6 +197,15 @@ impl Engine {
                     rec.call(trace);
                     if let Err(e) = session.settle(id, result).await {
                         break Err(record::internal_error(format!("the sandbox failed: {e}")));
+                    }
+                    if inflight.is_empty() {
+                        // The script is about to make its next call: wait for it briefly
+                        // rather than let this thread (and its CPU) go idle in between.
+                        let since = Instant::now();
+                        answered = Some(since);
+                        if self.running.load(Ordering::Relaxed) == 1 {
+                            linger.spin(Duration::MAX, || session.has_message().then_some(()));
+                        }
                     }
                 }
                 () = tokio::time::sleep_until(hard_deadline) => {

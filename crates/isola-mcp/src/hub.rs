@@ -314,6 +314,13 @@ impl McpHub {
         self.inner.slots.iter().find(|slot| slot.name == name)
     }
 
+    /// The rmcp peer of `server`'s live connection, for calls Isola does not wrap (the
+    /// benchmarks compare `call` with it). Connects or reconnects as [`McpHub::call`] does.
+    pub async fn peer(&self, server: &str) -> Option<rmcp::service::Peer<RoleClient>> {
+        let conn = self.slot(server)?.connection().await.ok()?;
+        Some(conn.service.peer().clone())
+    }
+
     /// Call `tool` on `server`. A result with `is_error: Some(true)` is returned as `Ok`.
     pub async fn call(
         &self,

@@ -11,10 +11,12 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use isola_protocol::{CallResult, HostMsg, LogLevel, MAX_FRAME_BYTES, SandboxMsg, encode_frame};
 use isola_sandbox::{Host, Wake};
+
+use crate::spin::SpinWait;
 
 /// Entry point of a worker process. Returns the process exit code.
 ///
@@ -32,6 +34,7 @@ pub fn worker_main() -> i32 {
     let chan = Rc::new(RefCell::new(Channel {
         input: BufReader::with_capacity(64 * 1024, io::stdin().lock()),
         output: io::stdout().lock(),
+        spin: SpinWait::new(SpinWait::SANDBOX_CAP),
     }));
     if chan.borrow_mut().send(&SandboxMsg::Ready).is_err() {
         return 1;
@@ -55,6 +58,7 @@ pub fn worker_main() -> i32 {
 struct Channel<R: Read, W: Write> {
     input: BufReader<R>,
     output: W,
+    spin: SpinWait,
 }
 
 impl<R: Read + AsRawFd, W: Write> Channel<R, W> {
@@ -85,21 +89,40 @@ impl<R: Read + AsRawFd, W: Write> Channel<R, W> {
             .map_err(io::Error::other)
     }
 
-    /// Wait up to `timeout` for input to be readable.
+    /// Wait up to `timeout` for input to be readable: spin first, then block (see [`SpinWait`]).
     fn readable(&mut self, timeout: Duration) -> bool {
         if !self.input.buffer().is_empty() {
             return true;
         }
-        let mut fd = libc::pollfd {
-            fd: self.input.get_ref().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        // SAFETY: one valid pollfd, count 1.
-        let n = unsafe { libc::poll(&mut fd, 1, ms) };
-        n > 0
+        let fd = self.input.get_ref().as_raw_fd();
+        let since = Instant::now();
+        if self
+            .spin
+            .spin(timeout, || poll_in(fd, 0).then_some(()))
+            .is_some()
+        {
+            self.spin.answered(since);
+            return true;
+        }
+        let rest = timeout.saturating_sub(since.elapsed());
+        let ms = i32::try_from(rest.as_millis()).unwrap_or(i32::MAX);
+        let ready = poll_in(fd, ms);
+        if ready {
+            self.spin.answered(since);
+        }
+        ready
     }
+}
+
+/// Whether `fd` has input, waiting up to `ms` milliseconds (0: just look).
+fn poll_in(fd: std::os::fd::RawFd, ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
 }
 
 impl<R: Read + AsRawFd, W: Write> Host for Channel<R, W> {

@@ -5,13 +5,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use isola_protocol::{CallResult, ExecRequest, LogLevel, SandboxMsg};
 use isola_sandbox::{Host, Wake};
 use tokio::sync::mpsc as tmpsc;
 
 use crate::BackendError;
+use crate::spin::SpinWait;
 
 /// Stack for sandbox threads: QuickJS's own stack limit must fit well inside it.
 const THREAD_STACK: usize = 64 * 1024 * 1024;
@@ -37,6 +38,7 @@ impl InProcess {
                     events: event_tx,
                     answers: answer_rx,
                     cancel: flag.clone(),
+                    spin: SpinWait::new(SpinWait::SANDBOX_CAP),
                 }));
                 let outcome = isola_sandbox::run(&request, host, &flag);
                 let _ = events.send(SandboxMsg::Done(outcome));
@@ -56,6 +58,10 @@ impl InProcess {
             .ok_or_else(|| BackendError::Channel("the sandbox thread ended".into()))
     }
 
+    pub fn has_message(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     pub fn settle(&mut self, id: u32, result: CallResult) -> Result<(), BackendError> {
         // The thread may have finished already; a late answer is simply dropped.
         let _ = self.answers.send((id, result));
@@ -71,6 +77,7 @@ struct ChannelHost {
     events: tmpsc::UnboundedSender<SandboxMsg>,
     answers: mpsc::Receiver<(u32, CallResult)>,
     cancel: Arc<AtomicBool>,
+    spin: SpinWait,
 }
 
 impl Host for ChannelHost {
@@ -84,10 +91,27 @@ impl Host for ChannelHost {
     }
 
     fn wait(&mut self, timeout: Duration) -> Wake {
-        // Wake at least every 50 ms to notice cancellation.
-        let slice = timeout.min(Duration::from_millis(50));
-        match self.answers.recv_timeout(slice) {
-            Ok((id, result)) => Wake::Settled { id, result },
+        let since = Instant::now();
+        let answers = &self.answers;
+        let quick = self.spin.spin(timeout, || match answers.try_recv() {
+            Err(mpsc::TryRecvError::Empty) => None,
+            other => Some(other),
+        });
+        let got = match quick {
+            Some(Ok(answer)) => Ok(answer),
+            Some(Err(_)) => Err(mpsc::RecvTimeoutError::Disconnected),
+            // Wake at least every 50 ms to notice cancellation.
+            None => self.answers.recv_timeout(
+                timeout
+                    .saturating_sub(since.elapsed())
+                    .min(Duration::from_millis(50)),
+            ),
+        };
+        match got {
+            Ok((id, result)) => {
+                self.spin.answered(since);
+                Wake::Settled { id, result }
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if self.cancel.load(Ordering::Relaxed) {
                     Wake::Cancelled

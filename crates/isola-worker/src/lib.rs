@@ -26,12 +26,14 @@ mod child;
 mod inproc;
 mod pool;
 mod seccomp;
+mod spin;
 
 use std::time::Duration;
 
 pub use child::worker_main;
 use isola_protocol::{CallResult, ExecRequest, SandboxMsg};
 pub use pool::{WorkerCommand, WorkerPool};
+pub use spin::SpinWait;
 
 /// A failure of the machinery, never of the script.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +130,14 @@ impl Session {
                 }
                 None => Ok(()),
             },
+        }
+    }
+
+    /// Whether the sandbox has a message waiting (never blocks).
+    pub fn has_message(&self) -> bool {
+        match self {
+            Session::InProcess(s) => s.has_message(),
+            Session::Worker { worker, .. } => worker.as_ref().is_some_and(|w| w.has_message()),
         }
     }
 

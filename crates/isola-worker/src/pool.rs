@@ -218,6 +218,21 @@ impl Worker {
             .map_err(|e| BackendError::Channel(e.to_string()))
     }
 
+    /// Whether the worker has written something not yet read (never blocks).
+    pub fn has_message(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        if !self.frames.read_buffer().is_empty() {
+            return true;
+        }
+        let mut fd = libc::pollfd {
+            fd: self.frames.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, count 1, no waiting.
+        unsafe { libc::poll(&mut fd, 1, 0) > 0 }
+    }
+
     /// The next message from the worker. Cancel-safe. A worker is untrusted: frames are
     /// bounded and must parse.
     pub async fn recv(&mut self) -> Result<SandboxMsg, BackendError> {
