@@ -23,6 +23,8 @@ use crate::spin::SpinWait;
 /// With `--self-check` among its arguments the worker hardens itself, tries what it must not be
 /// able to do, and exits 0 only if all of it was refused (used by the tests).
 pub fn worker_main() -> i32 {
+    // Read before the filter forbids opening files.
+    crate::spin::several_cpus();
     harden();
     if std::env::args().any(|a| a == "--self-check") {
         return if crate::seccomp::forbidden_calls_fail() {
@@ -34,7 +36,7 @@ pub fn worker_main() -> i32 {
     let chan = Rc::new(RefCell::new(Channel {
         input: BufReader::with_capacity(64 * 1024, io::stdin().lock()),
         output: io::stdout().lock(),
-        spin: SpinWait::new(SpinWait::SANDBOX_CAP),
+        spin: SpinWait::sandbox(),
     }));
     if chan.borrow_mut().send(&SandboxMsg::Ready).is_err() {
         return 1;

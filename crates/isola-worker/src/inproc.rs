@@ -38,7 +38,7 @@ impl InProcess {
                     events: event_tx,
                     answers: answer_rx,
                     cancel: flag.clone(),
-                    spin: SpinWait::new(SpinWait::SANDBOX_CAP),
+                    spin: SpinWait::sandbox(),
                 }));
                 let outcome = isola_sandbox::run(&request, host, &flag);
                 let _ = events.send(SandboxMsg::Done(outcome));

@@ -8,23 +8,52 @@
 //! budget adapts to the answers seen: about twice the typical wait, and none at all once waits
 //! are longer than the cap, where the spin would only burn CPU.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// Whether this process may run on more than one CPU. Spinning only pays when another CPU can
+/// make progress meanwhile: on one CPU the spinner would delay the very work it waits for.
+/// Worker processes call this before their system-call filter is installed (it reads
+/// `/sys/fs/cgroup` and the affinity mask).
+pub fn several_cpus() -> bool {
+    static SEVERAL: OnceLock<bool> = OnceLock::new();
+    *SEVERAL.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
 ///
-/// The engine uses the same policy on its side, with a smaller cap, for the sandbox's next message
-/// after it answered a call.
+/// The engine uses the same policy on its side, for the sandbox's next call after it answered
+/// one: a shorter cap, and it keeps the CPU rather than yield it (its waits are a few µs, and
+/// yielding would hand the CPU to whatever the tool's server still does after answering).
 pub struct SpinWait {
     cap: Duration,
+    /// Yield the CPU between checks.
+    polite: bool,
     /// A moving average of recent waits that ended with an answer; `None` before the first.
     typical: Option<Duration>,
 }
 
 impl SpinWait {
-    /// The most a sandbox spins before blocking.
-    pub const SANDBOX_CAP: Duration = Duration::from_micros(500);
+    /// A sandbox waiting for answers: up to 500 µs, yielding between checks (none on one CPU).
+    pub fn sandbox() -> Self {
+        Self {
+            cap: Self::cap(Duration::from_micros(500)),
+            polite: true,
+            typical: None,
+        }
+    }
 
-    pub fn new(cap: Duration) -> Self {
-        Self { cap, typical: None }
+    /// The engine waiting for a sandbox's next call: up to 60 µs, holding the CPU (none on one
+    /// CPU).
+    pub fn engine() -> Self {
+        Self {
+            cap: Self::cap(Duration::from_micros(60)),
+            polite: false,
+            typical: None,
+        }
+    }
+
+    fn cap(cap: Duration) -> Duration {
+        if several_cpus() { cap } else { Duration::ZERO }
     }
 
     fn budget(&self) -> Duration {
@@ -47,7 +76,11 @@ impl SpinWait {
             if start.elapsed() >= budget {
                 return None;
             }
-            std::thread::yield_now();
+            if self.polite {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
         }
     }
 
@@ -67,12 +100,9 @@ mod tests {
 
     #[test]
     fn the_budget_follows_the_answers() {
-        let mut s = SpinWait::new(SpinWait::SANDBOX_CAP);
-        assert_eq!(
-            s.budget(),
-            SpinWait::SANDBOX_CAP,
-            "spin before anything is known"
-        );
+        let mut s = SpinWait::sandbox();
+        assert_eq!(s.budget(), s.cap, "spin before anything is known");
+        s.cap = Duration::from_micros(500);
         s.typical = Some(Duration::from_micros(100));
         assert_eq!(s.budget(), Duration::from_micros(200));
         s.typical = Some(Duration::from_millis(5));
@@ -86,7 +116,8 @@ mod tests {
 
     #[test]
     fn spinning_stops_at_the_budget_or_the_limit() {
-        let s = SpinWait::new(SpinWait::SANDBOX_CAP);
+        let mut s = SpinWait::engine();
+        s.cap = Duration::from_micros(60); // as on several CPUs
         let t = Instant::now();
         assert_eq!(s.spin(Duration::from_micros(50), || None::<()>), None);
         assert!(t.elapsed() < Duration::from_millis(50));
