@@ -17,8 +17,10 @@ fn run(p: &Project, server: &MockServer, prompt: &str, args: &[&str]) -> Run {
         .current_dir(p.path())
         .env("OPENAI_BASE_URL", server.openai_base())
         .env("ANTHROPIC_BASE_URL", server.url())
+        .env("GEMINI_BASE_URL", server.url())
         .env("OPENAI_API_KEY", "sk-test")
         .env("ANTHROPIC_API_KEY", "ak-test")
+        .env("GEMINI_API_KEY", "gk-test")
         .env_remove("ISOLA_MODEL")
         .env_remove("ISOLA_CODE_MODEL")
         .output()
@@ -232,6 +234,56 @@ fn anthropic_wire_format_completes_a_multi_tool_task() {
             .contains("\"lines\":[2,1,3]"),
         "{last}"
     );
+}
+
+/// The same kind of task over Gemini's wire format (`streamGenerateContent`, function calls and
+/// responses as parts).
+#[test]
+fn gemini_wire_format_completes_a_multi_tool_task() {
+    let p = Project::new();
+    let d = p.data().display().to_string();
+    let code = format!(
+        "const list = await fs.listDirectory({{ path: \"{d}\" }});\n\
+         const names = list.content.split(\"\\n\").map((l) => l.replace(\"[FILE] \", \"\")).filter((n) => n.endsWith(\".txt\"));\n\
+         const files = await Promise.all(names.map((n) => fs.readTextFile({{ path: `{d}/${{n}}` }})));\n\
+         return files.map((f) => f.content.trim().split(\"\\n\").length);"
+    );
+    let server = MockServer::start(vec![
+        Step::call("execute", json!({"code": code})),
+        Step::text("The files have 2, 1 and 3 lines."),
+    ])
+    .unwrap();
+    let out = run(
+        &p,
+        &server,
+        "How many lines does each text file have?",
+        &["--model", "gemini:gemini-2.5-flash", "--json"],
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    let t = out.json();
+    assert_eq!(t["answer"], "The files have 2, 1 and 3 lines.");
+    let exec = t["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "execution")
+        .unwrap();
+    assert_eq!(exec["record"]["result"], json!([2, 1, 3]), "{exec}");
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs.iter().all(|r| r.format == Some(Format::Gemini)
+        && r.path.contains("gemini-2.5-flash:streamGenerateContent")));
+    assert_eq!(reqs[0].header("x-goog-api-key"), Some("gk-test"));
+    // The execution's result went back as a functionResponse part.
+    let last = reqs[1].body["contents"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    let response = &last["parts"][0]["functionResponse"];
+    assert_eq!(response["name"], "execute", "{last}");
+    assert!(response.to_string().contains("[2,1,3]"), "{last}");
 }
 
 /// Two-step: the agent model describes, the code model writes, the script runs.
