@@ -73,11 +73,6 @@ pub struct Engine {
     running: AtomicUsize,
 }
 
-/// The longest the engine spins for a sandbox's next call after answering one (see
-/// [`SpinWait`]). It blocks the engine's thread meanwhile, so it stays short, and only a lone
-/// execution does it: with others running, the thread has better things to do.
-const LINGER_CAP: Duration = Duration::from_micros(60);
-
 /// Counts an execution as running while alive.
 struct Running<'a>(&'a AtomicUsize);
 
@@ -175,7 +170,7 @@ impl Engine {
         let permits = Semaphore::new(limits.max_concurrency.max(1) as usize);
         let mut inflight = FuturesUnordered::new();
         let _running = Running::enter(&self.running);
-        let mut linger = SpinWait::new(LINGER_CAP);
+        let mut linger = SpinWait::engine();
         // When the last answer went to the sandbox: its next message is awaited from then.
         let mut answered: Option<Instant> = None;
 
@@ -200,7 +195,8 @@ impl Engine {
                     }
                     if inflight.is_empty() {
                         // The script is about to make its next call: wait for it briefly
-                        // rather than let this thread (and its CPU) go idle in between.
+                        // rather than let this thread (and its CPU) go idle in between. Only
+                        // a lone execution does: the spin holds the thread (see SpinWait).
                         let since = Instant::now();
                         answered = Some(since);
                         if self.running.load(Ordering::Relaxed) == 1 {
