@@ -493,11 +493,12 @@ pub async fn mcp_overhead(
         .map_err(|e| format!("cannot start the server: {e}"))?;
     let own = ().serve(transport).await.map_err(|e| format!("rmcp initialize failed: {e}"))?;
 
-    let echo = |i: u32| {
+    let message = |i: u32| {
         let mut args = Map::new();
         args.insert("message".into(), Value::String(format!("m{i}")));
-        CallToolRequestParams::new("echo").with_arguments(args)
+        args
     };
+    let echo = |i: u32| CallToolRequestParams::new("echo").with_arguments(message(i));
     let [
         mut isola,
         mut in_tool,
@@ -529,9 +530,7 @@ pub async fn mcp_overhead(
         let to = t.elapsed();
         let t = Instant::now();
         for i in 0..calls {
-            let mut args = Map::new();
-            args.insert("message".into(), Value::String(format!("m{i}")));
-            hub.call(server_name, "echo", args)
+            hub.call(server_name, "echo", message(i))
                 .await
                 .map_err(|e| format!("hub call failed: {e}"))?;
         }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use isola_protocol::{CallResult, HostMsg, LogLevel, MAX_FRAME_BYTES, SandboxMsg, encode_frame};
 use isola_sandbox::{Host, Wake};
 
+use crate::poll_in;
 use crate::spin::SpinWait;
 
 /// Entry point of a worker process. Returns the process exit code.
@@ -114,17 +115,6 @@ impl<R: Read + AsRawFd, W: Write> Channel<R, W> {
         }
         ready
     }
-}
-
-/// Whether `fd` has input, waiting up to `ms` milliseconds (0: just look).
-fn poll_in(fd: std::os::fd::RawFd, ms: i32) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, count 1.
-    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
 }
 
 impl<R: Read + AsRawFd, W: Write> Host for Channel<R, W> {

@@ -35,6 +35,18 @@ use isola_protocol::{CallResult, ExecRequest, SandboxMsg};
 pub use pool::{WorkerCommand, WorkerPool};
 pub use spin::SpinWait;
 
+/// Whether `fd` has input, waiting up to `ms` milliseconds (0: just look). Both ends of a
+/// worker's channel use it.
+pub(crate) fn poll_in(fd: std::os::fd::RawFd, ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}
+
 /// A failure of the machinery, never of the script.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

@@ -221,16 +221,8 @@ impl Worker {
     /// Whether the worker has written something not yet read (never blocks).
     pub fn has_message(&self) -> bool {
         use std::os::fd::AsRawFd;
-        if !self.frames.read_buffer().is_empty() {
-            return true;
-        }
-        let mut fd = libc::pollfd {
-            fd: self.frames.get_ref().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, count 1, no waiting.
-        unsafe { libc::poll(&mut fd, 1, 0) > 0 }
+        !self.frames.read_buffer().is_empty()
+            || crate::poll_in(self.frames.get_ref().as_raw_fd(), 0)
     }
 
     /// The next message from the worker. Cancel-safe. A worker is untrusted: frames are
