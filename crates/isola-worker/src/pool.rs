@@ -42,6 +42,13 @@ impl WorkerCommand {
 }
 
 /// A pool of warm worker processes. Cheap to clone (shared).
+///
+/// The pool keeps `warm` workers alive — idle, busy or starting — so that many executions can
+/// start at once without spawning a process. A worker whose run ended normally goes back to the
+/// pool rather than being replaced: spawning a spare while a script runs would compete with it
+/// for the CPU, and killing the returning worker would waste a warm process on every execution.
+/// Past `warm` concurrent executions, workers are started on demand and the surplus is stopped
+/// when they come back.
 #[derive(Clone)]
 pub struct WorkerPool {
     inner: Arc<Inner>,
@@ -49,16 +56,18 @@ pub struct WorkerPool {
 
 struct Inner {
     command: WorkerCommand,
-    /// How many idle workers to keep ready.
+    /// How many workers to keep alive.
     warm: usize,
     idle: Mutex<Vec<Worker>>,
     /// Workers being started in the background, so refills don't overshoot.
     starting: AtomicUsize,
+    /// Workers checked out and not yet back (checked in or discarded).
+    busy: AtomicUsize,
 }
 
 impl WorkerPool {
-    /// A pool that keeps `warm` workers ready. Workers start in the background, so this must be
-    /// called within a tokio runtime.
+    /// A pool that keeps `warm` workers alive. Workers start in the background,
+    /// so this must be called within a tokio runtime.
     pub fn new(command: WorkerCommand, warm: usize) -> Self {
         let pool = Self {
             inner: Arc::new(Inner {
@@ -66,6 +75,7 @@ impl WorkerPool {
                 warm,
                 idle: Mutex::new(Vec::new()),
                 starting: AtomicUsize::new(0),
+                busy: AtomicUsize::new(0),
             }),
         };
         pool.refill();
@@ -88,32 +98,38 @@ impl WorkerPool {
         self.inner.idle.lock().map(|v| v.len()).unwrap_or(0)
     }
 
-    /// A ready worker: an idle one, or a new one.
+    /// A ready worker: an idle one, or a new one. Give it back with [`WorkerPool::checkin`] or
+    /// [`WorkerPool::discard`].
     pub async fn checkout(&self) -> Result<Worker, BackendError> {
         let ready = self.inner.idle.lock().ok().and_then(|mut v| v.pop());
-        self.refill();
-        match ready {
-            Some(w) => Ok(w),
-            None => Worker::spawn(&self.inner.command).await,
-        }
+        let worker = match ready {
+            Some(w) => w,
+            None => Worker::spawn(&self.inner.command).await?,
+        };
+        self.inner.busy.fetch_add(1, Ordering::Relaxed);
+        Ok(worker)
     }
 
     /// Give back a worker whose run ended normally.
     pub fn checkin(&self, worker: Worker) {
+        self.inner.busy.fetch_sub(1, Ordering::Relaxed);
         self.offer(worker);
     }
 
     /// Kill a worker (deadline, cancellation, protocol error) and start a replacement.
     pub fn discard(&self, worker: Worker) {
+        self.inner.busy.fetch_sub(1, Ordering::Relaxed);
         worker.kill();
         self.refill();
     }
 
-    /// Keep a worker if fewer than `warm` are idle (at least one, so a pool of zero still
-    /// reuses), else kill it.
+    /// Keep a worker while fewer than `warm` are alive besides it (at least one, so a pool of
+    /// zero still reuses), else kill it.
     fn offer(&self, worker: Worker) {
+        let others =
+            self.inner.busy.load(Ordering::Relaxed) + self.inner.starting.load(Ordering::Relaxed);
         let rejected = match self.inner.idle.lock() {
-            Ok(mut v) if v.len() < self.inner.warm.max(1) => {
+            Ok(mut v) if v.len() + others < self.inner.warm.max(1) => {
                 v.push(worker);
                 None
             }
@@ -124,9 +140,11 @@ impl WorkerPool {
         }
     }
 
-    /// Start workers in the background until `warm` are idle.
+    /// Start workers in the background until `warm` are alive.
     fn refill(&self) {
-        let have = self.idle_count() + self.inner.starting.load(Ordering::Relaxed);
+        let have = self.idle_count()
+            + self.inner.starting.load(Ordering::Relaxed)
+            + self.inner.busy.load(Ordering::Relaxed);
         let missing = self.inner.warm.saturating_sub(have);
         if missing == 0 {
             return;

@@ -207,6 +207,29 @@ async fn the_pool_keeps_workers_warm() {
     assert_eq!(pool.idle_count(), 2);
 }
 
+/// A worker whose run ended normally serves the next run: no process is started (or killed)
+/// per execution, so none competes with a running script for the CPU.
+#[tokio::test]
+async fn sequential_runs_reuse_one_worker() {
+    let pool = pool(1);
+    pool.warm_up().await.unwrap();
+    let backend = Backend::Workers(pool.clone());
+    let mut pids = Vec::new();
+    // Each run outlasts a worker's start, so a spare started at checkout would be ready by the end.
+    let body = "await new Promise((r) => setTimeout(r, 300)); return 1";
+    for _ in 0..3 {
+        let mut session = backend
+            .start(request(body, Limits::default()))
+            .await
+            .unwrap();
+        pids.push(session.pid().unwrap());
+        while !matches!(session.next().await.unwrap(), SandboxMsg::Done(_)) {}
+        session.finish();
+        assert_eq!(pool.idle_count(), 1);
+    }
+    assert!(pids.iter().all(|p| *p == pids[0]), "workers used: {pids:?}");
+}
+
 /// The system-call filter refuses opening files, sockets, fork and signals to others.
 #[test]
 fn the_worker_cannot_open_files_sockets_or_processes() {
