@@ -22,6 +22,7 @@
 mod api;
 mod hints;
 mod record;
+mod spin;
 mod tools;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,8 +35,9 @@ use isola_protocol::{
     CallResult, CallTrace, ErrorKind, ExecError, ExecRecord, ExecRequest, LimitKind, Limits,
     LogEntry, LogLevel, SandboxMsg, Timings, Truncation,
 };
-use isola_worker::{Backend, SpinWait};
+use isola_worker::{Backend, Placement};
 use serde_json::Value;
+use spin::Poll;
 use tokio::sync::Semaphore;
 pub use tokio_util::sync::CancellationToken;
 
@@ -90,6 +92,16 @@ impl Drop for Running<'_> {
 }
 
 impl Engine {
+    /// Where this execution's sandbox should run now: next to this thread while it is the only
+    /// execution, anywhere once others run too.
+    fn placement(&self) -> Placement {
+        if self.running.load(Ordering::Relaxed) == 1 {
+            Placement::here()
+        } else {
+            Placement::Anywhere
+        }
+    }
+
     pub fn new(tools: Arc<dyn Tools>, backend: Backend, limits: Limits) -> Self {
         let api = Arc::new(ApiState::build(&tools.servers()));
         Self {
@@ -170,18 +182,34 @@ impl Engine {
         let permits = Semaphore::new(limits.max_concurrency.max(1) as usize);
         let mut inflight = FuturesUnordered::new();
         let _running = Running::enter(&self.running);
-        let mut linger = SpinWait::engine();
-        // When the last answer went to the sandbox: its next message is awaited from then.
-        let mut answered: Option<Instant> = None;
+        // A lone execution's sandbox runs on this thread's CPU (see isola_worker::Placement);
+        // a pooled worker may still be placed from its last run, so this is always set.
+        let mut placed = self.placement();
+        session.place(placed);
+        // Polling budgets for the two waits of a lone execution (see spin::Poll): for a tool's
+        // answer, and for the sandbox's next call after it got one.
+        let (mut answers, mut turns) = (Poll::new(), Poll::new());
+        let mut poll_until: Option<Instant> = None;
+        // When the sandbox got its last answer, while its next call is awaited.
+        let mut turn_since: Option<Instant> = None;
 
         let outcome = loop {
             tokio::select! {
                 msg = session.next() => match msg {
                     Ok(SandboxMsg::Call { id, binding, args }) => {
-                        if let Some(since) = answered.take() {
-                            linger.answered(since);
+                        if let Some(since) = turn_since.take() {
+                            turns.ended(since.elapsed());
+                        }
+                        let placement = self.placement();
+                        if placement != placed {
+                            session.place(placement);
+                            placed = placement;
                         }
                         inflight.push(self.dispatch(&api, &permits, run_start, id, binding, args));
+                        poll_until = match placed {
+                            Placement::Cpu(_) => answers.until(),
+                            Placement::Anywhere => None,
+                        };
                     }
                     Ok(SandboxMsg::Log { level, text }) => rec.log(level, text),
                     Ok(SandboxMsg::Done(outcome)) => break Ok(outcome),
@@ -189,21 +217,22 @@ impl Engine {
                     Err(e) => break Err(record::internal_error(format!("the sandbox failed: {e}"))),
                 },
                 Some((id, result, trace)) = inflight.next(), if !inflight.is_empty() => {
+                    answers.ended(Duration::from_secs_f64(trace.duration_ms / 1000.0));
+                    // The answer first: the sandbox goes on while the call is recorded.
+                    let settled = session.settle(id, result).await;
                     rec.call(trace);
-                    if let Err(e) = session.settle(id, result).await {
+                    if let Err(e) = settled {
                         break Err(record::internal_error(format!("the sandbox failed: {e}")));
                     }
                     if inflight.is_empty() {
-                        // The script is about to make its next call: wait for it briefly
-                        // rather than let this thread (and its CPU) go idle in between. Only
-                        // a lone execution does: the spin holds the thread (see SpinWait).
-                        let since = Instant::now();
-                        answered = Some(since);
-                        if self.running.load(Ordering::Relaxed) == 1 {
-                            linger.spin(Duration::MAX, || session.has_message().then_some(()));
-                        }
+                        turn_since = Some(Instant::now());
+                        poll_until = match placed {
+                            Placement::Cpu(_) => turns.until(),
+                            Placement::Anywhere => None,
+                        };
                     }
                 }
+                () = spin::poll_round(), if poll_until.is_some_and(|t| Instant::now() < t) => {}
                 () = tokio::time::sleep_until(hard_deadline) => {
                     break Err(deadline_error(&limits));
                 }

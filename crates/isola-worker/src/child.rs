@@ -11,21 +11,16 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use isola_protocol::{CallResult, HostMsg, LogLevel, MAX_FRAME_BYTES, SandboxMsg, encode_frame};
 use isola_sandbox::{Host, Wake};
-
-use crate::poll_in;
-use crate::spin::SpinWait;
 
 /// Entry point of a worker process. Returns the process exit code.
 ///
 /// With `--self-check` among its arguments the worker hardens itself, tries what it must not be
 /// able to do, and exits 0 only if all of it was refused (used by the tests).
 pub fn worker_main() -> i32 {
-    // Read before the filter forbids opening files.
-    crate::spin::several_cpus();
     harden();
     if std::env::args().any(|a| a == "--self-check") {
         return if crate::seccomp::forbidden_calls_fail() {
@@ -37,7 +32,6 @@ pub fn worker_main() -> i32 {
     let chan = Rc::new(RefCell::new(Channel {
         input: BufReader::with_capacity(64 * 1024, io::stdin().lock()),
         output: io::stdout().lock(),
-        spin: SpinWait::sandbox(),
     }));
     if chan.borrow_mut().send(&SandboxMsg::Ready).is_err() {
         return 1;
@@ -61,7 +55,6 @@ pub fn worker_main() -> i32 {
 struct Channel<R: Read, W: Write> {
     input: BufReader<R>,
     output: W,
-    spin: SpinWait,
 }
 
 impl<R: Read + AsRawFd, W: Write> Channel<R, W> {
@@ -92,28 +85,13 @@ impl<R: Read + AsRawFd, W: Write> Channel<R, W> {
             .map_err(io::Error::other)
     }
 
-    /// Wait up to `timeout` for input to be readable: spin first, then block (see [`SpinWait`]).
+    /// Wait up to `timeout` for input to be readable.
     fn readable(&mut self, timeout: Duration) -> bool {
         if !self.input.buffer().is_empty() {
             return true;
         }
-        let fd = self.input.get_ref().as_raw_fd();
-        let since = Instant::now();
-        if self
-            .spin
-            .spin(timeout, || poll_in(fd, 0).then_some(()))
-            .is_some()
-        {
-            self.spin.answered(since);
-            return true;
-        }
-        let rest = timeout.saturating_sub(since.elapsed());
-        let ms = i32::try_from(rest.as_millis()).unwrap_or(i32::MAX);
-        let ready = poll_in(fd, ms);
-        if ready {
-            self.spin.answered(since);
-        }
-        ready
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        poll_in(self.input.get_ref().as_raw_fd(), ms)
     }
 }
 
@@ -184,4 +162,15 @@ unsafe fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64, hard: bool
         }
         libc::setrlimit(resource, &lim);
     }
+}
+
+/// Whether `fd` has input, waiting up to `ms` milliseconds (0: just look).
+fn poll_in(fd: std::os::fd::RawFd, ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
 }

@@ -24,28 +24,16 @@
 
 mod child;
 mod inproc;
+mod placement;
 mod pool;
 mod seccomp;
-mod spin;
 
 use std::time::Duration;
 
 pub use child::worker_main;
 use isola_protocol::{CallResult, ExecRequest, SandboxMsg};
+pub use placement::{Placement, several_cpus};
 pub use pool::{WorkerCommand, WorkerPool};
-pub use spin::SpinWait;
-
-/// Whether `fd` has input, waiting up to `ms` milliseconds (0: just look). Both ends of a
-/// worker's channel use it.
-pub(crate) fn poll_in(fd: std::os::fd::RawFd, ms: i32) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, count 1.
-    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
-}
 
 /// A failure of the machinery, never of the script.
 #[derive(Debug, thiserror::Error)]
@@ -145,11 +133,18 @@ impl Session {
         }
     }
 
-    /// Whether the sandbox has a message waiting (never blocks).
-    pub fn has_message(&self) -> bool {
+    /// Run the sandbox where `placement` says (see [`Placement`]). Best effort.
+    pub fn place(&self, placement: Placement) {
         match self {
-            Session::InProcess(s) => s.has_message(),
-            Session::Worker { worker, .. } => worker.as_ref().is_some_and(|w| w.has_message()),
+            Session::InProcess(s) => s.place(placement),
+            Session::Worker {
+                worker: Some(w), ..
+            } => {
+                if let Some(pid) = w.pid().and_then(|p| libc::pid_t::try_from(p).ok()) {
+                    placement.apply_to(pid);
+                }
+            }
+            Session::Worker { worker: None, .. } => {}
         }
     }
 

@@ -236,13 +236,6 @@ impl Worker {
             .map_err(|e| BackendError::Channel(e.to_string()))
     }
 
-    /// Whether the worker has written something not yet read (never blocks).
-    pub fn has_message(&self) -> bool {
-        use std::os::fd::AsRawFd;
-        !self.frames.read_buffer().is_empty()
-            || crate::poll_in(self.frames.get_ref().as_raw_fd(), 0)
-    }
-
     /// The next message from the worker. Cancel-safe. A worker is untrusted: frames are
     /// bounded and must parse.
     pub async fn recv(&mut self) -> Result<SandboxMsg, BackendError> {
