@@ -509,6 +509,7 @@ pub async fn mcp_overhead(
     // Per call, from the execution's trace: each call's time, and the time from one call's
     // answer to the script's next call (the sandbox's turn and the hand-overs).
     let (mut call_times, mut gaps, mut direct_calls) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut before_first, mut after_last) = (Vec::new(), Vec::new());
     for round in 0..rounds + 1 {
         let t = Instant::now();
         let rec = engine.execute(&script, ExecOptions::default()).await;
@@ -552,6 +553,15 @@ pub async fn mcp_overhead(
                     .windows(2)
                     .map(|w| us(w[1].started_ms - w[0].started_ms - w[0].duration_ms)),
             );
+            if let (Some(first), Some(last)) = (rec.calls.first(), rec.calls.last()) {
+                // Milliseconds from the start of `execute` to the run's start.
+                let setup = rec.timings.transpile_ms + rec.timings.queue_ms;
+                before_first.push(us(setup + first.started_ms));
+                after_last.push(us(rec.timings.total_ms
+                    - setup
+                    - last.started_ms
+                    - last.duration_ms));
+            }
             isola.push(ti);
             direct.push(td);
             own_process.push(to);
@@ -591,6 +601,13 @@ pub async fn mcp_overhead(
         calls_stats.mean.as_secs_f64() * 1e6,
         gap_stats.p50.as_secs_f64() * 1e6,
         gap_stats.mean.as_secs_f64() * 1e6,
+    );
+    let [first_stats, last_stats] = [before_first, after_last].map(Stats::of);
+    let _ = writeln!(
+        out,
+        "    per execution: start to first call p50 {:.0} µs, last answer to the end p50 {:.0} µs",
+        first_stats.p50.as_secs_f64() * 1e6,
+        last_stats.p50.as_secs_f64() * 1e6,
     );
     let _ = writeln!(out, "  directly with rmcp, same connection:      {sd}");
     let _ = writeln!(

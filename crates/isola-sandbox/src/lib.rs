@@ -145,8 +145,39 @@ struct State {
     finished: Option<Result<Option<Payload>, JsError>>,
 }
 
-/// Run one script. Never panics on anything the script does; every failure is in the outcome.
+/// A JS runtime and context made ahead of time and not yet used by any script. Creating them is
+/// a good part of starting an execution (~0.2 ms of ~0.5 ms when the caches are cold), so a
+/// worker makes the next one while it waits for work. Used once, by [`run_fresh`].
+pub struct Fresh {
+    runtime: Runtime,
+    context: Context,
+}
+
+impl Fresh {
+    pub fn new() -> Result<Self, String> {
+        let runtime = Runtime::new().map_err(|e| format!("cannot create a JS runtime: {e}"))?;
+        let context = Context::custom::<Intrinsics>(&runtime)
+            .map_err(|e| format!("cannot create a JS context: {e}"))?;
+        Ok(Self { runtime, context })
+    }
+}
+
+/// Run one script in a runtime made now. Never panics on anything the script does; every
+/// failure is in the outcome.
 pub fn run(
+    request: &ExecRequest,
+    host: Rc<RefCell<dyn Host>>,
+    cancel: &Arc<AtomicBool>,
+) -> RunOutcome {
+    match Fresh::new() {
+        Ok(fresh) => run_fresh(fresh, request, host, cancel),
+        Err(message) => internal(message),
+    }
+}
+
+/// Run one script in `fresh`, which it consumes: a runtime serves one script only.
+pub fn run_fresh(
+    fresh: Fresh,
     request: &ExecRequest,
     host: Rc<RefCell<dyn Host>>,
     cancel: &Arc<AtomicBool>,
@@ -158,18 +189,18 @@ pub fn run(
         cancel: cancel.clone(),
         abort: Cell::new(None),
     });
-    let runtime = match Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => return internal(format!("cannot create a JS runtime: {e}")),
-    };
+    let Fresh { runtime, context } = fresh;
     runtime.set_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
     runtime.set_max_stack_size(usize::try_from(limits.stack_bytes).unwrap_or(usize::MAX));
+    // The stack limit counts from where the runtime was made; measure it from here instead.
+    context.with(|ctx| {
+        // SAFETY: a live context of this thread; only reads the stack pointer.
+        unsafe {
+            rquickjs::qjs::JS_UpdateStackTop(rquickjs::qjs::JS_GetRuntime(ctx.as_raw().as_ptr()))
+        }
+    });
     let g = guard.clone();
     runtime.set_interrupt_handler(Some(Box::new(move || g.should_interrupt())));
-    let context = match Context::custom::<Intrinsics>(&runtime) {
-        Ok(ctx) => ctx,
-        Err(e) => return internal(format!("cannot create a JS context: {e}")),
-    };
     let state = Rc::new(RefCell::new(State::default()));
     let result = context.with(|ctx| drive(&ctx, request, &host, &state, &guard));
     let memory_used_bytes = u64::try_from(runtime.memory_usage().memory_used_size).unwrap_or(0);

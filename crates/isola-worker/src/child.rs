@@ -37,7 +37,14 @@ pub fn worker_main() -> i32 {
         return 1;
     }
     let cancel = Arc::new(AtomicBool::new(false));
+    // The runtime for the next script, made while there is nothing else to do (see Fresh): not
+    // right after a run, when the host is busy with its outcome (on the same CPU, when placed),
+    // but once the channel has been quiet for a moment.
+    let mut next = None;
     loop {
+        if next.is_none() && !chan.borrow_mut().readable(Duration::from_millis(1)) {
+            next = isola_sandbox::Fresh::new().ok();
+        }
         let request = match chan.borrow_mut().recv() {
             Ok(Some(HostMsg::Exec(request))) => request,
             Ok(Some(HostMsg::CallDone { .. })) => continue, // a late answer for a finished run
@@ -45,7 +52,10 @@ pub fn worker_main() -> i32 {
             Err(_) => return 2,
         };
         set_address_space_limit(request.limits.memory_bytes);
-        let outcome = isola_sandbox::run(&request, chan.clone(), &cancel);
+        let outcome = match next.take() {
+            Some(fresh) => isola_sandbox::run_fresh(fresh, &request, chan.clone(), &cancel),
+            None => isola_sandbox::run(&request, chan.clone(), &cancel),
+        };
         if chan.borrow_mut().send(&SandboxMsg::Done(outcome)).is_err() {
             return 1;
         }

@@ -165,6 +165,11 @@ impl Session {
         if let Session::Worker { worker, pool } = &mut self
             && let Some(w) = worker.take()
         {
+            // An idle worker is nobody's neighbour: it prepares its next runtime wherever the
+            // kernel likes, not on the engine's CPU.
+            if let Some(pid) = w.pid().and_then(|p| libc::pid_t::try_from(p).ok()) {
+                Placement::Anywhere.apply_to(pid);
+            }
             pool.checkin(*w);
         }
     }
