@@ -35,9 +35,8 @@ use isola_protocol::{
     CallResult, CallTrace, ErrorKind, ExecError, ExecRecord, ExecRequest, LimitKind, Limits,
     LogEntry, LogLevel, SandboxMsg, Timings, Truncation,
 };
-use isola_worker::{Backend, Placement};
+use isola_worker::{Backend, SpinBudget};
 use serde_json::Value;
-use spin::Poll;
 use tokio::sync::Semaphore;
 pub use tokio_util::sync::CancellationToken;
 
@@ -92,16 +91,6 @@ impl Drop for Running<'_> {
 }
 
 impl Engine {
-    /// Where this execution's sandbox should run now: next to this thread while it is the only
-    /// execution, anywhere once others run too.
-    fn placement(&self) -> Placement {
-        if self.running.load(Ordering::Relaxed) == 1 {
-            Placement::here()
-        } else {
-            Placement::Anywhere
-        }
-    }
-
     pub fn new(tools: Arc<dyn Tools>, backend: Backend, limits: Limits) -> Self {
         let api = Arc::new(ApiState::build(&tools.servers()));
         Self {
@@ -182,13 +171,11 @@ impl Engine {
         let permits = Semaphore::new(limits.max_concurrency.max(1) as usize);
         let mut inflight = FuturesUnordered::new();
         let _running = Running::enter(&self.running);
-        // A lone execution's sandbox runs on this thread's CPU (see isola_worker::Placement);
-        // a pooled worker may still be placed from its last run, so this is always set.
-        let mut placed = self.placement();
-        session.place(placed);
-        // Polling budgets for the two waits of a lone execution (see spin::Poll): for a tool's
-        // answer, and for the sandbox's next call after it got one.
-        let (mut answers, mut turns) = (Poll::new(), Poll::new());
+        // Polling budgets for the two waits of a lone execution (see spin.rs): for a tool's
+        // answer, and for the sandbox's next call after it got one. Concurrent executions
+        // sleep: their polling would take the CPU from each other.
+        let (mut answers, mut turns) = (SpinBudget::new(spin::CAP), SpinBudget::new(spin::CAP));
+        let lone = || self.running.load(Ordering::Relaxed) == 1;
         let mut poll_until: Option<Instant> = None;
         // When the sandbox got its last answer, while its next call is awaited.
         let mut turn_since: Option<Instant> = None;
@@ -200,16 +187,8 @@ impl Engine {
                         if let Some(since) = turn_since.take() {
                             turns.ended(since.elapsed());
                         }
-                        let placement = self.placement();
-                        if placement != placed {
-                            session.place(placement);
-                            placed = placement;
-                        }
                         inflight.push(self.dispatch(&api, &permits, run_start, id, binding, args));
-                        poll_until = match placed {
-                            Placement::Cpu(_) => answers.until(),
-                            Placement::Anywhere => None,
-                        };
+                        poll_until = answers.until().filter(|_| lone());
                     }
                     Ok(SandboxMsg::Log { level, text }) => rec.log(level, text),
                     Ok(SandboxMsg::Done(outcome)) => break Ok(outcome),
@@ -226,10 +205,7 @@ impl Engine {
                     }
                     if inflight.is_empty() {
                         turn_since = Some(Instant::now());
-                        poll_until = match placed {
-                            Placement::Cpu(_) => turns.until(),
-                            Placement::Anywhere => None,
-                        };
+                        poll_until = turns.until().filter(|_| lone());
                     }
                 }
                 () = spin::poll_round(), if poll_until.is_some_and(|t| Instant::now() < t) => {}

@@ -11,16 +11,24 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use isola_protocol::{CallResult, HostMsg, LogLevel, MAX_FRAME_BYTES, SandboxMsg, encode_frame};
 use isola_sandbox::{Host, Wake};
+
+use crate::SpinBudget;
+use crate::spin::poll_until;
+
+/// Answers slower than this are waited for asleep.
+const ANSWER_POLL_CAP: Duration = Duration::from_millis(1);
 
 /// Entry point of a worker process. Returns the process exit code.
 ///
 /// With `--self-check` among its arguments the worker hardens itself, tries what it must not be
 /// able to do, and exits 0 only if all of it was refused (used by the tests).
 pub fn worker_main() -> i32 {
+    // Read before the filter forbids opening files.
+    crate::several_cpus();
     harden();
     if std::env::args().any(|a| a == "--self-check") {
         return if crate::seccomp::forbidden_calls_fail() {
@@ -32,6 +40,7 @@ pub fn worker_main() -> i32 {
     let chan = Rc::new(RefCell::new(Channel {
         input: BufReader::with_capacity(64 * 1024, io::stdin().lock()),
         output: io::stdout().lock(),
+        answers: SpinBudget::new(ANSWER_POLL_CAP),
     }));
     if chan.borrow_mut().send(&SandboxMsg::Ready).is_err() {
         return 1;
@@ -65,6 +74,8 @@ pub fn worker_main() -> i32 {
 struct Channel<R: Read, W: Write> {
     input: BufReader<R>,
     output: W,
+    /// How long to poll for an answer before sleeping (see `SpinBudget`).
+    answers: SpinBudget,
 }
 
 impl<R: Read + AsRawFd, W: Write> Channel<R, W> {
@@ -103,6 +114,27 @@ impl<R: Read + AsRawFd, W: Write> Channel<R, W> {
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
         poll_in(self.input.get_ref().as_raw_fd(), ms)
     }
+
+    /// Wait up to `timeout` for an answer: poll first, then sleep (see `SpinBudget`).
+    fn answered(&mut self, timeout: Duration) -> bool {
+        if !self.input.buffer().is_empty() {
+            return true;
+        }
+        let since = Instant::now();
+        let fd = self.input.get_ref().as_raw_fd();
+        let polled = self
+            .answers
+            .until()
+            .and_then(|until| {
+                poll_until(until.min(since + timeout), || poll_in(fd, 0).then_some(()))
+            })
+            .is_some();
+        let ready = polled || self.readable(timeout.saturating_sub(since.elapsed()));
+        if ready {
+            self.answers.ended(since.elapsed());
+        }
+        ready
+    }
 }
 
 impl<R: Read + AsRawFd, W: Write> Host for Channel<R, W> {
@@ -119,7 +151,7 @@ impl<R: Read + AsRawFd, W: Write> Host for Channel<R, W> {
     }
 
     fn wait(&mut self, timeout: Duration) -> Wake {
-        if !self.readable(timeout) {
+        if !self.answered(timeout) {
             return Wake::TimedOut;
         }
         match self.recv() {

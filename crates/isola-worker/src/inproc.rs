@@ -1,13 +1,11 @@
 //! The in-process backend: a sandbox on a dedicated thread, bridged to async code by channels.
 //!
-//! Answers go to the thread through a plain queue and `Thread::unpark`: the thread runs on the
-//! engine's CPU (see [`Placement`]), and a channel whose receiver spins on a contended lock
-//! there only delays the sender it waits for (measured: a quarter of a call's time went to
-//! `std::sync::mpsc`'s locking).
+//! Answers go to the thread through a plain queue and `Thread::unpark` (measured: a quarter of
+//! a call's time went to `std::sync::mpsc`'s locking, its receiver spinning on a contended
+//! lock), which the thread polls for a while before it parks (see `SpinBudget`).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::os::unix::thread::JoinHandleExt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,13 +16,17 @@ use isola_sandbox::{Host, Wake};
 use tokio::sync::mpsc as tmpsc;
 
 use crate::BackendError;
-use crate::Placement;
+use crate::SpinBudget;
+use crate::spin::poll_until;
+
+/// Answers slower than this are waited for asleep.
+const ANSWER_POLL_CAP: Duration = Duration::from_millis(1);
 
 /// Stack for sandbox threads: QuickJS's own stack limit must fit well inside it.
 const THREAD_STACK: usize = 64 * 1024 * 1024;
 
 pub struct InProcess {
-    /// Kept so the thread can be placed while it runs (its handle stays valid until dropped).
+    /// Kept to wake the thread when an answer comes.
     thread: std::thread::JoinHandle<()>,
     events: tmpsc::UnboundedReceiver<SandboxMsg>,
     inbox: Arc<Inbox>,
@@ -55,6 +57,7 @@ impl InProcess {
                     events: event_tx,
                     inbox: answers,
                     cancel: flag.clone(),
+                    answers: SpinBudget::new(ANSWER_POLL_CAP),
                 }));
                 let outcome = isola_sandbox::run(&request, host, &flag);
                 let _ = events.send(SandboxMsg::Done(outcome));
@@ -84,10 +87,6 @@ impl InProcess {
         Ok(())
     }
 
-    pub fn place(&self, placement: Placement) {
-        placement.apply_to_thread(self.thread.as_pthread_t());
-    }
-
     pub fn abort(&mut self) {
         self.cancel.store(true, Ordering::Relaxed);
         self.thread.thread().unpark();
@@ -105,6 +104,18 @@ struct ChannelHost {
     events: tmpsc::UnboundedSender<SandboxMsg>,
     inbox: Arc<Inbox>,
     cancel: Arc<AtomicBool>,
+    /// How long to poll for an answer before parking.
+    answers: SpinBudget,
+}
+
+impl ChannelHost {
+    fn take_answer(&self) -> Option<(u32, CallResult)> {
+        self.inbox
+            .answers
+            .lock()
+            .ok()
+            .and_then(|mut q| q.pop_front())
+    }
 }
 
 impl Host for ChannelHost {
@@ -118,15 +129,19 @@ impl Host for ChannelHost {
     }
 
     fn wait(&mut self, timeout: Duration) -> Wake {
-        let until = Instant::now() + timeout;
+        let since = Instant::now();
+        let until = since + timeout;
+        let polled = self
+            .answers
+            .until()
+            .and_then(|poll| poll_until(poll.min(until), || self.take_answer()));
+        if let Some((id, result)) = polled {
+            self.answers.ended(since.elapsed());
+            return Wake::Settled { id, result };
+        }
         loop {
-            let answer = self
-                .inbox
-                .answers
-                .lock()
-                .ok()
-                .and_then(|mut q| q.pop_front());
-            if let Some((id, result)) = answer {
+            if let Some((id, result)) = self.take_answer() {
+                self.answers.ended(since.elapsed());
                 return Wake::Settled { id, result };
             }
             if self.inbox.closed.load(Ordering::Relaxed) {

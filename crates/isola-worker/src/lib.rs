@@ -24,16 +24,16 @@
 
 mod child;
 mod inproc;
-mod placement;
 mod pool;
 mod seccomp;
+mod spin;
 
 use std::time::Duration;
 
 pub use child::worker_main;
 use isola_protocol::{CallResult, ExecRequest, SandboxMsg};
-pub use placement::{Placement, several_cpus};
 pub use pool::{WorkerCommand, WorkerPool};
+pub use spin::{SpinBudget, several_cpus};
 
 /// A failure of the machinery, never of the script.
 #[derive(Debug, thiserror::Error)]
@@ -133,21 +133,6 @@ impl Session {
         }
     }
 
-    /// Run the sandbox where `placement` says (see [`Placement`]). Best effort.
-    pub fn place(&self, placement: Placement) {
-        match self {
-            Session::InProcess(s) => s.place(placement),
-            Session::Worker {
-                worker: Some(w), ..
-            } => {
-                if let Some(pid) = w.pid().and_then(|p| libc::pid_t::try_from(p).ok()) {
-                    placement.apply_to(pid);
-                }
-            }
-            Session::Worker { worker: None, .. } => {}
-        }
-    }
-
     /// Stop the run now. A worker is killed and replaced.
     pub fn abort(mut self) {
         match &mut self {
@@ -165,11 +150,6 @@ impl Session {
         if let Session::Worker { worker, pool } = &mut self
             && let Some(w) = worker.take()
         {
-            // An idle worker is nobody's neighbour: it prepares its next runtime wherever the
-            // kernel likes, not on the engine's CPU.
-            if let Some(pid) = w.pid().and_then(|p| libc::pid_t::try_from(p).ok()) {
-                Placement::Anywhere.apply_to(pid);
-            }
             pool.checkin(*w);
         }
     }
