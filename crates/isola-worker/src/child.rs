@@ -47,8 +47,8 @@ pub fn worker_main() -> i32 {
     }
     let cancel = Arc::new(AtomicBool::new(false));
     // The runtime for the next script, made while there is nothing else to do (see Fresh): not
-    // right after a run, when the host is busy with its outcome (on the same CPU, when placed),
-    // but once the channel has been quiet for a moment.
+    // right after a run, when the host is busy with its outcome and the next request may follow
+    // at once, but once the channel has been quiet for a moment.
     let mut next = None;
     loop {
         if next.is_none() && !chan.borrow_mut().readable(Duration::from_millis(1)) {
@@ -61,13 +61,12 @@ pub fn worker_main() -> i32 {
             Err(_) => return 2,
         };
         set_address_space_limit(request.limits.memory_bytes);
-        let outcome = match next.take() {
-            Some(fresh) => isola_sandbox::run_fresh(fresh, &request, chan.clone(), &cancel),
-            None => isola_sandbox::run(&request, chan.clone(), &cancel),
-        };
+        let (outcome, spent) = isola_sandbox::run_in(next.take(), &request, chan.clone(), &cancel);
         if chan.borrow_mut().send(&SandboxMsg::Done(outcome)).is_err() {
             return 1;
         }
+        // Freed after the outcome is on its way.
+        drop(spent);
     }
 }
 

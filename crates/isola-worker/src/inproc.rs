@@ -59,8 +59,10 @@ impl InProcess {
                     cancel: flag.clone(),
                     answers: SpinBudget::new(ANSWER_POLL_CAP),
                 }));
-                let outcome = isola_sandbox::run(&request, host, &flag);
+                let (outcome, spent) = isola_sandbox::run_in(None, &request, host, &flag);
                 let _ = events.send(SandboxMsg::Done(outcome));
+                // Freed after the outcome is on its way.
+                drop(spent);
             })
             .map_err(BackendError::Thread)?;
         Ok(Self {
