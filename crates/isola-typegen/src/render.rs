@@ -638,26 +638,10 @@ fn fits(len: usize, budget: usize) -> Option<usize> {
 /// `$defs` repeated across tools become one named type.
 fn closure_keys(locals: &[LocalType<'_>]) -> Vec<String> {
     let texts: Vec<String> = locals.iter().map(|l| l.schema.to_string()).collect();
-    let edges: Vec<Vec<usize>> = locals
-        .iter()
-        .map(|l| {
-            let mut refs = Vec::new();
-            l.ty.for_each_ref(&mut |r| refs.push(r));
-            refs
-        })
-        .collect();
+    let edges = ref_edges(locals, |l, mut push| l.ty.for_each_ref(&mut push));
     (0..locals.len())
         .map(|start| {
-            let mut seen = vec![false; locals.len()];
-            let mut stack = vec![start];
-            let mut members = Vec::new();
-            while let Some(id) = stack.pop() {
-                if std::mem::replace(&mut seen[id], true) {
-                    continue;
-                }
-                members.push(id);
-                stack.extend(edges[id].iter().copied());
-            }
+            let mut members = reach(&edges, &[start]);
             members.sort_by(|&a, &b| locals[a].pointer.cmp(&locals[b].pointer));
             let mut key = locals[start].base_name.clone();
             for id in members {
@@ -674,35 +658,39 @@ fn closure_keys(locals: &[LocalType<'_>]) -> Vec<String> {
 /// Aliases that reach themselves without passing through an object, array or tuple
 /// (`type A = B | null; type B = A`) are errors in TypeScript: they become `unknown`.
 fn break_alias_cycles(types: &mut [NamedType]) {
-    let edges: Vec<Vec<usize>> = types
-        .iter()
-        .map(|t| {
-            let mut refs = Vec::new();
-            t.ty.for_each_immediate_ref(&mut |r| refs.push(r));
-            refs
-        })
-        .collect();
+    let edges = ref_edges(types, |t, mut push| t.ty.for_each_immediate_ref(&mut push));
     for start in 0..types.len() {
-        if edges[start].is_empty() {
-            continue;
-        }
         // Does `start` reach itself through immediate references?
-        let mut seen = vec![false; types.len()];
-        let mut stack = edges[start].clone();
-        let mut cyclic = false;
-        while let Some(id) = stack.pop() {
-            if id == start {
-                cyclic = true;
-                break;
-            }
-            if !std::mem::replace(&mut seen[id], true) {
-                stack.extend(edges[id].iter().copied());
-            }
-        }
-        if cyclic {
+        if !edges[start].is_empty() && reach(&edges, &edges[start]).contains(&start) {
             types[start].ty = UNKNOWN.with_note("circular $ref".into());
         }
     }
+}
+
+/// For each item, the ids of the named types it refers to, as `visit` reports them.
+fn ref_edges<T>(items: &[T], visit: impl Fn(&T, &mut dyn FnMut(usize))) -> Vec<Vec<usize>> {
+    items
+        .iter()
+        .map(|item| {
+            let mut refs = Vec::new();
+            visit(item, &mut |r| refs.push(r));
+            refs
+        })
+        .collect()
+}
+
+/// The nodes reachable from `roots` along `edges` (roots included), each once.
+fn reach(edges: &[Vec<usize>], roots: &[usize]) -> Vec<usize> {
+    let mut seen = vec![false; edges.len()];
+    let mut stack = roots.to_vec();
+    let mut reached = Vec::new();
+    while let Some(id) = stack.pop() {
+        if !std::mem::replace(&mut seen[id], true) {
+            reached.push(id);
+            stack.extend(edges[id].iter().copied());
+        }
+    }
+    reached
 }
 
 /// A property key: bare when it is an identifier, else a quoted string.
