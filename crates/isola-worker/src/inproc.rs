@@ -17,7 +17,6 @@ use tokio::sync::mpsc as tmpsc;
 
 use crate::BackendError;
 use crate::SpinBudget;
-use crate::spin::poll_until;
 
 /// Answers slower than this are waited for asleep.
 const ANSWER_POLL_CAP: Duration = Duration::from_millis(1);
@@ -133,14 +132,8 @@ impl Host for ChannelHost {
     fn wait(&mut self, timeout: Duration) -> Wake {
         let since = Instant::now();
         let until = since + timeout;
-        let polled = self
-            .answers
-            .until()
-            .and_then(|poll| poll_until(poll.min(until), || self.take_answer()));
-        if let Some((id, result)) = polled {
-            self.answers.ended(since.elapsed());
-            return Wake::Settled { id, result };
-        }
+        // Poll (yielding the CPU) until then, park after (see SpinBudget).
+        let poll = self.answers.until().map(|p| p.min(until));
         loop {
             if let Some((id, result)) = self.take_answer() {
                 self.answers.ended(since.elapsed());
@@ -156,8 +149,11 @@ impl Host for ChannelHost {
             if now >= until {
                 return Wake::TimedOut;
             }
-            // Woken by an answer, an abort or the end of the engine side (or spuriously).
-            std::thread::park_timeout(until - now);
+            match poll {
+                Some(p) if now < p => std::thread::yield_now(),
+                // Woken by an answer, an abort or the end of the engine side (or spuriously).
+                _ => std::thread::park_timeout(until - now),
+            }
         }
     }
 }

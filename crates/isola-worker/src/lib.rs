@@ -70,12 +70,20 @@ impl Backend {
         match self {
             Backend::InProcess => Ok(Session::InProcess(inproc::InProcess::start(request)?)),
             Backend::Workers(pool) => {
-                let mut worker = pool.checkout().await?;
-                worker.send(&isola_protocol::HostMsg::Exec(request)).await?;
-                Ok(Session::Worker {
-                    worker: Some(Box::new(worker)),
+                // The session owns the worker from here: if sending fails, or this future is
+                // dropped half-way, the session's Drop gives it back to the pool (discarded),
+                // so the pool's count of busy workers stays true.
+                let mut session = Session::Worker {
+                    worker: Some(Box::new(pool.checkout().await?)),
                     pool: pool.clone(),
-                })
+                };
+                if let Session::Worker {
+                    worker: Some(w), ..
+                } = &mut session
+                {
+                    w.send(&isola_protocol::HostMsg::Exec(request)).await?;
+                }
+                Ok(session)
             }
         }
     }
