@@ -82,28 +82,23 @@ fn us(d: Duration) -> String {
     }
 }
 
-/// No tools at all: for latency of the machinery alone.
-pub struct NoTools;
-
-impl Tools for NoTools {
-    fn servers(&self) -> Vec<ServerSpec> {
-        Vec::new()
-    }
-    fn call<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: Map<String, Value>,
-    ) -> BoxFuture<'a, Result<Value, ToolError>> {
-        Box::pin(async { Err(ToolError("no tools".into())) })
-    }
+/// Tools that answer at once, for the cost of the machinery alone: [`InstantTools::NONE`] (no
+/// servers), or [`InstantTools::NOOP`] (one server `bench` with one tool `noop`, for the engine's
+/// own cost per call).
+pub struct InstantTools {
+    noop: bool,
 }
 
-/// One server `bench` with one tool `noop` that answers at once: the engine's own cost per call.
-pub struct InstantTools;
+impl InstantTools {
+    pub const NONE: Self = Self { noop: false };
+    pub const NOOP: Self = Self { noop: true };
+}
 
 impl Tools for InstantTools {
     fn servers(&self) -> Vec<ServerSpec> {
+        if !self.noop {
+            return Vec::new();
+        }
         vec![ServerSpec {
             name: "bench".into(),
             tools: vec![isola_typegen::ToolSpec {
@@ -264,7 +259,11 @@ pub async fn exec_latency(
     );
 
     // In-process through the engine (a sandbox thread per execution, async bridge).
-    let engine = Engine::new(Arc::new(NoTools), Backend::InProcess, Limits::default());
+    let engine = Engine::new(
+        Arc::new(InstantTools::NONE),
+        Backend::InProcess,
+        Limits::default(),
+    );
     let inproc = timed_executions(&engine, n).await;
     let _ = writeln!(
         out,
@@ -272,7 +271,7 @@ pub async fn exec_latency(
     );
 
     let inproc_engine = Engine::new(
-        Arc::new(InstantTools),
+        Arc::new(InstantTools::NOOP),
         Backend::InProcess,
         Limits::default(),
     );
@@ -286,7 +285,7 @@ pub async fn exec_latency(
             let _ = writeln!(out, "worker: cannot start workers: {e}");
         } else {
             let engine = Engine::new(
-                Arc::new(NoTools),
+                Arc::new(InstantTools::NONE),
                 Backend::Workers(pool.clone()),
                 Limits::default(),
             );
@@ -297,7 +296,7 @@ pub async fn exec_latency(
             );
             worker_stats = Some(s);
             let tools_engine = Engine::new(
-                Arc::new(InstantTools),
+                Arc::new(InstantTools::NOOP),
                 Backend::Workers(pool.clone()),
                 Limits::default(),
             );
@@ -546,21 +545,20 @@ pub async fn mcp_overhead(
         if round > 0 {
             let tool_ms: f64 = rec.calls.iter().map(|c| c.duration_ms).sum();
             in_tool.push(Duration::from_secs_f64(tool_ms / 1000.0));
-            let us = |ms: f64| Duration::from_secs_f64((ms / 1000.0).max(0.0));
-            call_times.extend(rec.calls.iter().map(|c| us(c.duration_ms)));
+            let from_ms = |ms: f64| Duration::from_secs_f64((ms / 1000.0).max(0.0));
+            call_times.extend(rec.calls.iter().map(|c| from_ms(c.duration_ms)));
             gaps.extend(
                 rec.calls
                     .windows(2)
-                    .map(|w| us(w[1].started_ms - w[0].started_ms - w[0].duration_ms)),
+                    .map(|w| from_ms(w[1].started_ms - w[0].started_ms - w[0].duration_ms)),
             );
             if let (Some(first), Some(last)) = (rec.calls.first(), rec.calls.last()) {
                 // Milliseconds from the start of `execute` to the run's start.
                 let setup = rec.timings.transpile_ms + rec.timings.queue_ms;
-                before_first.push(us(setup + first.started_ms));
-                after_last.push(us(rec.timings.total_ms
-                    - setup
-                    - last.started_ms
-                    - last.duration_ms));
+                before_first.push(from_ms(setup + first.started_ms));
+                after_last.push(from_ms(
+                    rec.timings.total_ms - setup - last.started_ms - last.duration_ms,
+                ));
             }
             isola.push(ti);
             direct.push(td);
@@ -593,30 +591,17 @@ pub async fn mcp_overhead(
         per_call(&si, &st)
     );
     let [calls_stats, gap_stats, direct_stats] = [call_times, gaps, direct_calls].map(Stats::of);
-    let _ = writeln!(
-        out,
-        "    per call: tool call p50 {:.1} µs · p99 {:.1} µs · mean {:.1} µs; answer to next call p50 {:.1} µs · mean {:.1} µs",
-        calls_stats.p50.as_secs_f64() * 1e6,
-        calls_stats.p99.as_secs_f64() * 1e6,
-        calls_stats.mean.as_secs_f64() * 1e6,
-        gap_stats.p50.as_secs_f64() * 1e6,
-        gap_stats.mean.as_secs_f64() * 1e6,
-    );
     let [first_stats, last_stats] = [before_first, after_last].map(Stats::of);
     let _ = writeln!(
         out,
-        "    per execution: start to first call p50 {:.0} µs, last answer to the end p50 {:.0} µs",
-        first_stats.p50.as_secs_f64() * 1e6,
-        last_stats.p50.as_secs_f64() * 1e6,
+        "    per call: tool call {calls_stats}; answer to next call {gap_stats}"
     );
-    let _ = writeln!(out, "  directly with rmcp, same connection:      {sd}");
     let _ = writeln!(
         out,
-        "    per call: p50 {:.1} µs · p99 {:.1} µs · mean {:.1} µs",
-        direct_stats.p50.as_secs_f64() * 1e6,
-        direct_stats.p99.as_secs_f64() * 1e6,
-        direct_stats.mean.as_secs_f64() * 1e6,
+        "    per execution: start to first call {first_stats}; last answer to the end {last_stats}"
     );
+    let _ = writeln!(out, "  directly with rmcp, same connection:      {sd}");
+    let _ = writeln!(out, "    per call: {direct_stats}");
     let _ = writeln!(out, "  directly with rmcp, own server process:   {so}");
     let _ = writeln!(out, "  through McpHub::call (no sandbox):        {sh}");
     let _ = writeln!(

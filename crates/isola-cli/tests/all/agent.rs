@@ -51,6 +51,32 @@ fn with_agent(p: &Project, agent: Value) {
     std::fs::write(path, config.to_string()).unwrap();
 }
 
+/// A script that lists the `.txt` files of `dir` and reads them all at once (`names`, `files`),
+/// then goes on with `rest`.
+fn read_text_files_then(dir: &str, rest: &str) -> String {
+    format!(
+        "const list = await fs.listDirectory({{ path: \"{dir}\" }});\n\
+         const names = list.content.split(\"\\n\").map((l) => l.replace(\"[FILE] \", \"\")).filter((n) => n.endsWith(\".txt\"));\n\
+         const files = await Promise.all(names.map((n) => fs.readTextFile({{ path: `{dir}/${{n}}` }})));\n\
+         {rest}"
+    )
+}
+
+/// The execution step of a `--json` transcript.
+fn execution_step(transcript: &Value) -> &Value {
+    transcript["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "execution")
+        .unwrap()
+}
+
+/// The last entry of a request body's message list (`messages`, `contents`...).
+fn last_entry(body: &Value, list: &str) -> Value {
+    body[list].as_array().unwrap().last().unwrap().clone()
+}
+
 /// The model's first script has a bug; it gets the mapped error (position, code frame, hint),
 /// fixes it, and answers.
 #[test]
@@ -174,13 +200,11 @@ fn run_streams_the_answer_and_prints_a_summary() {
 fn anthropic_wire_format_completes_a_multi_tool_task() {
     let p = Project::new();
     let d = p.data().display().to_string();
-    let code = format!(
-        "const list = await fs.listDirectory({{ path: \"{d}\" }});\n\
-         const names = list.content.split(\"\\n\").map((l) => l.replace(\"[FILE] \", \"\")).filter((n) => n.endsWith(\".txt\"));\n\
-         const files = await Promise.all(names.map((n) => fs.readTextFile({{ path: `{d}/${{n}}` }})));\n\
-         const lines = files.map((f) => f.content.trim().split(\"\\n\").length);\n\
-         const total = await everything.getSum({{ a: lines[0] + lines[1], b: lines[2] }});\n\
-         return {{ names, lines, total }};"
+    let code = read_text_files_then(
+        &d,
+        "const lines = files.map((f) => f.content.trim().split(\"\\n\").length);\n\
+         const total = await everything.getSum({ a: lines[0] + lines[1], b: lines[2] });\n\
+         return { names, lines, total };",
     );
     let server = MockServer::start(vec![
         Step::call("execute", json!({"code": code}))
@@ -200,12 +224,7 @@ fn anthropic_wire_format_completes_a_multi_tool_task() {
         t["answer"],
         "There are 3 files with 2, 1 and 3 lines: 6 lines in all."
     );
-    let exec = t["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["type"] == "execution")
-        .unwrap();
+    let exec = execution_step(&t);
     assert_eq!(
         exec["record"]["result"]["lines"],
         json!([2, 1, 3]),
@@ -220,12 +239,7 @@ fn anthropic_wire_format_completes_a_multi_tool_task() {
     assert_eq!(reqs[0].header("x-api-key"), Some("ak-test"));
     assert_eq!(reqs[0].body["tools"][0]["name"], "execute");
     // The result went back as a tool_result block.
-    let last = reqs[1].body["messages"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = last_entry(&reqs[1].body, "messages");
     assert_eq!(last["content"][0]["type"], "tool_result", "{last}");
     assert!(
         last["content"][0]["content"]
@@ -242,11 +256,9 @@ fn anthropic_wire_format_completes_a_multi_tool_task() {
 fn gemini_wire_format_completes_a_multi_tool_task() {
     let p = Project::new();
     let d = p.data().display().to_string();
-    let code = format!(
-        "const list = await fs.listDirectory({{ path: \"{d}\" }});\n\
-         const names = list.content.split(\"\\n\").map((l) => l.replace(\"[FILE] \", \"\")).filter((n) => n.endsWith(\".txt\"));\n\
-         const files = await Promise.all(names.map((n) => fs.readTextFile({{ path: `{d}/${{n}}` }})));\n\
-         return files.map((f) => f.content.trim().split(\"\\n\").length);"
+    let code = read_text_files_then(
+        &d,
+        "return files.map((f) => f.content.trim().split(\"\\n\").length);",
     );
     let server = MockServer::start(vec![
         Step::call("execute", json!({"code": code})),
@@ -262,12 +274,7 @@ fn gemini_wire_format_completes_a_multi_tool_task() {
     assert_eq!(out.code(), 0, "{}", out.stderr());
     let t = out.json();
     assert_eq!(t["answer"], "The files have 2, 1 and 3 lines.");
-    let exec = t["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["type"] == "execution")
-        .unwrap();
+    let exec = execution_step(&t);
     assert_eq!(exec["record"]["result"], json!([2, 1, 3]), "{exec}");
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2);
@@ -275,12 +282,7 @@ fn gemini_wire_format_completes_a_multi_tool_task() {
         && r.path.contains("gemini-2.5-flash:streamGenerateContent")));
     assert_eq!(reqs[0].header("x-goog-api-key"), Some("gk-test"));
     // The execution's result went back as a functionResponse part.
-    let last = reqs[1].body["contents"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
+    let last = last_entry(&reqs[1].body, "contents");
     let response = &last["parts"][0]["functionResponse"];
     assert_eq!(response["name"], "execute", "{last}");
     assert!(response.to_string().contains("[2,1,3]"), "{last}");
