@@ -159,7 +159,7 @@ async fn run_once(
         "fs": {"command": fs_bin, "args": [data]},
         "memory": {"command": memory_bin, "env": {"MEMORY_FILE_PATH": data.parent().unwrap_or(&data).join("memory.jsonl")}},
     }});
-    let config = isola_mcp::parse_config(&config.to_string(), &dir.path().join("isola.json"))
+    let config = isola_config::parse_config(&config.to_string(), &dir.path().join("isola.json"))
         .map_err(|e| BenchError::Config(e.to_string()))?;
     let hub = Arc::new(McpHub::connect(&config).await);
     for s in hub.servers() {

@@ -185,7 +185,7 @@ impl Default for AgentConfig {
             prices: BTreeMap::new(),
             max_output_tokens: None,
             temperature: None,
-            embed_max_tokens: isola_server::descriptions::DEFAULT_EMBED_MAX_TOKENS,
+            embed_max_tokens: isola_codemode::descriptions::DEFAULT_EMBED_MAX_TOKENS,
             instructions: None,
         }
     }

@@ -2,7 +2,7 @@
 
 use isola_engine::ApiState;
 use isola_llm::ToolDef;
-use isola_server::View;
+use isola_codemode::View;
 use serde_json::{Value, json};
 
 /// The two-step mode's tool.

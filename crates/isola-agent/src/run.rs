@@ -8,8 +8,8 @@ use std::time::Instant;
 use isola_engine::{Engine, ExecOptions, Tools, unwrap_result};
 use isola_llm::{CallRecord, ChatRequest, Message, ToolCall, ToolDef};
 use isola_protocol::ExecError;
-use isola_server::descriptions::{DESCRIBE, EXECUTE, SEARCH};
-use isola_server::{ServerOptions, View};
+use isola_codemode::descriptions::{DESCRIBE, EXECUTE, SEARCH};
+use isola_codemode::{View, ViewOptions};
 use serde_json::{Map, Value};
 
 use crate::Mode;
@@ -93,7 +93,7 @@ impl Agent {
         let view = View::build(
             self.engine.api(),
             self.engine.limits(),
-            &ServerOptions {
+            &ViewOptions {
                 embed_max_tokens: self.config.embed_max_tokens,
             },
         );
@@ -539,7 +539,7 @@ impl Run<'_> {
                 )
                 .await
         };
-        let text = isola_server::render::record_text(&record, &self.view.api.api);
+        let text = isola_codemode::render::record_text(&record, &self.view.api.api);
         on_event(AgentEvent::Done {
             ok: record.ok,
             summary: first_line(&text),

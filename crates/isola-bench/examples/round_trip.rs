@@ -19,7 +19,7 @@ async fn main() {
     };
     let calls: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let engine = isola_engine::Engine::new(
-        Arc::new(isola_bench::InstantTools::NOOP),
+        Arc::new(isola_test_support::tools::InstantTools::NOOP),
         backend,
         isola_protocol::Limits::default(),
     );

@@ -20,11 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
-use isola_engine::{Engine, ExecOptions, ToolError, Tools};
+use isola_engine::{Engine, ExecOptions};
+use isola_test_support::tools::InstantTools;
 use isola_protocol::{CallResult, ExecRequest, Limits, LogLevel, Namespace};
 use isola_sandbox::{Host, Wake};
-use isola_typegen::ServerSpec;
 use isola_worker::{Backend, WorkerCommand, WorkerPool};
 use serde_json::{Map, Value};
 
@@ -79,45 +78,6 @@ fn us(d: Duration) -> String {
         format!("{:.1} ms", micros / 1000.0)
     } else {
         format!("{micros:.1} µs")
-    }
-}
-
-/// Tools that answer at once, for the cost of the machinery alone: [`InstantTools::NONE`] (no
-/// servers), or [`InstantTools::NOOP`] (one server `bench` with one tool `noop`, for the engine's
-/// own cost per call).
-pub struct InstantTools {
-    noop: bool,
-}
-
-impl InstantTools {
-    pub const NONE: Self = Self { noop: false };
-    pub const NOOP: Self = Self { noop: true };
-}
-
-impl Tools for InstantTools {
-    fn servers(&self) -> Vec<ServerSpec> {
-        if !self.noop {
-            return Vec::new();
-        }
-        vec![ServerSpec {
-            name: "bench".into(),
-            tools: vec![isola_typegen::ToolSpec {
-                name: "noop".into(),
-                title: None,
-                description: None,
-                input_schema: serde_json::json!({"type": "object"}),
-                output_schema: None,
-                annotations: None,
-            }],
-        }]
-    }
-    fn call<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: Map<String, Value>,
-    ) -> BoxFuture<'a, Result<Value, ToolError>> {
-        Box::pin(async { Ok(serde_json::json!({"content": [{"type": "text", "text": "ok"}]})) })
     }
 }
 
@@ -442,7 +402,7 @@ fn deno_run(deno: &Path, runs: u32) -> Result<Stats, String> {
 pub async fn mcp_overhead(
     hub: Arc<isola_mcp::McpHub>,
     backend: Backend,
-    server: &isola_mcp::ServerConfig,
+    server: &isola_config::ServerConfig,
     server_name: &str,
     calls: u32,
     rounds: u32,
@@ -451,11 +411,12 @@ pub async fn mcp_overhead(
     use rmcp::model::CallToolRequestParams;
     use rmcp::transport::TokioChildProcess;
 
-    let isola_mcp::ServerConfig::Stdio {
+    let isola_config::ServerConfig::Stdio {
         command,
         args,
         env,
         cwd,
+        inherit_env,
     } = server
     else {
         return Err(format!("server `{server_name}` is not a stdio server"));
@@ -482,7 +443,9 @@ pub async fn mcp_overhead(
         .ok_or_else(|| format!("server `{server_name}` is not connected"))?;
 
     let mut cmd = tokio::process::Command::new(command);
-    cmd.args(args).envs(env);
+    // The environment Isola gives the server (see isola-mcp), so both sides talk to the same.
+    let inherited = isola_config::env::inherited(std::env::vars(), *inherit_env);
+    cmd.args(args).env_clear().envs(inherited).envs(env);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }

@@ -8,14 +8,14 @@
 //!   entry). Isola with the API embedded: `execute`, its description carrying the whole API's
 //!   declarations. Isola with search and describe: its three tool definitions plus the results
 //!   of the lookups a model makes for a task ([`SEARCHES`], then `describe` of the best hits of
-//!   the first two). Every text is Isola's own ([`isola_server::descriptions`], [`View`]).
+//!   the first two). Every text is Isola's own ([`isola_codemode::descriptions`], [`View`]).
 //! - [`workflow`]: one task, "list a directory, read ten files, return the three largest with
 //!   their first lines", over a real server-filesystem on a directory of ten generated files.
 //!   Classic: every call (its JSON) and every result text passes through the model's context.
 //!   Code Mode: one `execute` call (the script) and its result, as Isola renders it.
 //!
 //! ```no_run
-//! # async fn demo(hub: std::sync::Arc<isola_mcp::McpHub>, fs: isola_mcp::ServerConfig) -> Result<(), String> {
+//! # async fn demo(hub: std::sync::Arc<isola_mcp::McpHub>, fs: isola_config::ServerConfig) -> Result<(), String> {
 //! use isola_bench::tokens;
 //! let limits = isola_protocol::Limits::default();
 //! let engine = isola_engine::Engine::new(hub.clone(), isola_worker::Backend::InProcess, limits.clone());
@@ -31,10 +31,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use isola_engine::{ApiState, Engine, ExecOptions};
-use isola_mcp::{Config, IsolaSettings, McpHub, ServerConfig, ServerInfo, ServerState};
+use isola_config::{Config, IsolaSettings, ServerConfig};
+use isola_mcp::{McpHub, ServerInfo, ServerState};
 use isola_protocol::Limits;
-use isola_server::descriptions::{self, Mode};
-use isola_server::{ServerOptions, View};
+use isola_codemode::descriptions::{self, Mode};
+use isola_codemode::{View, ViewOptions};
 use isola_tokens::count_tokens;
 use isola_worker::Backend;
 use serde_json::{Map, Value, json};
@@ -140,7 +141,7 @@ pub fn definitions(servers: &[ServerInfo], api: Arc<ApiState>, limits: &Limits) 
         })
         .collect();
     let classic = servers.iter().map(|s| s.classic).sum();
-    let view = View::build(api, limits, &ServerOptions::default());
+    let view = View::build(api, limits, &ViewOptions::default());
     let count = |mode: Mode| -> usize {
         descriptions::tools(&view.api.api, mode, &view.declarations, limits)
             .iter()
@@ -315,7 +316,7 @@ async fn run_workflow(
     let dir_json = serde_json::to_string(dir).map_err(|e| e.to_string())?;
     let script = SCRIPT.replace("DIR", &dir_json);
     let record = engine.execute(&script, ExecOptions::default()).await;
-    let text = isola_server::render::record_text(&record, &engine.api().api);
+    let text = isola_codemode::render::record_text(&record, &engine.api().api);
     if !record.ok {
         return Err(format!("the Code Mode script failed:\n{text}"));
     }
@@ -360,6 +361,7 @@ fn on_directory(fs: &ServerConfig, dir: &str) -> Result<ServerConfig, String> {
         args,
         env,
         cwd,
+        inherit_env,
     } = fs
     else {
         return Err(
@@ -379,6 +381,7 @@ fn on_directory(fs: &ServerConfig, dir: &str) -> Result<ServerConfig, String> {
         args,
         env: env.clone(),
         cwd: cwd.clone(),
+        inherit_env: *inherit_env,
     })
 }
 

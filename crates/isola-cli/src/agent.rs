@@ -1,7 +1,7 @@
-//! `isola run`, `isola chat` and `isola bench agent`: Isola's own agent over real LLM providers.
+//! `isola run` and `isola chat`: Isola's own agent over real LLM providers.
 
 use std::io::{IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -10,7 +10,8 @@ use clap::Args;
 use isola_agent::{Agent, AgentConfig, AgentEvent, Mode, StopReason, Transcript};
 use isola_engine::Engine;
 use isola_llm::ProviderKind;
-use isola_mcp::{Config, McpHub};
+use isola_config::Config;
+use isola_mcp::McpHub;
 
 use crate::commands::{backend, connect, load_config, print};
 use crate::exit;
@@ -82,27 +83,6 @@ pub struct ChatArgs {
     pub agent: AgentArgs,
 }
 
-#[derive(Args, Debug)]
-pub struct BenchAgentArgs {
-    /// Where the fixture MCP servers are installed (`npm ci --prefix fixtures/servers`).
-    #[arg(
-        long,
-        env = "ISOLA_FIXTURE_SERVERS",
-        value_name = "DIR",
-        default_value = "fixtures/servers/node_modules/.bin"
-    )]
-    pub servers: PathBuf,
-    /// Runs of each task in each mode (the median wall time is reported).
-    #[arg(long, default_value_t = 3)]
-    pub rounds: u32,
-    /// Simulated model latency per answer, in milliseconds.
-    #[arg(long, default_value_t = 0, value_name = "MS")]
-    pub latency_ms: u64,
-    /// Also print the per-task table as JSON on stdout after the report.
-    #[arg(long)]
-    pub json: bool,
-}
-
 fn parse_mode(s: &str) -> Result<Mode, String> {
     Mode::parse(s).ok_or_else(|| format!("`{s}` is not a mode (use code, two-step or tools)"))
 }
@@ -129,7 +109,7 @@ pub fn agent_config(config: &Config, args: &AgentArgs) -> Result<AgentConfig> {
             Some((p, _)) => p.to_string(),
             None => ProviderKind::guess(&model)
                 .map(|k| k.as_str().to_string())
-                .ok_or_else(|| anyhow!("--base-url: cannot tell the provider of `{model}`\nhint: name the model as provider:model"))?,
+                .ok_or_else(|| crate::error::user_input(anyhow!("--base-url: cannot tell the provider of `{model}`\nhint: name the model as provider:model")))?,
         };
         c.providers.entry(provider).or_default().base_url = Some(url.clone());
     }
@@ -171,7 +151,9 @@ async fn start(config_path: Option<&Path>, args: &AgentArgs) -> Result<Session> 
     if agent_config.model.is_none() {
         agent_config.model = discover_model(&agent_config).await?;
     }
-    let models = agent_config.build(&|k| std::env::var(k).ok())?;
+    let models = agent_config
+        .build(&|k| std::env::var(k).ok())
+        .map_err(crate::error::user_input)?;
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
     let engine = Arc::new(Engine::new(
@@ -199,22 +181,24 @@ async fn discover_model(c: &AgentConfig) -> Result<Option<String>> {
         configured: &c.providers,
         env: &env,
     };
-    let route = providers.route(&format!("{kind}:_"))?;
+    let route = providers
+        .route(&format!("{kind}:_"))
+        .map_err(crate::error::user_input)?;
     let url = &route.provider.base_url;
     let timeout = std::time::Duration::from_millis(c.timeout_ms.min(10_000));
     let models = isola_llm::list_models(&route.provider, timeout)
         .await
-        .map_err(|e| anyhow!("no model is set, and listing the models at {url} failed: {e}\nhint: pass --model {kind}:NAME"))?;
+        .map_err(|e| crate::error::user_input(anyhow!("no model is set, and listing the models at {url} failed: {e}\nhint: pass --model {kind}:NAME")))?;
     match models.as_slice() {
         [one] => {
             eprintln!("(model: {kind}:{one}, the only one {url} serves)");
             Ok(Some(format!("{kind}:{one}")))
         }
         [] => Ok(None),
-        many => anyhow::bail!(
+        many => Err(crate::error::user_input(anyhow!(
             "no model is set, and {url} serves several: {}\nhint: pass --model {kind}:NAME (or set ISOLA_MODEL)",
             many.join(", ")
-        ),
+        ))),
     }
 }
 
@@ -229,7 +213,9 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<ExitCode> 
         args.prompt.clone()
     };
     if prompt.trim().is_empty() {
-        anyhow::bail!("the prompt is empty\nhint: isola run \"what to do\"");
+        return Err(crate::error::user_input(anyhow!(
+            "the prompt is empty\nhint: isola run \"what to do\""
+        )));
     }
     let session = start(config_path, &args.agent).await?;
     let mut history = Vec::new();
@@ -361,22 +347,3 @@ impl Printer {
     }
 }
 
-pub async fn bench(args: BenchAgentArgs) -> Result<ExitCode> {
-    let worker = isola_worker::WorkerCommand::current_exe("__worker")?;
-    let options = isola_agent_bench::Options {
-        servers: args.servers,
-        rounds: args.rounds.max(1),
-        worker: Some(worker),
-        latency_ms: args.latency_ms,
-    };
-    let report = isola_agent_bench::run(&options).await?;
-    print(&report.text())?;
-    if args.json {
-        print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
-    }
-    Ok(if report.all_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(exit::SCRIPT_FAILED)
-    })
-}

@@ -44,8 +44,6 @@ pub enum Command {
     },
     /// Run a TypeScript script against the configured servers.
     Exec(ExecArgs),
-    /// Benchmarks (see BENCHMARKS.md).
-    Bench(BenchArgs),
     /// Run Isola's agent on a task: the model gets your MCP tools (Code Mode by default), its
     /// scripts run in the sandbox, errors go back to it to fix; the answer streams to stdout.
     Run(crate::agent::RunArgs),
@@ -54,10 +52,6 @@ pub enum Command {
     /// Serve Code Mode to an MCP host (Claude Desktop, Claude Code, Cursor, ...) over stdio, or
     /// Streamable HTTP with --http.
     Mcp(crate::mcp::McpArgs),
-    /// Isola's MCP client as the official conformance suite's client under test (see
-    /// tests/all/conformance.rs): connect to URL, list tools, make the scenario's calls.
-    #[command(name = "__conformance-client", hide = true)]
-    ConformanceClient { url: String },
 }
 
 #[derive(Args, Debug)]
@@ -128,53 +122,6 @@ impl LimitArgs {
             limits.max_result_bytes = v;
         }
     }
-}
-
-#[derive(Args, Debug)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub which: BenchCommand,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum BenchCommand {
-    /// The agent in code mode vs classic tool calling on scripted multi-step tasks: LLM round
-    /// trips, tokens in and out, wall time.
-    Agent(crate::agent::BenchAgentArgs),
-    /// Trivial-script latency (in-process and warm worker), binding round trip, sandbox memory,
-    /// and the same script through `deno run` as the peer.
-    Exec {
-        /// Executions per measurement.
-        #[arg(long, default_value_t = 2000)]
-        iterations: u32,
-        /// Path of a deno binary for the peer comparison.
-        #[arg(long, env = "ISOLA_DENO")]
-        deno: Option<PathBuf>,
-    },
-    /// 100 sequential calls to a real MCP server through Isola vs directly with rmcp.
-    Mcp {
-        /// Server name in the config (must have an `echo` tool, e.g. server-everything).
-        #[arg(long, default_value = "everything")]
-        server: String,
-        #[arg(long, default_value_t = 100)]
-        calls: u32,
-        #[arg(long, default_value_t = 10)]
-        rounds: u32,
-        /// Run the script in-process instead of in a worker process.
-        #[arg(long)]
-        in_process: bool,
-    },
-    /// Context tokens spent on tools, classic tool calling vs Isola: the tool definitions of the
-    /// configured servers, and a list-read-rank workflow over server-filesystem.
-    Tokens {
-        /// The server-filesystem of the config to run the workflow with (started again on a
-        /// temporary directory) [default: the first with `list_directory` and `read_text_file`].
-        #[arg(long, value_name = "NAME")]
-        fs_server: Option<String>,
-        /// Print the figures as JSON instead of tables.
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 /// `30s`, `500ms`, `2m`, or a bare number of seconds.

@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use isola_engine::{Engine, ExecOptions};
-use isola_mcp::{Config, McpHub, ServerState};
+use isola_config::Config;
+use isola_mcp::{McpHub, ServerState};
 use isola_worker::{Backend, WorkerCommand, WorkerPool};
 
 use crate::cli::{Cli, Command, ExecArgs};
+use crate::error::{UserInputExt, user_input};
 use crate::{exit, render};
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
@@ -22,11 +24,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             tokens,
         } => types(cli.config.as_deref(), &servers, compact, tokens).await,
         Command::Exec(args) => exec(cli.config.as_deref(), args).await,
-        Command::Bench(args) => crate::bench::run(cli.config.as_deref(), args).await,
         Command::Run(args) => crate::agent::run(cli.config.as_deref(), args).await,
         Command::Chat(args) => crate::agent::chat(cli.config.as_deref(), args).await,
         Command::Mcp(args) => crate::mcp::run(cli.config.as_deref(), args).await,
-        Command::ConformanceClient { url } => crate::conformance::run(&url).await,
     }
 }
 
@@ -34,8 +34,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 pub fn load_config(path: Option<&Path>) -> Result<Config> {
     let path: PathBuf = path
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(isola_mcp::DEFAULT_CONFIG_FILE));
-    Ok(isola_mcp::load_config(&path)?)
+        .unwrap_or_else(|| PathBuf::from(isola_config::DEFAULT_CONFIG_FILE));
+    Ok(isola_config::load_config(&path)?)
 }
 
 /// Connect to every configured server, warning on stderr about those that failed.
@@ -97,7 +97,7 @@ async fn types(
                 .iter()
                 .map(|n| n.server.as_str())
                 .collect();
-            bail!(
+            return Err(user_input(anyhow::anyhow!(
                 "no server `{name}` in {}\nhint: configured servers with tools: {}",
                 config.path.display(),
                 if known.is_empty() {
@@ -105,7 +105,7 @@ async fn types(
                 } else {
                     known.join(", ")
                 }
-            );
+            )));
         }
     }
     let filter: Vec<&str> = only.iter().map(String::as_str).collect();
@@ -168,18 +168,22 @@ fn read_script(path: &Path) -> Result<(String, String)> {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
-            .context("reading the script from standard input")?;
+            .context("reading the script from standard input")
+            .user_input()?;
         return Ok((s, "stdin.ts".to_string()));
     }
     let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read the script {}", path.display()))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        anyhow::anyhow!(
-            "the script {} is not UTF-8 (invalid byte at offset {})",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        )
-    })?;
+        .with_context(|| format!("cannot read the script {}", path.display()))
+        .user_input()?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the script {} is not UTF-8 (invalid byte at offset {})",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            )
+        })
+        .user_input()?;
     Ok((text, path.display().to_string()))
 }
 

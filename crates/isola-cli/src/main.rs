@@ -1,10 +1,9 @@
 //! `isola`: parse arguments, load the config, call library code, map errors to exit codes.
 
 mod agent;
-mod bench;
 mod cli;
 mod commands;
-mod conformance;
+mod error;
 mod mcp;
 mod render;
 
@@ -55,7 +54,7 @@ fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 let _ = writeln!(stderr, "  caused by: {cause}");
             }
-            ExitCode::from(exit::USAGE)
+            ExitCode::from(error::exit_code(&e))
         }
     }
 }

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::Args;
 use isola_engine::{CancellationToken, Engine};
-use isola_server::descriptions::DEFAULT_EMBED_MAX_TOKENS;
+use isola_codemode::descriptions::DEFAULT_EMBED_MAX_TOKENS;
 use isola_server::http::{HttpOptions, HttpServer};
-use isola_server::{IsolaServer, ServerOptions};
+use isola_codemode::ViewOptions;
+use isola_server::IsolaServer;
 
 use crate::cli::LimitArgs;
 use crate::commands::{backend, connect, load_config};
@@ -83,7 +84,7 @@ pub async fn run(config_path: Option<&Path>, args: McpArgs) -> Result<ExitCode> 
     let engine = Arc::new(Engine::new(hub.clone(), backend, limits));
     let server = IsolaServer::new(
         engine,
-        ServerOptions {
+        ViewOptions {
             embed_max_tokens: args.embed_max_tokens,
         },
     );

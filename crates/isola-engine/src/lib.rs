@@ -11,7 +11,7 @@
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use isola_engine::{Engine, ExecOptions};
-//! let config = isola_mcp::load_config("isola.json".as_ref())?;
+//! let config = isola_config::load_config("isola.json".as_ref())?;
 //! let hub = Arc::new(isola_mcp::McpHub::connect(&config).await);
 //! let engine = Engine::new(hub, isola_worker::Backend::InProcess, config.settings.limits.clone());
 //! let record = engine.execute("return 1 + 1", ExecOptions::default()).await;

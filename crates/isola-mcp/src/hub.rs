@@ -11,7 +11,9 @@
 //! - `notifications/tools/list_changed` re-lists that server's tools and sends
 //!   [`HubEvent::ToolsChanged`] to subscribers.
 //!
-//! Stdio servers get their configured `env` *added* to isola's environment. Their stderr goes
+//! Stdio servers start with a cleared environment: the variables of
+//! [`isola_config::env::INHERITED`] (or all of Isola's, with `"inheritEnv": true`), then their
+//! configured `env`; no server sees another's secrets or Isola's own. Their stderr goes
 //! to `tracing` (target `isola_mcp::server_stderr`, level debug), never to isola's stdout; the
 //! last lines are kept for error messages.
 
@@ -43,7 +45,7 @@ use tokio::process::ChildStderr;
 use tokio::sync::broadcast;
 use tracing::Instrument;
 
-use crate::config::{Config, ServerConfig};
+use isola_config::{Config, ServerConfig};
 
 /// Give up on a `tools/list` that keeps returning a `nextCursor` after this many pages.
 pub const MAX_TOOL_PAGES: usize = 1000;
@@ -642,8 +644,16 @@ impl Slot {
                 args,
                 env,
                 cwd,
+                inherit_env,
             }) => {
-                let (process, stderr) = spawn(&self.transport, command, args, env, cwd.as_ref())?;
+                let (process, stderr) = spawn(
+                    &self.transport,
+                    command,
+                    args,
+                    env,
+                    *inherit_env,
+                    cwd.as_ref(),
+                )?;
                 let pid = process.id();
                 let tail = StderrTail::start(stderr, self.name.clone());
                 let transport = Watched {
@@ -860,13 +870,14 @@ async fn list_all_tools(peer: &Peer<RoleClient>) -> Result<Vec<Tool>, ListError>
     Err(ListError::TooManyPages)
 }
 
-/// Spawn a stdio server (`line` describes it in messages): the configured env on top of
-/// isola's own, stderr piped.
+/// Spawn a stdio server (`line` describes it in messages) with a cleared environment: the
+/// inherited variables, then the configured `env`; stderr piped.
 fn spawn(
     line: &str,
     command: &str,
     args: &[String],
     env: &BTreeMap<String, String>,
+    inherit_env: bool,
     cwd: Option<&PathBuf>,
 ) -> Result<(TokioChildProcess, Option<ChildStderr>), String> {
     if let Some(dir) = cwd
@@ -878,7 +889,8 @@ fn spawn(
         ));
     }
     let mut cmd = tokio::process::Command::new(command);
-    cmd.args(args).envs(env);
+    let inherited = isola_config::env::inherited(std::env::vars(), inherit_env);
+    cmd.args(args).env_clear().envs(inherited).envs(env);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }

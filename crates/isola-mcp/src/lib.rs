@@ -1,9 +1,10 @@
-//! The MCP client side of Isola: the `mcpServers` config file and [`McpHub`], which keeps
-//! one connection per configured server, lists their tools and carries out tool calls.
+//! The MCP client side of Isola: [`McpHub`] keeps one connection per server of the
+//! `mcpServers` config ([`isola_config`]), lists their tools and carries out tool calls.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use isola_mcp::{load_config, McpHub};
+//! use isola_config::load_config;
+//! use isola_mcp::McpHub;
 //!
 //! let config = load_config(std::path::Path::new("isola.json"))?;
 //! let hub = McpHub::connect(&config).await;
@@ -23,11 +24,6 @@
 //! only here and in the server processes; they never appear in [`ServerInfo`], in messages or
 //! in `Debug` output. The sandbox never sees them: it only gets tool results.
 
-pub mod config;
 pub mod hub;
 
-pub use config::{
-    Config, ConfigError, DEFAULT_CONFIG_FILE, IsolaSettings, ServerConfig, load_config,
-    parse_config, parse_config_with_env,
-};
 pub use hub::{CallError, HubEvent, MAX_TOOL_PAGES, McpHub, ServerInfo, ServerState};

@@ -5,8 +5,6 @@
 // Test helpers outside #[test] functions panic on failure too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "all/config.rs"]
-mod config;
 #[path = "all/everything.rs"]
 mod everything;
 #[path = "all/http.rs"]

@@ -4,12 +4,14 @@
 //! with a few tools of its own:
 //!
 //! - `execute`: a TypeScript script → its result, console output and a summary of its calls; a
-//!   failure rendered for a model to fix (see [`render`]).
+//!   failure rendered for a model to fix (see [`isola_codemode::render`]).
 //! - `search` and `describe`, when the API is too large to embed: keywords → the best-matching
-//!   functions as one-line signatures (BM25, see [`search`]); names → full declarations.
+//!   functions as one-line signatures (BM25, see [`isola_codemode::search`]); names → full
+//!   declarations.
 //!
-//! A small API (at most [`ServerOptions::embed_max_tokens`]) is embedded in `execute`'s
-//! description instead, and `execute` is the only tool ([`descriptions::Mode`]). The
+//! A small API (at most [`ViewOptions::embed_max_tokens`]) is embedded in `execute`'s
+//! description instead, and `execute` is the only tool ([`Mode`]). What the model sees is the
+//! same [`View`] Isola's own agent shows its models (crate `isola-codemode`). The
 //! declarations are also resources (`isola://types`, `isola://types/<namespace>`). While a
 //! script runs, finished calls and console lines go out as progress notifications when the host
 //! asked for progress; a cancelled request stops the script. When an upstream server's tools
@@ -20,29 +22,26 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use isola_server::{IsolaServer, ServerOptions};
-//! let config = isola_mcp::load_config("isola.json".as_ref())?;
+//! use isola_server::{IsolaServer, ViewOptions};
+//! let config = isola_config::load_config("isola.json".as_ref())?;
 //! let hub = Arc::new(isola_mcp::McpHub::connect(&config).await);
 //! let engine = isola_engine::Engine::new(hub.clone(), isola_worker::Backend::InProcess, config.settings.limits.clone());
-//! let server = IsolaServer::new(Arc::new(engine), ServerOptions::default());
+//! let server = IsolaServer::new(Arc::new(engine), ViewOptions::default());
 //! server.watch_hub(&hub);
 //! isola_server::serve_stdio(server).await?;
 //! # Ok(()) }
 //! ```
 
-pub mod describe;
-pub mod descriptions;
 pub mod http;
-pub mod render;
-pub mod search;
+mod render;
 mod server;
 
 use std::net::SocketAddr;
 
 use rmcp::ServiceExt;
 
-pub use descriptions::Mode;
-pub use server::{IsolaServer, ServerOptions, TYPES_URI, View};
+pub use isola_codemode::{Mode, View, ViewOptions};
+pub use server::{IsolaServer, TYPES_URI};
 
 /// Why serving failed.
 #[derive(Debug, thiserror::Error)]

@@ -2,14 +2,14 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use isola_engine::{ApiState, Engine, ExecEvent, ExecOptions};
+use isola_engine::{Engine, ExecEvent, ExecOptions};
 use isola_mcp::{HubEvent, McpHub};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     JsonObject, ListPromptsRequestMethod, ListPromptsResult, ListResourcesResult, ListToolsResult,
     PaginatedRequestParams, ProgressNotificationParam, ProgressToken, ReadResourceRequestParams,
     ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ServerCapabilities,
-    ServerConfig, SubscriptionFilter, Tool,
+    ServerConfig, SubscriptionFilter,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::{ErrorData as McpError, Peer, RoleServer, ServerHandler};
@@ -17,12 +17,12 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use tracing::Instrument;
 
-use crate::describe::describe;
-use crate::descriptions::{
-    self, DEFAULT_SEARCH_LIMIT, DESCRIBE, EXECUTE, MAX_SEARCH_LIMIT, Mode, SEARCH,
+use isola_codemode::descriptions::{
+    self, DEFAULT_SEARCH_LIMIT, DESCRIBE, EXECUTE, MAX_SEARCH_LIMIT, SEARCH,
 };
+use isola_codemode::{View, ViewOptions};
+
 use crate::render;
-use crate::search::SearchIndex;
 
 /// URI of the resource with the whole API's declarations; one namespace's are at
 /// `isola://types/<namespace>`.
@@ -32,110 +32,6 @@ const TYPES_MIME: &str = "application/typescript";
 const MAX_PROGRESS_NOTIFICATIONS: u32 = 1000;
 /// Longest progress message, in characters.
 const PROGRESS_MESSAGE_MAX: usize = 200;
-
-/// How the server presents the API.
-#[derive(Clone, Debug)]
-pub struct ServerOptions {
-    /// An API whose declarations take at most this many tokens (tiktoken o200k) is embedded in
-    /// `execute`'s description and `execute` is the only tool; a larger one is served through
-    /// `search` and `describe`.
-    pub embed_max_tokens: usize,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        Self {
-            embed_max_tokens: descriptions::DEFAULT_EMBED_MAX_TOKENS,
-        }
-    }
-}
-
-/// What the host sees for one version of the API.
-pub struct View {
-    pub mode: Mode,
-    pub api: Arc<ApiState>,
-    /// The whole API's `.d.ts`.
-    pub declarations: String,
-    /// Tokens of [`View::declarations`] (tiktoken o200k).
-    pub tokens: usize,
-    /// The tools listed to the host.
-    pub tools: Vec<Tool>,
-    pub index: SearchIndex,
-}
-
-impl View {
-    pub fn build(
-        api: Arc<ApiState>,
-        engine_limits: &isola_protocol::Limits,
-        options: &ServerOptions,
-    ) -> View {
-        let declarations = api.api.declarations(None);
-        let tokens = isola_tokens::count_tokens(&declarations);
-        let mode = if tokens <= options.embed_max_tokens {
-            Mode::Embedded
-        } else {
-            Mode::Search
-        };
-        let tools = descriptions::tools(&api.api, mode, &declarations, engine_limits);
-        let index = SearchIndex::build(&api.api);
-        View {
-            mode,
-            api,
-            declarations,
-            tokens,
-            tools,
-            index,
-        }
-    }
-
-    /// The text `search` returns: one compact signature per match, best first.
-    pub fn search(
-        &self,
-        query: &str,
-        server: Option<&str>,
-        limit: usize,
-    ) -> Result<String, String> {
-        let api = &self.api.api;
-        if let Some(s) = server
-            && !self.index.has_namespace(s)
-        {
-            return Err(format!(
-                "no namespace `{s}`; the namespaces are: {}",
-                descriptions::namespace_list(api)
-            ));
-        }
-        let hits = self.index.search(query, server, limit);
-        if hits.is_empty() {
-            return Ok(format!(
-                "no function matches `{query}`; try other words, or `describe` a whole namespace: {}\n",
-                descriptions::namespace_list(api)
-            ));
-        }
-        let mut out = String::new();
-        for hit in &hits {
-            out.push_str(&api.compact_signature(hit.namespace, hit.function));
-            out.push('\n');
-        }
-        Ok(out)
-    }
-
-    /// The text `describe` returns; `Err` when no name was found.
-    pub fn describe(&self, names: &[String]) -> Result<String, String> {
-        let d = describe(&self.api.api, &self.index, names);
-        if d.text.trim().is_empty() || !d.text.contains("declare namespace") {
-            return Err(format!(
-                "not found: {}\nhint: use names as `search` shows them (`namespace.function`) or a namespace: {}",
-                d.unknown.join(", "),
-                descriptions::namespace_list(&self.api.api)
-            ));
-        }
-        let mut text = d.text;
-        if !d.unknown.is_empty() {
-            text.push_str(&format!("\n// not found: {}\n", d.unknown.join(", ")));
-        }
-        Ok(text)
-    }
-}
 
 /// What changed for the host.
 #[derive(Clone, Copy, Debug)]
@@ -154,7 +50,7 @@ pub struct IsolaServer {
 
 struct Shared {
     engine: Arc<Engine>,
-    options: ServerOptions,
+    options: ViewOptions,
     view: RwLock<Arc<View>>,
     /// For `subscriptions/listen` streams (protocol 2026-07-28).
     changes: broadcast::Sender<Change>,
@@ -167,7 +63,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl IsolaServer {
-    pub fn new(engine: Arc<Engine>, options: ServerOptions) -> IsolaServer {
+    pub fn new(engine: Arc<Engine>, options: ViewOptions) -> IsolaServer {
         let view = View::build(engine.api(), engine.limits(), &options);
         tracing::info!(
             mode = view.mode.as_str(),

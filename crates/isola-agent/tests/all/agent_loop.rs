@@ -33,7 +33,7 @@ async fn setup() -> Setup {
     std::fs::write(data.join("a.txt"), "alpha\n").unwrap();
     let config = json!({"mcpServers": {"fs": {"command": bin, "args": [data]}}});
     let config =
-        isola_mcp::parse_config(&config.to_string(), &dir.path().join("isola.json")).unwrap();
+        isola_config::parse_config(&config.to_string(), &dir.path().join("isola.json")).unwrap();
     let hub = Arc::new(McpHub::connect(&config).await);
     let engine = Arc::new(Engine::new(
         hub.clone(),

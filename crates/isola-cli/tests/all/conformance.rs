@@ -3,7 +3,7 @@
 //! modes and for both requirement sets (2025-11-25, 2026-07-28):
 //!
 //! - server mode against `isola mcp --http` fronting server-everything and server-filesystem;
-//! - client mode against Isola's MCP client, McpHub, through `isola __conformance-client`,
+//! - client mode against Isola's MCP client, McpHub, through `isola-conformance-client` (crate isola-test-support),
 //!   with a do-nothing client (`/bin/true`) run alongside as the baseline for false passes.
 //!
 //! The checks each scenario wrote (`checks.json`) are judged against
@@ -407,7 +407,9 @@ fn server_mode_against_isola_mcp_http() {
 #[test]
 fn client_mode_against_isola_mcp_client() {
     let dir = tempfile::tempdir().unwrap();
-    let isola = format!("{} __conformance-client", env!("CARGO_BIN_EXE_isola"));
+    let isola = isola_test_support::fixtures::workspace_bin("isola-conformance-client")
+        .display()
+        .to_string();
     let expect = Expectations::load("client");
     let mut used = BTreeSet::new();
     let mut runs = Vec::new();

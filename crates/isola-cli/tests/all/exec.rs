@@ -107,7 +107,7 @@ async fn the_next_execution_after_a_deadline_kill_works() {
         args: vec!["__worker".into()],
     };
     let engine = Engine::new(
-        Arc::new(isola_bench::InstantTools::NONE),
+        Arc::new(isola_test_support::tools::InstantTools::NONE),
         Backend::Workers(WorkerPool::new(command, 1)),
         Limits {
             deadline_ms: 2000,

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
-mod bench_tokens;
 mod config;
 mod conformance;
 mod exec;

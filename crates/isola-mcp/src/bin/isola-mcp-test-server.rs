@@ -1,6 +1,6 @@
 //! A tiny stdio MCP server for isola-mcp's own tests, written with rmcp's server side.
 //!
-//! Tools: `echo {text}`, `sleep {ms}`, `fail {message}` (an `isError` result), `env {name}`,
+//! Tools: `echo {text}`, `sleep {ms}`, `fail {message}` (an `isError` result), `env {name}` (`*`: every variable),
 //! `add_tool {name}` (adds a tool and sends `notifications/tools/list_changed`), `exit {code}`,
 //! `notify` (sends progress and log notifications), `client` (the client's name, version and
 //! protocol version). Added tools answer `dynamic: <name>`.
@@ -65,7 +65,7 @@ impl TestServer {
             ),
             tool(
                 "env",
-                "Returns the environment variable `name`, or <unset>.",
+                "Returns the environment variable `name`, or <unset>; `*`: all of them, as a JSON object.",
                 string_schema("name"),
             ),
             tool(
@@ -159,6 +159,11 @@ impl ServerHandler for TestServer {
             }
             "fail" => {
                 Ok(CallToolResult::error(vec![ContentBlock::text(str_arg("message"))]).into())
+            }
+            "env" if str_arg("name") == "*" => {
+                let all: serde_json::Map<String, Value> =
+                    std::env::vars().map(|(k, v)| (k, Value::String(v))).collect();
+                text(Value::Object(all).to_string())
             }
             "env" => text(std::env::var(str_arg("name")).unwrap_or_else(|_| "<unset>".to_owned())),
             "add_tool" => {

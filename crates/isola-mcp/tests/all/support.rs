@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use isola_mcp::{Config, HubEvent, ServerInfo, parse_config_with_env};
+use isola_config::{Config, parse_config_with_env};
+use isola_mcp::{HubEvent, ServerInfo};
 use rmcp::model::{CallToolResult, ContentBlock};
 use serde_json::{Map, Value};
 use tokio::sync::broadcast;

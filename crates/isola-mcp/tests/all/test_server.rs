@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use isola_mcp::{CallError, HubEvent, McpHub, ServerState};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use crate::support::{args, config, test_server, text, tool_names, wait_for};
 
@@ -82,7 +82,7 @@ async fn pagination_env_errors_and_notifications() {
     };
     assert!(reason.contains("more than 1000 pages"), "{reason}");
 
-    // The configured env is added to isola's environment, not a replacement for it.
+    // The configured env is set on top of the inherited variables.
     let var = hub
         .call("paged", "env", args(json!({"name": "ISOLA_TEST_VAR"})))
         .await
@@ -122,6 +122,52 @@ async fn pagination_env_errors_and_notifications() {
     // Progress and log notifications pass through (to tracing) without disturbing the call.
     let notified = hub.call("paged", "notify", args(json!({}))).await.unwrap();
     assert_eq!(text(&notified), "notified");
+    hub.shutdown().await;
+}
+
+/// Every variable a stdio server was started with.
+async fn server_env(hub: &McpHub, server: &str) -> Map<String, Value> {
+    let all = hub
+        .call(server, "env", args(json!({"name": "*"})))
+        .await
+        .unwrap();
+    match serde_json::from_str(&text(&all)).unwrap() {
+        Value::Object(map) => map,
+        other => panic!("{other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_see_only_the_allowlist_and_their_own_env() {
+    // Secrets in Isola's own environment (nextest runs each test in its own process).
+    // SAFETY: no other thread of this test process reads or writes the environment yet.
+    unsafe {
+        std::env::set_var("OPENAI_API_KEY", "sk-isola-test");
+        std::env::set_var("ISOLA_MCP_TOKEN", "mcp-token");
+    }
+    let hub = McpHub::connect(&config(json!({
+        "mcpServers": {
+            "a": {"command": test_server(), "env": {"A_SECRET": "a-secret"}},
+            "b": {"command": test_server(), "env": {"B_SECRET": "b-secret"}},
+            "wide": {"command": test_server(), "inheritEnv": true},
+        }
+    })))
+    .await;
+    for (server, own) in [("a", "A_SECRET"), ("b", "B_SECRET")] {
+        let env = server_env(&hub, server).await;
+        for name in env.keys() {
+            assert!(
+                name == own || isola_config::env::INHERITED.contains(&name.as_str()),
+                "server {server} sees {name}: {env:?}"
+            );
+        }
+        assert!(env.contains_key(own), "{env:?}");
+        assert!(env.contains_key("PATH"), "{env:?}");
+    }
+    // Opting in gives the old behaviour: everything, secrets included.
+    let wide = server_env(&hub, "wide").await;
+    assert_eq!(wide["OPENAI_API_KEY"], "sk-isola-test");
+    assert_eq!(wide["ISOLA_MCP_TOKEN"], "mcp-token");
     hub.shutdown().await;
 }
 

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use isola_engine::Engine;
 use isola_protocol::Limits;
-use isola_server::{IsolaServer, Mode, ServerOptions};
+use isola_codemode::{Mode, ViewOptions};
+use isola_server::IsolaServer;
 use isola_worker::Backend;
 use rmcp::model::Tool;
 
@@ -16,7 +17,7 @@ fn server(names: &[&str], embed_max_tokens: usize) -> IsolaServer {
         Backend::InProcess,
         Limits::default(),
     );
-    IsolaServer::new(Arc::new(engine), ServerOptions { embed_max_tokens })
+    IsolaServer::new(Arc::new(engine), ViewOptions { embed_max_tokens })
 }
 
 /// Each tool as a host lists it.

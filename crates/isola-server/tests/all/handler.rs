@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use isola_engine::Engine;
 use isola_protocol::Limits;
-use isola_server::{IsolaServer, ServerOptions};
+use isola_codemode::ViewOptions;
+use isola_server::IsolaServer;
 use isola_worker::Backend;
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ReadResourceRequestParams, ResourceContents,
@@ -82,7 +83,7 @@ fn text(result: &CallToolResult) -> String {
 #[tokio::test]
 async fn a_small_api_is_embedded_in_execute() {
     let tools = FakeTools::new(fixture_servers(&["time"]));
-    let server = IsolaServer::new(engine(tools), ServerOptions::default());
+    let server = IsolaServer::new(engine(tools), ViewOptions::default());
     let client = connect(server, Counter::default()).await;
     let listed = client.list_all_tools().await.unwrap();
     assert_eq!(
@@ -115,7 +116,7 @@ async fn a_small_api_is_embedded_in_execute() {
 #[tokio::test]
 async fn failures_are_rendered_for_the_model() {
     let tools = FakeTools::new(fixture_servers(&["time"]));
-    let server = IsolaServer::new(engine(tools), ServerOptions::default());
+    let server = IsolaServer::new(engine(tools), ViewOptions::default());
     let client = connect(server, Counter::default()).await;
 
     let result = call(&client, "execute", json!({"code": "console.log('before');\nreturn await time.getCurentTime({timezone: 'UTC'});"})).await;
@@ -182,7 +183,7 @@ fn filter_ms(text: &str) -> String {
 #[tokio::test]
 async fn a_large_api_is_searched_and_described() {
     let tools = FakeTools::new(fixture_servers(&["github", "filesystem"]));
-    let server = IsolaServer::new(engine(tools), ServerOptions::default());
+    let server = IsolaServer::new(engine(tools), ViewOptions::default());
     let client = connect(server, Counter::default()).await;
     let listed = client.list_all_tools().await.unwrap();
     assert_eq!(
@@ -252,7 +253,7 @@ async fn a_large_api_is_searched_and_described() {
 #[tokio::test]
 async fn resources_hold_the_declarations() {
     let tools = FakeTools::new(fixture_servers(&["time", "memory"]));
-    let server = IsolaServer::new(engine(tools), ServerOptions::default());
+    let server = IsolaServer::new(engine(tools), ViewOptions::default());
     let client = connect(server, Counter::default()).await;
     let listed = client.list_all_resources().await.unwrap();
     let uris: Vec<&str> = listed.iter().map(|r| r.uri.as_str()).collect();
@@ -287,7 +288,7 @@ async fn resources_hold_the_declarations() {
 #[tokio::test]
 async fn an_upstream_change_updates_the_api_and_notifies_the_host() {
     let tools = FakeTools::new(fixture_servers(&["time"]));
-    let server = IsolaServer::new(engine(tools.clone()), ServerOptions::default());
+    let server = IsolaServer::new(engine(tools.clone()), ViewOptions::default());
     let counter = Counter::default();
     let client = connect(server.clone(), counter.clone()).await;
     assert_eq!(client.list_all_tools().await.unwrap().len(), 1);

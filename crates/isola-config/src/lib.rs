@@ -1,4 +1,5 @@
-//! The config file: the de-facto `mcpServers` JSON plus an optional `isola` section.
+//! Isola's configuration: the config file (the de-facto `mcpServers` JSON plus an optional
+//! `isola` section) and, in [`env`], every environment variable Isola reads.
 //!
 //! ```json
 //! {
@@ -16,9 +17,12 @@
 //! The `mcpServers` shape is the one Claude Desktop, Cursor and Claude Code read, so an
 //! existing file can be pointed at directly:
 //!
-//! - A **stdio** server has `command` (required), `args` (default `[]`), `env` (default `{}`,
-//!   *added* to isola's own environment, as MCP hosts do) and `cwd` (a relative `cwd` is
-//!   resolved against the directory of the config file).
+//! - A **stdio** server has `command` (required), `args` (default `[]`), `env` (default `{}`)
+//!   and `cwd` (a relative `cwd` is resolved against the directory of the config file). The
+//!   server starts with a *cleared* environment: only the variables the official MCP SDKs pass
+//!   on ([`env::INHERITED`]: `HOME`, `LOGNAME`, `PATH`, `SHELL`, `TERM`, `USER`), then its own
+//!   `env`. `"inheritEnv": true` gives it the whole of Isola's environment instead (the old
+//!   behaviour of some hosts; every secret Isola can see then reaches that server).
 //! - An **HTTP** server (Streamable HTTP) has `url` and `headers` (default `{}`).
 //! - Claude Code's `"type": "stdio" | "http" | "streamable-http"` is accepted; `"sse"` is an
 //!   error (the legacy SSE transport is not supported). `"disabled": true` skips a server: a
@@ -59,10 +63,20 @@ pub const EXAMPLE_CONFIG: &str = r#"{
   }
 }"#;
 
+pub mod env;
+
 const SERVER_KEYS: &[&str] = &[
-    "command", "args", "env", "cwd", "url", "headers", "type", "disabled",
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "inheritEnv",
+    "url",
+    "headers",
+    "type",
+    "disabled",
 ];
-const STDIO_ONLY_KEYS: &[&str] = &["command", "args", "env", "cwd"];
+const STDIO_ONLY_KEYS: &[&str] = &["command", "args", "env", "cwd", "inheritEnv"];
 const HTTP_ONLY_KEYS: &[&str] = &["url", "headers"];
 const SETTINGS_KEYS: &[&str] = &[
     "limits",
@@ -107,10 +121,14 @@ pub enum ServerConfig {
     Stdio {
         command: String,
         args: Vec<String>,
-        /// Added to isola's own environment.
+        /// Set on top of the inherited variables ([`env::INHERITED`], or all of Isola's with
+        /// `inherit_env`).
         env: BTreeMap<String, String>,
         /// Absolute when the config gave a relative path.
         cwd: Option<PathBuf>,
+        /// `"inheritEnv": true`: the server gets Isola's whole environment, not just
+        /// [`env::INHERITED`].
+        inherit_env: bool,
     },
     /// A Streamable HTTP endpoint.
     Http {
@@ -145,12 +163,14 @@ impl fmt::Debug for ServerConfig {
                 args,
                 env,
                 cwd,
+                inherit_env,
             } => f
                 .debug_struct("Stdio")
                 .field("command", command)
                 .field("args", args)
                 .field("env", &Redacted(env))
                 .field("cwd", cwd)
+                .field("inherit_env", inherit_env)
                 .finish(),
             ServerConfig::Http { url, headers } => f
                 .debug_struct("Http")
@@ -672,11 +692,20 @@ impl Walker<'_> {
             None => None,
         };
 
+        let inherit_key = child_key(key, "inheritEnv");
+        let inherit_env = match entry.get("inheritEnv") {
+            Some(value) => value
+                .as_bool()
+                .ok_or_else(|| self.wrong_type(&inherit_key, "a boolean", value))?,
+            None => false,
+        };
+
         Ok(ServerConfig::Stdio {
             command,
             args,
             env,
             cwd,
+            inherit_env,
         })
     }
 

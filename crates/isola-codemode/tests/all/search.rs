@@ -1,7 +1,7 @@
 //! Search quality: fixed queries over the captured real tool lists, each with the function a
 //! model would want; every one must rank in the top 3.
 
-use isola_server::search::SearchIndex;
+use isola_codemode::search::SearchIndex;
 use isola_typegen::Api;
 
 use crate::support::{ALL, fixture_servers};

@@ -1,12 +1,13 @@
-//! `isola __conformance-client URL` (hidden): Isola's MCP client, [`McpHub`], as the client
-//! under test of the official conformance suite (`@modelcontextprotocol/conformance client`).
+//! `isola-conformance-client URL`: Isola's MCP client, [`McpHub`], as the client under test of
+//! the official conformance suite (`@modelcontextprotocol/conformance client`). A test tool, not
+//! part of the shipped `isola` binary.
 //!
 //! The suite starts a scenario's test server, runs this command with the server's URL appended
 //! and the scenario's name in `MCP_CONFORMANCE_SCENARIO`, then checks what the client sent. The
 //! client connects as Isola connects to any configured Streamable HTTP server (`initialize`,
 //! `tools/list`), then makes the calls the scenario expects, as a script would, and checks the
 //! answers; it exits non-zero when connecting or a call fails. Run by
-//! `tests/all/conformance.rs`.
+//! `crates/isola-cli/tests/all/conformance.rs`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,15 +19,38 @@ use serde_json::{Map, Value, json};
 /// The name of the suite's server in the generated config.
 const SERVER: &str = "conformance";
 
-pub async fn run(url: &str) -> Result<ExitCode> {
+fn main() -> ExitCode {
+    let Some(url) = std::env::args().nth(1) else {
+        eprintln!("usage: isola-conformance-client URL");
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match runtime.block_on(run(&url)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(url: &str) -> Result<()> {
     let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
     let config = json!({ "mcpServers": { SERVER: { "url": url } } });
-    let config = isola_mcp::parse_config(&config.to_string(), Path::new("conformance.json"))?;
+    let config = isola_config::parse_config(&config.to_string(), Path::new("conformance.json"))?;
     let hub = McpHub::connect(&config).await;
     let result = scenario_calls(&hub, &scenario).await;
     hub.shutdown().await;
-    result?;
-    Ok(ExitCode::SUCCESS)
+    result
 }
 
 async fn scenario_calls(hub: &McpHub, scenario: &str) -> Result<()> {

@@ -1,9 +1,11 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 //! The config file: errors (one table), expansion, defaults.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use isola_mcp::{ConfigError, IsolaSettings, ServerConfig, load_config, parse_config_with_env};
+use isola_config::{ConfigError, IsolaSettings, ServerConfig, load_config, parse_config_with_env};
 
 const FILE: &str = "/cfg/isola.json";
 
@@ -16,7 +18,7 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
-fn parse(json: &str) -> Result<isola_mcp::Config, ConfigError> {
+fn parse(json: &str) -> Result<isola_config::Config, ConfigError> {
     parse_config_with_env(json, Path::new(FILE), &env)
 }
 
@@ -94,7 +96,7 @@ fn errors_name_file_key_and_expectation() {
         // Unknown keys list the expected ones.
         (
             r#"{"mcpServers": {"fs": {"comand": "x"}}}"#,
-            "mcpServers.fs: unknown key `comand`\nhint: expected one of: command, args, env, cwd, url, headers, type, disabled",
+            "mcpServers.fs: unknown key `comand`\nhint: expected one of: command, args, env, cwd, inheritEnv, url, headers, type, disabled",
         ),
         (
             r#"{"mcpServers": {"fs": {"command": "x", "timeout": 5}}}"#,
@@ -303,6 +305,7 @@ fn full_config() {
                 ("PLAIN".into(), "v".into())
             ]),
             cwd: Some(PathBuf::from("/cfg/work/dir")),
+            inherit_env: false,
         }
     );
     assert_eq!(
@@ -350,9 +353,27 @@ fn defaults() {
                 command: "x".into(),
                 args: vec![],
                 env: BTreeMap::new(),
-                cwd: None
+                cwd: None,
+                inherit_env: false,
             }
         )]
+    );
+    let config =
+        parse(r#"{"mcpServers": {"a": {"command": "x", "inheritEnv": true}}}"#).unwrap();
+    assert!(matches!(
+        config.server("a"),
+        Some(ServerConfig::Stdio {
+            inherit_env: true,
+            ..
+        })
+    ));
+    check(
+        r#"{"mcpServers": {"a": {"command": "x", "inheritEnv": "yes"}}}"#,
+        "mcpServers.a.inheritEnv: expected a boolean, found a string",
+    );
+    check(
+        r#"{"mcpServers": {"a": {"url": "http://x/mcp", "inheritEnv": true}}}"#,
+        "`inheritEnv` does not apply to HTTP servers",
     );
     // An absolute cwd stays as it is.
     let config = parse(r#"{"mcpServers": {"a": {"command": "x", "cwd": "/srv"}}}"#).unwrap();

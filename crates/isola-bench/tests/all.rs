@@ -1,25 +1,26 @@
-//! `isola bench tokens --json`: the reductions it reports (token ratios, never timings), on the
-//! benchmark's own five-server config and on a small one.
+//! `isola-bench tokens --json`: the reductions it reports (token ratios, never timings), on
+//! the benchmark's own five-server config and on a small one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
+use std::process::Command;
 
-use serde_json::Value;
-
-use crate::support::{Project, isola_in, server_bin};
+use isola_test_support::fixtures::{server_bin, workspace_root};
+use serde_json::{Value, json};
 
 fn bench(dir: &Path, config: &Path) -> Value {
-    let run = isola_in(
-        dir,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "bench",
-            "tokens",
-            "--json",
-        ],
+    let run = Command::new(env!("CARGO_BIN_EXE_isola-bench"))
+        .args(["--config", config.to_str().unwrap(), "tokens", "--json"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
     );
-    assert_eq!(run.code(), 0, "{}\n{}", run.stdout(), run.stderr());
-    run.json()
+    assert_eq!(run.status.code(), Some(0), "{stdout}\n{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
 }
 
 fn pct(v: &Value) -> f64 {
@@ -30,7 +31,7 @@ fn pct(v: &Value) -> f64 {
 fn the_five_server_benchmark_meets_its_targets() {
     // The config runs the fixture servers with `node` from fixtures/servers.
     server_bin("mcp-server-everything");
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/bench/tokens.json");
+    let config = workspace_root().join("fixtures/bench/tokens.json");
     let dir = tempfile::tempdir().unwrap();
     let report = bench(dir.path(), &config);
     let defs = &report["definitions"];
@@ -50,8 +51,16 @@ fn the_five_server_benchmark_meets_its_targets() {
 
 #[test]
 fn a_small_config() {
-    let p = Project::new();
-    let report = bench(p.path(), &p.path().join("isola.json"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let config = json!({"mcpServers": {
+        "everything": {"command": server_bin("mcp-server-everything")},
+        "fs": {"command": server_bin("mcp-server-filesystem"), "args": [data]},
+    }});
+    let path = dir.path().join("isola.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let report = bench(dir.path(), &path);
     let defs = &report["definitions"];
     let servers = defs["servers"].as_array().unwrap();
     assert_eq!(servers.len(), 2, "{defs:#}");

@@ -1,0 +1,261 @@
+//! `isola-bench`: Isola's benchmarks as a command (see BENCHMARKS.md). A development tool,
+//! not part of the shipped `isola` binary: it carries the scripted LLM server of the agent
+//! benchmark. The measurements live in the library (`isola_bench`); this prints them.
+
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
+use isola_config::Config;
+use isola_mcp::{McpHub, ServerState};
+use isola_worker::{Backend, WorkerCommand, WorkerPool};
+
+#[derive(Parser, Debug)]
+#[command(name = "isola-bench", about = "Isola's benchmarks (see BENCHMARKS.md).")]
+struct Cli {
+    /// The mcpServers config file [default: isola.json in the working directory].
+    #[arg(long, global = true, env = "ISOLA_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    which: BenchCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// The agent in code mode vs classic tool calling on scripted multi-step tasks: LLM round
+    /// trips, tokens in and out, wall time.
+    Agent {
+        /// Where the fixture MCP servers are installed (`npm ci --prefix fixtures/servers`).
+        #[arg(
+            long,
+            env = "ISOLA_FIXTURE_SERVERS",
+            value_name = "DIR",
+            default_value = "fixtures/servers/node_modules/.bin"
+        )]
+        servers: PathBuf,
+        /// Runs of each task in each mode (the median wall time is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Simulated model latency per answer, in milliseconds.
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        latency_ms: u64,
+        /// Also print the per-task table as JSON on stdout after the report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trivial-script latency (in-process and warm worker), binding round trip, sandbox memory,
+    /// and the same script through `deno run` as the peer.
+    Exec {
+        /// Executions per measurement.
+        #[arg(long, default_value_t = 2000)]
+        iterations: u32,
+        /// Path of a deno binary for the peer comparison.
+        #[arg(long, env = "ISOLA_DENO")]
+        deno: Option<PathBuf>,
+    },
+    /// 100 sequential calls to a real MCP server through Isola vs directly with rmcp.
+    Mcp {
+        /// Server name in the config (must have an `echo` tool, e.g. server-everything).
+        #[arg(long, default_value = "everything")]
+        server: String,
+        #[arg(long, default_value_t = 100)]
+        calls: u32,
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
+        /// Run the script in-process instead of in a worker process.
+        #[arg(long)]
+        in_process: bool,
+    },
+    /// Context tokens spent on tools, classic tool calling vs Isola: the tool definitions of the
+    /// configured servers, and a list-read-rank workflow over server-filesystem.
+    Tokens {
+        /// The server-filesystem of the config to run the workflow with (started again on a
+        /// temporary directory) [default: the first with `list_directory` and `read_text_file`].
+        #[arg(long, value_name = "NAME")]
+        fs_server: Option<String>,
+        /// Print the figures as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    // The benchmarks' worker processes are this binary too.
+    if std::env::args_os().nth(1).as_deref() == Some(OsStr::new("__worker")) {
+        let code = isola_worker::worker_main();
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let code = runtime.block_on(run(cli.config.as_deref(), cli.which));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match code {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config> {
+    let path = path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(isola_config::DEFAULT_CONFIG_FILE));
+    Ok(isola_config::load_config(&path)?)
+}
+
+async fn connect(config: &Config) -> Arc<McpHub> {
+    let hub = McpHub::connect(config).await;
+    for s in hub.servers() {
+        if let ServerState::Failed(reason) = &s.state {
+            eprintln!("warning: MCP server `{}` is unavailable: {reason}", s.name);
+        }
+    }
+    Arc::new(hub)
+}
+
+fn backend(config: &Config, in_process: bool) -> Result<Backend> {
+    if in_process {
+        return Ok(Backend::InProcess);
+    }
+    let command = WorkerCommand::current_exe("__worker")?;
+    Ok(Backend::Workers(WorkerPool::new(
+        command,
+        config.settings.workers.unwrap_or(2),
+    )))
+}
+
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
+    match which {
+        BenchCommand::Agent {
+            servers,
+            rounds,
+            latency_ms,
+            json,
+        } => {
+            let options = isola_agent_bench::Options {
+                servers,
+                rounds: rounds.max(1),
+                worker: Some(WorkerCommand::current_exe("__worker")?),
+                latency_ms,
+            };
+            let report = isola_agent_bench::run(&options).await?;
+            print(&report.text())?;
+            if json {
+                print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+            }
+            return Ok(if report.all_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        BenchCommand::Exec { iterations, deno } => {
+            let worker = WorkerCommand::current_exe("__worker")?;
+            let report = isola_bench::exec_latency(Some(worker), iterations, deno.as_deref()).await;
+            print(&report)?;
+        }
+        BenchCommand::Mcp {
+            server,
+            calls,
+            rounds,
+            in_process,
+        } => {
+            let config = load_config(config)?;
+            let server_config = config
+                .server(&server)
+                .ok_or_else(|| anyhow!("no server `{server}` in {}", config.path.display()))?
+                .clone();
+            let hub = connect(&config).await;
+            let backend = backend(&config, in_process)?;
+            let report = isola_bench::mcp_overhead(
+                hub.clone(),
+                backend,
+                &server_config,
+                &server,
+                calls,
+                rounds,
+            )
+            .await
+            .map_err(|e| anyhow!(e))?;
+            hub.shutdown().await;
+            print(&report)?;
+        }
+        BenchCommand::Tokens { fs_server, json } => {
+            tokens(config, fs_server.as_deref(), json).await?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `isola bench tokens`: definitions of the configured servers, then the workflow.
+async fn tokens(config: Option<&Path>, fs_server: Option<&str>, json: bool) -> Result<()> {
+    use isola_bench::tokens;
+
+    let config = load_config(config)?;
+    let limits = config.settings.limits.clone();
+    let hub = connect(&config).await;
+    let servers = hub.servers();
+    let engine = isola_engine::Engine::new(
+        hub.clone(),
+        isola_worker::Backend::InProcess,
+        limits.clone(),
+    );
+    let definitions = tokens::definitions(&servers, engine.api(), &limits);
+    hub.shutdown().await;
+    if !json {
+        print(&format!("{definitions}\n"))?;
+    }
+
+    let has = |s: &isola_mcp::ServerInfo, tool: &str| s.tools.iter().any(|t| t.name == tool);
+    let name = match fs_server {
+        Some(name) => name.to_string(),
+        None => servers
+            .iter()
+            .find(|s| has(s, "list_directory") && has(s, "read_text_file"))
+            .map(|s| s.name.clone())
+            .ok_or_else(|| {
+                anyhow!(
+                    "no configured server has `list_directory` and `read_text_file` for the workflow\nhint: add @modelcontextprotocol/server-filesystem to {}, or pass --fs-server",
+                    config.path.display()
+                )
+            })?,
+    };
+    let fs = config
+        .server(&name)
+        .ok_or_else(|| anyhow!("no server `{name}` in {}", config.path.display()))?;
+    let dir = std::env::temp_dir().join(format!("isola-bench-tokens-{}", std::process::id()));
+    let workflow = tokens::workflow(fs, &dir, isola_worker::Backend::InProcess, &limits).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let workflow = workflow
+        .map_err(|e| anyhow!(e))
+        .with_context(|| format!("the workflow over server `{name}`"))?;
+    if json {
+        let both = serde_json::json!({ "definitions": definitions.to_json(), "workflow": workflow.to_json() });
+        print(&format!("{}\n", serde_json::to_string_pretty(&both)?))?;
+    } else {
+        print(&format!("{workflow}"))?;
+    }
+    Ok(())
+}
