@@ -1,8 +1,8 @@
 //! What the models are told: system prompts and the tools of each mode.
 
+use isola_codemode::View;
 use isola_engine::ApiState;
 use isola_llm::ToolDef;
-use isola_codemode::View;
 use serde_json::{Value, json};
 
 /// The two-step mode's tool.

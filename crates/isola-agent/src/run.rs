@@ -5,11 +5,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
+use isola_codemode::descriptions::{DESCRIBE, EXECUTE, SEARCH};
+use isola_codemode::{View, ViewOptions};
 use isola_engine::{Engine, ExecOptions, Tools, unwrap_result};
 use isola_llm::{CallRecord, ChatRequest, Message, ToolCall, ToolDef};
 use isola_protocol::ExecError;
-use isola_codemode::descriptions::{DESCRIBE, EXECUTE, SEARCH};
-use isola_codemode::{View, ViewOptions};
 use serde_json::{Map, Value};
 
 use crate::Mode;

@@ -21,9 +21,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use isola_engine::{Engine, ExecOptions};
-use isola_test_support::tools::InstantTools;
 use isola_protocol::{CallResult, ExecRequest, Limits, LogLevel, Namespace};
 use isola_sandbox::{Host, Wake};
+use isola_test_support::tools::InstantTools;
 use isola_worker::{Backend, WorkerCommand, WorkerPool};
 use serde_json::{Map, Value};
 
@@ -115,6 +115,8 @@ impl Host for NoopHost {
             value: "null".into(),
         })
     }
+    fn timer(&mut self, _: u32, _: f64) {}
+    fn clear_timer(&mut self, _: u32) {}
     fn log(&mut self, _: LogLevel, _: String) {}
     fn wait(&mut self, _: Duration) -> Wake {
         Wake::TimedOut
@@ -133,11 +135,7 @@ pub fn run_direct(source: &str, namespaces: &[Namespace]) -> isola_protocol::Run
         max_tool_calls: u32::MAX,
         ..Limits::default()
     };
-    let request = ExecRequest {
-        code: js,
-        namespaces: namespaces.to_vec(),
-        limits,
-    };
+    let request = ExecRequest::new(js, namespaces.to_vec(), limits);
     isola_sandbox::run(
         &request,
         Rc::new(RefCell::new(NoopHost)),
@@ -334,12 +332,13 @@ async fn engine_round_trip_line(out: &mut String, engine: &Engine, backend: &str
     }
 }
 
+/// A request that keeps a worker waiting (for a timer no one fires) until it is aborted.
 fn trivial_request() -> ExecRequest {
-    ExecRequest {
-        code: "(async () => { await new Promise(r => setTimeout(r, 200)); })()".into(),
-        namespaces: Vec::new(),
-        limits: Limits::default(),
-    }
+    ExecRequest::new(
+        "(async () => { await new Promise(r => setTimeout(r, 200)); })()".into(),
+        Vec::new(),
+        Limits::default(),
+    )
 }
 
 async fn timed_executions(engine: &Engine, n: u32) -> Stats {

@@ -15,7 +15,10 @@ use isola_mcp::{McpHub, ServerState};
 use isola_worker::{Backend, WorkerCommand, WorkerPool};
 
 #[derive(Parser, Debug)]
-#[command(name = "isola-bench", about = "Isola's benchmarks (see BENCHMARKS.md).")]
+#[command(
+    name = "isola-bench",
+    about = "Isola's benchmarks (see BENCHMARKS.md)."
+)]
 struct Cli {
     /// The mcpServers config file [default: isola.json in the working directory].
     #[arg(long, global = true, env = "ISOLA_CONFIG", value_name = "PATH")]

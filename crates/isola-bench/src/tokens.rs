@@ -30,12 +30,12 @@ use std::fmt::{self, Write as _};
 use std::path::Path;
 use std::sync::Arc;
 
-use isola_engine::{ApiState, Engine, ExecOptions};
-use isola_config::{Config, IsolaSettings, ServerConfig};
-use isola_mcp::{McpHub, ServerInfo, ServerState};
-use isola_protocol::Limits;
 use isola_codemode::descriptions::{self, Mode};
 use isola_codemode::{View, ViewOptions};
+use isola_config::{Config, IsolaSettings, ServerConfig};
+use isola_engine::{ApiState, Engine, ExecOptions};
+use isola_mcp::{McpHub, ServerInfo, ServerState};
+use isola_protocol::Limits;
 use isola_tokens::count_tokens;
 use isola_worker::Backend;
 use serde_json::{Map, Value, json};

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use isola_agent::{Agent, AgentConfig, AgentEvent, Mode, StopReason, Transcript};
+use isola_config::Config;
 use isola_engine::Engine;
 use isola_llm::ProviderKind;
-use isola_config::Config;
 use isola_mcp::McpHub;
 
 use crate::commands::{backend, connect, load_config, print};
@@ -346,4 +346,3 @@ impl Printer {
         Ok(())
     }
 }
-

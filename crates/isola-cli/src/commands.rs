@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use isola_engine::{Engine, ExecOptions};
 use isola_config::Config;
+use isola_engine::{Engine, ExecOptions};
 use isola_mcp::{McpHub, ServerState};
 use isola_worker::{Backend, WorkerCommand, WorkerPool};
 

@@ -50,6 +50,9 @@ mod tests {
         assert_eq!(e.to_string(), "no such file");
         let wrapped = anyhow::Error::from(isola_server::ServeError::EmptyToken).context("serving");
         assert_eq!(exit_code(&wrapped), crate::exit::USAGE);
-        assert_eq!(exit_code(&anyhow::anyhow!("a worker died")), crate::exit::INTERNAL);
+        assert_eq!(
+            exit_code(&anyhow::anyhow!("a worker died")),
+            crate::exit::INTERNAL
+        );
     }
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
-use isola_engine::{CancellationToken, Engine};
-use isola_codemode::descriptions::DEFAULT_EMBED_MAX_TOKENS;
-use isola_server::http::{HttpOptions, HttpServer};
 use isola_codemode::ViewOptions;
+use isola_codemode::descriptions::DEFAULT_EMBED_MAX_TOKENS;
+use isola_engine::{CancellationToken, Engine};
 use isola_server::IsolaServer;
+use isola_server::http::{HttpOptions, HttpServer};
 
 use crate::cli::LimitArgs;
 use crate::commands::{backend, connect, load_config};

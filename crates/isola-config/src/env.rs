@@ -34,21 +34,81 @@ pub const RUST_LOG: &str = "RUST_LOG";
 
 /// Every variable Isola itself reads.
 pub const VARS: &[EnvVar] = &[
-    var(ISOLA_CONFIG, "every command", "the config file (default: isola.json in the working directory); --config wins"),
-    var(RUST_LOG, "every command", "log filter for stderr (tracing's syntax); -v and -vv set a default"),
-    var(ISOLA_MCP_TOKEN, "isola mcp --http", "the bearer token HTTP clients must send; --token wins"),
-    var(ISOLA_MCP_EMBED_MAX_TOKENS, "isola mcp", "the largest API (in tokens) embedded in execute's description"),
-    var(ISOLA_MODEL, "isola run, isola chat", "the agent's model (provider:model); --model wins"),
-    var(ISOLA_CODE_MODEL, "isola run, isola chat", "the model that writes scripts in two-step mode"),
-    var("OPENAI_API_KEY", "isola run, isola chat", "key for OpenAI and OpenAI-compatible servers"),
-    var("OPENAI_BASE_URL", "isola run, isola chat", "base URL of an OpenAI-compatible server"),
-    var("ANTHROPIC_API_KEY", "isola run, isola chat", "key for Anthropic"),
-    var("ANTHROPIC_BASE_URL", "isola run, isola chat", "base URL of the Anthropic API"),
-    var("GEMINI_API_KEY", "isola run, isola chat", "key for Gemini (GOOGLE_API_KEY also works)"),
-    var("GOOGLE_API_KEY", "isola run, isola chat", "key for Gemini when GEMINI_API_KEY is not set"),
-    var("GEMINI_BASE_URL", "isola run, isola chat", "base URL of the Gemini API"),
-    var(ISOLA_DENO, "isola-bench exec", "a deno binary to compare against"),
-    var(ISOLA_FIXTURE_SERVERS, "isola-bench agent", "where the fixture MCP servers are installed"),
+    var(
+        ISOLA_CONFIG,
+        "every command",
+        "the config file (default: isola.json in the working directory); --config wins",
+    ),
+    var(
+        RUST_LOG,
+        "every command",
+        "log filter for stderr (tracing's syntax); -v and -vv set a default",
+    ),
+    var(
+        ISOLA_MCP_TOKEN,
+        "isola mcp --http",
+        "the bearer token HTTP clients must send; --token wins",
+    ),
+    var(
+        ISOLA_MCP_EMBED_MAX_TOKENS,
+        "isola mcp",
+        "the largest API (in tokens) embedded in execute's description",
+    ),
+    var(
+        ISOLA_MODEL,
+        "isola run, isola chat",
+        "the agent's model (provider:model); --model wins",
+    ),
+    var(
+        ISOLA_CODE_MODEL,
+        "isola run, isola chat",
+        "the model that writes scripts in two-step mode",
+    ),
+    var(
+        "OPENAI_API_KEY",
+        "isola run, isola chat",
+        "key for OpenAI and OpenAI-compatible servers",
+    ),
+    var(
+        "OPENAI_BASE_URL",
+        "isola run, isola chat",
+        "base URL of an OpenAI-compatible server",
+    ),
+    var(
+        "ANTHROPIC_API_KEY",
+        "isola run, isola chat",
+        "key for Anthropic",
+    ),
+    var(
+        "ANTHROPIC_BASE_URL",
+        "isola run, isola chat",
+        "base URL of the Anthropic API",
+    ),
+    var(
+        "GEMINI_API_KEY",
+        "isola run, isola chat",
+        "key for Gemini (GOOGLE_API_KEY also works)",
+    ),
+    var(
+        "GOOGLE_API_KEY",
+        "isola run, isola chat",
+        "key for Gemini when GEMINI_API_KEY is not set",
+    ),
+    var(
+        "GEMINI_BASE_URL",
+        "isola run, isola chat",
+        "base URL of the Gemini API",
+    ),
+    var(
+        ISOLA_DENO,
+        "isola-bench exec",
+        "a deno binary to compare against",
+    ),
+    var(
+        ISOLA_FIXTURE_SERVERS,
+        "isola-bench agent",
+        "where the fixture MCP servers are installed",
+    ),
 ];
 
 /// What a stdio MCP server inherits of Isola's environment unless its entry says

@@ -358,8 +358,7 @@ fn defaults() {
             }
         )]
     );
-    let config =
-        parse(r#"{"mcpServers": {"a": {"command": "x", "inheritEnv": true}}}"#).unwrap();
+    let config = parse(r#"{"mcpServers": {"a": {"command": "x", "inheritEnv": true}}}"#).unwrap();
     assert!(matches!(
         config.server("a"),
         Some(ServerConfig::Stdio {

@@ -20,33 +20,40 @@
 //! ```
 
 mod api;
+pub mod gate;
 mod hints;
+pub mod machine;
+pub mod observer;
 mod record;
+pub mod replay;
 mod spin;
 mod tools;
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use isola_protocol::{
-    CallResult, CallTrace, ErrorKind, ExecError, ExecRecord, ExecRequest, LimitKind, Limits,
-    LogEntry, LogLevel, SandboxMsg, Timings, Truncation,
-};
-use isola_worker::{Backend, SpinBudget};
+use isola_protocol::{ExecError, ExecRecord, ExecRequest, Limits, SandboxInfo, Timings};
+use isola_worker::{Backend, Session, SpinBudget};
 use serde_json::Value;
-use tokio::sync::Semaphore;
 pub use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use api::{ApiState, Binding};
+pub use gate::{CallGate, CallIntent, Decision, Denial, Gates, Ruling, Verdict};
 pub use hints::{distance as edit_distance, suggest};
+use machine::{Effect, Ending, Execution, Input, Setup};
+pub use observer::{Event, Flow, Observer};
 pub use record::unwrap_result;
+pub use replay::{Recorder, Recording, ReplayGate};
 pub use tools::{ToolError, Tools};
 
 /// Options of one execution.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct ExecOptions {
     /// The name errors give the script (`script.ts` when empty).
     pub file_name: String,
@@ -54,15 +61,22 @@ pub struct ExecOptions {
     pub limits: Option<Limits>,
     /// Cancels the execution: the sandbox is stopped and the record says `cancelled`.
     pub cancel: Option<CancellationToken>,
-    /// Receives events while the script runs (console lines, finished tool calls).
-    pub events: Option<tokio::sync::mpsc::UnboundedSender<ExecEvent>>,
+    /// Receive every event of the execution, in order (see [`observer`]).
+    pub observers: Vec<Box<dyn Observer>>,
+    /// Asked before each call is sent, after the engine's own gates (see [`gate`]).
+    pub gates: Gates,
+    /// Replay a recording: its clock and seed, its answers in its order, no tool called for
+    /// them (see [`replay`]).
+    pub replay: Option<Replay>,
 }
 
-/// Something that happened during an execution, as it happens.
+/// A recording to replay, and what happens after it.
 #[derive(Clone, Debug)]
-pub enum ExecEvent {
-    Log(LogEntry),
-    Call(CallTrace),
+pub struct Replay {
+    pub recording: Recording,
+    /// `true`: calls past the recording are made live (resuming); `false`: the first one is a
+    /// divergence (a pure replay calls nothing).
+    pub live_after: bool,
 }
 
 pub struct Engine {
@@ -70,6 +84,8 @@ pub struct Engine {
     backend: Backend,
     limits: Limits,
     api: RwLock<Arc<ApiState>>,
+    /// Asked before every call of every execution, before the execution's own gates.
+    gates: Gates,
     /// Executions under way.
     running: AtomicUsize,
 }
@@ -90,6 +106,22 @@ impl Drop for Running<'_> {
     }
 }
 
+/// Milliseconds since the Unix epoch: the clock scripts see.
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A seed for `Math.random` from the host's entropy.
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos() ^ u128::from(epoch_ms()));
+    h.finish()
+}
+
 impl Engine {
     pub fn new(tools: Arc<dyn Tools>, backend: Backend, limits: Limits) -> Self {
         let api = Arc::new(ApiState::build(&tools.servers()));
@@ -98,8 +130,15 @@ impl Engine {
             backend,
             limits,
             api: RwLock::new(api),
+            gates: Gates::default(),
             running: AtomicUsize::new(0),
         }
+    }
+
+    /// Ask `gates` before every call of every execution (a policy, say).
+    pub fn with_gates(mut self, gates: Gates) -> Self {
+        self.gates = gates;
+        self
     }
 
     /// The current API.
@@ -123,7 +162,22 @@ impl Engine {
         &self.limits
     }
 
-    /// Run a TypeScript script. Executions are independent and may run concurrently.
+    /// What the sandboxes run in: the backend and, for workers, their hardening.
+    pub fn sandbox_info(&self) -> SandboxInfo {
+        match &self.backend {
+            Backend::InProcess => SandboxInfo {
+                backend: "in-process".into(),
+                hardening: Vec::new(),
+            },
+            Backend::Workers(pool) => SandboxInfo {
+                backend: "worker".into(),
+                hardening: pool.ready().map(|r| r.hardening).unwrap_or_default(),
+            },
+        }
+    }
+
+    /// Run a TypeScript script. Executions are independent and may run concurrently. Never
+    /// fails as a Rust call: every failure is in the record.
     pub async fn execute(&self, source: &str, options: ExecOptions) -> ExecRecord {
         let started = Instant::now();
         let file = if options.file_name.is_empty() {
@@ -135,42 +189,153 @@ impl Engine {
             .limits
             .clone()
             .unwrap_or_else(|| self.limits.clone());
-        let mut rec = Recorder::new(options.events.clone());
+        let mut timings = Timings::default();
+        let ExecOptions {
+            cancel,
+            mut observers,
+            gates: own_gates,
+            replay,
+            ..
+        } = options;
 
         let t0 = Instant::now();
         let transpiled = isola_transpile::transpile(source, &file);
-        rec.timings.transpile_ms = ms(t0.elapsed());
+        timings.transpile_ms = ms(t0.elapsed());
         let transpiled = match transpiled {
             Ok(t) => t,
-            Err(e) => return rec.fail(record::syntax_error(&e, &file), started),
+            Err(e) => {
+                let rec = failed(record::syntax_error(&e, &file), timings, started);
+                for o in &mut observers {
+                    let _ = o.event(&Event::Finished(&rec));
+                }
+                return rec;
+            }
         };
 
         let api = self.api();
+        let mut gates = Gates::default();
+        if let Some(r) = &replay {
+            gates.push(Arc::new(if r.live_after {
+                ReplayGate::resuming(r.recording.clone())
+            } else {
+                ReplayGate::strict(r.recording.clone())
+            }));
+        }
+        for g in [&self.gates, &own_gates] {
+            for gate in g.iter() {
+                gates.push(gate.clone());
+            }
+        }
+        let (clock_ms, seed) = match &replay {
+            Some(r) => (r.recording.clock_ms, r.recording.seed),
+            None => (epoch_ms(), fresh_seed()),
+        };
         let request = ExecRequest {
             code: transpiled.js.clone(),
             namespaces: api.namespaces.clone(),
             limits: limits.clone(),
+            clock_ms,
+            seed,
         };
+        let mut machine = Execution::new(Setup {
+            api: api.clone(),
+            limits: limits.clone(),
+            grace: self.backend.grace(),
+            gated: !gates.is_empty(),
+            observers,
+            replay: replay.map(|r| r.recording),
+            clock: epoch_ms,
+        });
+        machine.started(&request);
+
         let t1 = Instant::now();
         let session = tokio::select! {
             s = self.backend.start(request) => s,
-            () = cancelled(&options.cancel) => {
-                return rec.fail(cancelled_error(), started);
+            () = cancelled(&cancel) => Err(isola_worker::BackendError::Channel("cancelled".into())),
+        };
+        let session = match session {
+            Ok(s) => s,
+            Err(e) => {
+                let error = match cancel.as_ref().is_some_and(CancellationToken::is_cancelled) {
+                    true => machine::cancelled_error(),
+                    false => record::internal_error(e.to_string()),
+                };
+                let rec = failed(error, timings, started);
+                machine.finished(&rec);
+                return rec;
             }
         };
-        let mut session = match session {
-            Ok(s) => s,
-            Err(e) => return rec.fail(record::internal_error(e.to_string()), started),
-        };
-        rec.timings.queue_ms = ms(t1.elapsed());
+        timings.queue_ms = ms(t1.elapsed());
+        machine.begin();
         let run_start = Instant::now();
-        rec.run_start = run_start;
-        let hard_deadline = tokio::time::Instant::from_std(
-            run_start + Duration::from_millis(limits.deadline_ms) + self.backend.grace(),
-        );
-        let permits = Semaphore::new(limits.max_concurrency.max(1) as usize);
-        let mut inflight = FuturesUnordered::new();
+        let sandbox = Some(match session.ready() {
+            Some(r) => SandboxInfo {
+                backend: "worker".into(),
+                hardening: r.hardening.clone(),
+            },
+            None => SandboxInfo {
+                backend: "in-process".into(),
+                hardening: Vec::new(),
+            },
+        });
         let _running = Running::enter(&self.running);
+        let ending = self.drive(&mut machine, session, &gates, &cancel).await;
+        timings.run_ms = ms(run_start.elapsed());
+
+        let rec = match ending {
+            Ending::Done(outcome) => {
+                machine.add_sandbox_dropped(outcome.logs_dropped_bytes);
+                let (logs, logs_truncated, calls) = machine.take_record_parts();
+                match outcome.result {
+                    Ok(payload) => {
+                        let (result, result_truncated) =
+                            record::result_value(payload, limits.max_result_bytes);
+                        ExecRecord {
+                            ok: true,
+                            result,
+                            result_truncated,
+                            logs,
+                            logs_truncated,
+                            calls,
+                            timings,
+                            error: None,
+                            sandbox: None,
+                        }
+                    }
+                    Err(e) => {
+                        let mut err = record::exec_error(e, &transpiled, source, &file);
+                        hints::improve(&mut err, source, &api);
+                        with_parts(failed(err, timings, started), logs, logs_truncated, calls)
+                    }
+                }
+            }
+            Ending::Stopped(err) => {
+                let (logs, logs_truncated, calls) = machine.take_record_parts();
+                with_parts(failed(err, timings, started), logs, logs_truncated, calls)
+            }
+        };
+        let mut rec = rec;
+        rec.sandbox = sandbox;
+        rec.timings.total_ms = ms(started.elapsed());
+        machine.finished(&rec);
+        rec
+    }
+
+    /// The execution's loop: carry out the machine's effects, feed it what happens. Never
+    /// awaits anything but the next event: writes to the sandbox are queued by the session.
+    async fn drive(
+        &self,
+        machine: &mut Execution,
+        session: Session,
+        gates: &Gates,
+        cancel: &Option<CancellationToken>,
+    ) -> Ending {
+        let mut session = Some(session);
+        let mut inflight = FuturesUnordered::new();
+        let mut holds: FuturesUnordered<BoxFuture<'static, (u32, Decision)>> =
+            FuturesUnordered::new();
+        let mut timers: BTreeSet<(Instant, u32)> = BTreeSet::new();
+        let mut timer_at: HashMap<u32, Instant> = HashMap::new();
         // Polling budgets for the two waits of a lone execution (see spin.rs): for a tool's
         // answer, and for the sandbox's next call after it got one. Concurrent executions
         // sleep: their polling would take the CPU from each other.
@@ -179,163 +344,128 @@ impl Engine {
         let mut poll_until: Option<Instant> = None;
         // When the sandbox got its last answer, while its next call is awaited.
         let mut turn_since: Option<Instant> = None;
+        let tools = &*self.tools;
 
-        let outcome = loop {
+        loop {
+            // Carry out what the machine asked for, until it asks for nothing more.
+            let mut pending: Vec<Effect> = machine.effects().collect();
+            while !pending.is_empty() {
+                for effect in pending.drain(..) {
+                    match effect {
+                        Effect::Check { id, call } => {
+                            let (ruling, decision) = gates.check(&call).split();
+                            if let Some(decision) = decision {
+                                holds.push(Box::pin(async move { (id, decision.await) }));
+                            }
+                            machine.step(Input::Verdict { id, ruling });
+                        }
+                        Effect::Dispatch {
+                            id,
+                            server,
+                            tool,
+                            arguments,
+                        } => {
+                            let span = tracing::debug_span!("tool_call", %server, %tool);
+                            inflight.push(
+                                async move {
+                                    let started = Instant::now();
+                                    let result = tools.call(&server, &tool, arguments).await;
+                                    (id, result, started.elapsed())
+                                }
+                                .instrument(span),
+                            );
+                            poll_until = answers.until().filter(|_| lone());
+                        }
+                        Effect::Send(msg) => {
+                            if let Some(s) = &mut session
+                                && let Err(e) = s.send(&msg)
+                            {
+                                machine.step(Input::SandboxFailed(e.to_string()));
+                            }
+                        }
+                        Effect::ArmTimer { id, at } => {
+                            if let Some(old) = timer_at.insert(id, at) {
+                                timers.remove(&(old, id));
+                            }
+                            timers.insert((at, id));
+                        }
+                        Effect::ClearTimer { id } => {
+                            if let Some(at) = timer_at.remove(&id) {
+                                timers.remove(&(at, id));
+                            }
+                        }
+                        Effect::Release => {
+                            if let Some(s) = session.take() {
+                                s.finish();
+                            }
+                        }
+                        Effect::Finish(ending) => {
+                            if let Some(s) = session.take() {
+                                s.abort();
+                            }
+                            return ending;
+                        }
+                    }
+                }
+                pending.extend(machine.effects());
+            }
+
+            let deadline = machine.deadline().map(tokio::time::Instant::from_std);
+            let next_timer = timers
+                .first()
+                .map(|(at, _)| tokio::time::Instant::from_std(*at));
             tokio::select! {
-                msg = session.next() => match msg {
-                    Ok(SandboxMsg::Call { id, binding, args }) => {
-                        if let Some(since) = turn_since.take() {
+                msg = next_message(&mut session) => match msg {
+                    Ok(msg) => {
+                        if matches!(msg, isola_protocol::SandboxMsg::Call { .. })
+                            && let Some(since) = turn_since.take()
+                        {
                             turns.ended(since.elapsed());
                         }
-                        inflight.push(self.dispatch(&api, &permits, run_start, id, binding, args));
-                        poll_until = answers.until().filter(|_| lone());
+                        machine.step(Input::Sandbox(msg));
                     }
-                    Ok(SandboxMsg::Log { level, text }) => rec.log(level, text),
-                    Ok(SandboxMsg::Done(outcome)) => break Ok(outcome),
-                    Ok(SandboxMsg::Ready) => {}
-                    Err(e) => break Err(record::internal_error(format!("the sandbox failed: {e}"))),
+                    Err(e) => machine.step(Input::SandboxFailed(e.to_string())),
                 },
-                Some((id, result, trace)) = inflight.next(), if !inflight.is_empty() => {
-                    answers.ended(Duration::from_secs_f64(trace.duration_ms / 1000.0));
-                    // The answer first: the sandbox goes on while the call is recorded.
-                    let settled = session.settle(id, result).await;
-                    rec.call(trace);
-                    if let Err(e) = settled {
-                        break Err(record::internal_error(format!("the sandbox failed: {e}")));
-                    }
+                Some((id, result, took)) = inflight.next(), if !inflight.is_empty() => {
+                    answers.ended(took);
+                    machine.step(Input::CallFinished { id, result });
                     if inflight.is_empty() {
                         turn_since = Some(Instant::now());
                         poll_until = turns.until().filter(|_| lone());
                     }
                 }
+                Some((id, decision)) = holds.next(), if !holds.is_empty() => {
+                    machine.step(Input::Decided { id, decision });
+                }
+                () = sleep_until(next_timer), if next_timer.is_some() => {
+                    if let Some((at, id)) = timers.pop_first() {
+                        timer_at.remove(&id);
+                        debug_assert!(at <= Instant::now());
+                        machine.step(Input::TimerDue { id });
+                    }
+                }
+                () = sleep_until(deadline), if deadline.is_some() => machine.step(Input::Deadline),
+                () = cancelled(cancel) => machine.step(Input::Cancel),
                 () = spin::poll_round(), if poll_until.is_some_and(|t| Instant::now() < t) => {}
-                () = tokio::time::sleep_until(hard_deadline) => {
-                    break Err(deadline_error(&limits));
-                }
-                () = cancelled(&options.cancel) => {
-                    break Err(cancelled_error());
-                }
-            }
-        };
-        rec.timings.run_ms = ms(run_start.elapsed());
-        match outcome {
-            Ok(outcome) => {
-                session.finish();
-                if outcome.logs_dropped_bytes > 0 {
-                    rec.logs_dropped(outcome.logs_dropped_bytes, limits.max_log_bytes);
-                }
-                match outcome.result {
-                    Ok(payload) => {
-                        let (value, truncated) =
-                            record::result_value(payload, limits.max_result_bytes);
-                        rec.finish(value, truncated, started)
-                    }
-                    Err(e) => {
-                        let mut err = record::exec_error(e, &transpiled, source, &file);
-                        hints::improve(&mut err, source, &api);
-                        rec.fail(err, started)
-                    }
-                }
-            }
-            Err(err) => {
-                session.abort();
-                rec.fail(err, started)
             }
         }
     }
+}
 
-    /// Carry out one tool call: validate, call, unwrap. Runs concurrently with other calls, at
-    /// most `max_concurrency` at once.
-    async fn dispatch(
-        &self,
-        api: &ApiState,
-        permits: &Semaphore,
-        run_start: Instant,
-        id: u32,
-        binding: u32,
-        args: String,
-    ) -> (u32, CallResult, CallTrace) {
-        let request_bytes = args.len() as u64;
-        let Some(b) = api.bindings.get(binding as usize) else {
-            let err = CallResult::Err {
-                name: "TypeError".into(),
-                message: "unknown binding".into(),
-                tool: String::new(),
-            };
-            let trace = CallTrace {
-                function: format!("#{binding}"),
-                server: String::new(),
-                tool: String::new(),
-                arguments: Value::Null,
-                started_ms: ms(run_start.elapsed()),
-                duration_ms: 0.0,
-                ok: false,
-                error: Some("unknown binding".into()),
-                request_bytes,
-                response_bytes: 0,
-            };
-            return (id, err, trace);
-        };
-        let arguments: Value = serde_json::from_str(&args).unwrap_or(Value::Null);
-        let _permit = permits.acquire().await;
-        let started = Instant::now();
-        let mut trace = CallTrace {
-            function: b.function.clone(),
-            server: b.server.clone(),
-            tool: b.tool.clone(),
-            arguments,
-            started_ms: ms(run_start.elapsed()),
-            duration_ms: 0.0,
-            ok: false,
-            error: None,
-            request_bytes,
-            response_bytes: 0,
-        };
-        let result = match (&trace.arguments, b.validate(&trace.arguments)) {
-            (_, Err(message)) => CallResult::Err {
-                name: "ValidationError".into(),
-                message,
-                tool: b.function.clone(),
-            },
-            (Value::Object(map), Ok(())) => {
-                let span = tracing::debug_span!("tool_call", server = %b.server, tool = %b.tool);
-                let _enter = span.enter();
-                match self.tools.call(&b.server, &b.tool, map.clone()).await {
-                    Ok(result) => {
-                        if result.get("isError").and_then(Value::as_bool) == Some(true) {
-                            let message =
-                                format!("{} failed: {}", b.function, record::error_text(&result));
-                            trace.response_bytes = message.len() as u64;
-                            CallResult::Err {
-                                name: "ToolError".into(),
-                                message,
-                                tool: b.function.clone(),
-                            }
-                        } else {
-                            let value = unwrap_result(&result).to_string();
-                            trace.response_bytes = value.len() as u64;
-                            CallResult::Ok { value }
-                        }
-                    }
-                    Err(e) => CallResult::Err {
-                        name: "ToolError".into(),
-                        message: format!("{} failed: {e}", b.function),
-                        tool: b.function.clone(),
-                    },
-                }
-            }
-            (_, Ok(())) => CallResult::Err {
-                name: "TypeError".into(),
-                message: format!("{} takes one object argument", b.function),
-                tool: b.function.clone(),
-            },
-        };
-        trace.duration_ms = ms(started.elapsed());
-        match &result {
-            CallResult::Ok { .. } => trace.ok = true,
-            CallResult::Err { message, .. } => trace.error = Some(message.clone()),
-        }
-        (id, result, trace)
+/// The sandbox's next message; pending forever once the sandbox is given back.
+async fn next_message(
+    session: &mut Option<Session>,
+) -> Result<isola_protocol::SandboxMsg, isola_worker::BackendError> {
+    match session {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -346,121 +476,36 @@ async fn cancelled(token: &Option<CancellationToken>) {
     }
 }
 
-fn deadline_error(limits: &Limits) -> ExecError {
-    ExecError {
-        kind: ErrorKind::Limit,
-        limit: Some(LimitKind::Deadline),
-        name: "LimitError".into(),
-        message: format!(
-            "the deadline of {} ms was hit; the script was stopped (its sandbox process was killed)",
-            limits.deadline_ms
-        ),
-        position: None,
-        code_frame: None,
-        stack: None,
-        tool: None,
-        hint: None,
-    }
-}
-
-fn cancelled_error() -> ExecError {
-    ExecError {
-        kind: ErrorKind::Cancelled,
-        limit: None,
-        name: "CancelledError".into(),
-        message: "the execution was cancelled".into(),
-        position: None,
-        code_frame: None,
-        stack: None,
-        tool: None,
-        hint: None,
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Accumulates the record while the run goes on.
-struct Recorder {
-    events: Option<tokio::sync::mpsc::UnboundedSender<ExecEvent>>,
-    run_start: Instant,
-    logs: Vec<LogEntry>,
-    logs_truncated: Option<Truncation>,
-    calls: Vec<CallTrace>,
-    timings: Timings,
+/// A record of a failed execution with no output yet.
+fn failed(error: ExecError, timings: Timings, started: Instant) -> ExecRecord {
+    ExecRecord {
+        ok: false,
+        result: Value::Null,
+        result_truncated: None,
+        logs: Vec::new(),
+        logs_truncated: None,
+        calls: Vec::new(),
+        timings: Timings {
+            total_ms: ms(started.elapsed()),
+            ..timings
+        },
+        error: Some(error),
+        sandbox: None,
+    }
 }
 
-impl Recorder {
-    fn new(events: Option<tokio::sync::mpsc::UnboundedSender<ExecEvent>>) -> Self {
-        Self {
-            events,
-            run_start: Instant::now(),
-            logs: Vec::new(),
-            logs_truncated: None,
-            calls: Vec::new(),
-            timings: Timings::default(),
-        }
-    }
-
-    fn log(&mut self, level: LogLevel, text: String) {
-        let entry = LogEntry {
-            level,
-            text,
-            at_ms: ms(self.run_start.elapsed()),
-        };
-        if let Some(tx) = &self.events {
-            let _ = tx.send(ExecEvent::Log(entry.clone()));
-        }
-        self.logs.push(entry);
-    }
-
-    fn logs_dropped(&mut self, dropped: u64, limit: u64) {
-        self.logs_truncated = Some(Truncation {
-            limit_bytes: limit,
-            dropped_bytes: dropped,
-        });
-        self.logs.push(LogEntry {
-            level: LogLevel::Warn,
-            text: format!(
-                "[isola: console output over the {limit}-byte limit; {dropped} bytes dropped]"
-            ),
-            at_ms: ms(self.run_start.elapsed()),
-        });
-    }
-
-    fn call(&mut self, trace: CallTrace) {
-        if let Some(tx) = &self.events {
-            let _ = tx.send(ExecEvent::Call(trace.clone()));
-        }
-        self.calls.push(trace);
-    }
-
-    fn finish(
-        mut self,
-        result: Value,
-        result_truncated: Option<Truncation>,
-        started: Instant,
-    ) -> ExecRecord {
-        self.timings.total_ms = ms(started.elapsed());
-        self.calls
-            .sort_by(|a, b| a.started_ms.total_cmp(&b.started_ms));
-        ExecRecord {
-            ok: true,
-            result,
-            result_truncated,
-            logs: self.logs,
-            logs_truncated: self.logs_truncated,
-            calls: self.calls,
-            timings: self.timings,
-            error: None,
-        }
-    }
-
-    fn fail(self, error: ExecError, started: Instant) -> ExecRecord {
-        let mut r = self.finish(Value::Null, None, started);
-        r.ok = false;
-        r.error = Some(error);
-        r
-    }
+fn with_parts(
+    mut rec: ExecRecord,
+    logs: Vec<isola_protocol::LogEntry>,
+    logs_truncated: Option<isola_protocol::Truncation>,
+    calls: Vec<isola_protocol::CallTrace>,
+) -> ExecRecord {
+    rec.logs = logs;
+    rec.logs_truncated = logs_truncated;
+    rec.calls = calls;
+    rec
 }

@@ -46,6 +46,18 @@ pub fn error_text(result: &Value) -> String {
     }
 }
 
+/// `text` cut to at most `max` bytes, on a char boundary.
+pub fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// The result value and its truncation, from the sandbox's payload.
 pub fn result_value(
     payload: Option<Payload>,

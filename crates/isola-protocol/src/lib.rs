@@ -2,24 +2,40 @@
 //!
 //! Two boundaries live here:
 //!
-//! * **host ↔ sandbox**: [`HostMsg`] goes into a sandbox (in a worker process or an in-process
-//!   thread), [`SandboxMsg`] comes out. A run is: one [`HostMsg::Exec`], then any number of
-//!   [`SandboxMsg::Call`] / [`HostMsg::CallDone`] pairs and [`SandboxMsg::Log`] events, then
-//!   exactly one [`SandboxMsg::Done`].
+//! * **host ↔ sandbox** (protocol version [`PROTOCOL_VERSION`]): [`HostMsg`] goes into a sandbox
+//!   (in a worker process or an in-process thread), [`SandboxMsg`] comes out. A worker starts
+//!   with [`SandboxMsg::Ready`] (its protocol version and which hardening layers are active).
+//!   A run is: one [`HostMsg::Exec`]; then, from the sandbox, [`SandboxMsg::Call`]s,
+//!   [`SandboxMsg::Timer`]s and [`SandboxMsg::Log`]s; from the host, the *inputs* of the run
+//!   ([`HostMsg::CallDone`] answering a call, [`HostMsg::Fire`] for a due timer) and the
+//!   deadline clock's [`HostMsg::Hold`] / [`HostMsg::Resume`]; then exactly one
+//!   [`SandboxMsg::Done`].
 //! * **host → user**: the [`ExecRecord`] every execution yields (printed by `isola exec --json`,
 //!   returned to MCP hosts and agents).
 //!
+//! **Determinism comes from the host.** A sandbox never reads the machine's clock or entropy
+//! for the script: `Date.now()` is [`ExecRequest::clock_ms`] until the first input, then the
+//! `now_ms` of the last input taken (time advances only at I/O); `Math.random` is seeded with
+//! [`ExecRequest::seed`]; timers fire when the host says. The sandbox takes one input at a time,
+//! when the script has nothing left to run. So a run is a function of its request and the
+//! sequence of inputs, which is what a replay feeds back.
+//!
 //! Values produced by a guest script are untrusted: they arrive as JSON *text* and the host parses
-//! them with its own limits.
+//! them with its own limits. Frames are decoded by one [`FrameDecoder`] on both ends.
 //!
 //! ```
 //! use isola_protocol::{HostMsg, ExecRequest, Limits};
-//! let msg = HostMsg::Exec(ExecRequest { code: "1 + 1".into(), namespaces: vec![], limits: Limits::default() });
+//! let msg = HostMsg::Exec(ExecRequest::new("1 + 1".into(), vec![], Limits::default()));
 //! let text = serde_json::to_string(&msg).unwrap();
 //! assert!(text.contains("\"exec\""));
 //! ```
 
 use serde::{Deserialize, Serialize};
+
+/// The version of the host ↔ sandbox protocol. A worker that reports another one in
+/// [`Ready::protocol`] is refused (the standalone worker binary can be out of step with the
+/// host).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Resource limits of one execution. Every one is enforced; see `ARCHITECTURE.md`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -66,6 +82,7 @@ pub struct Namespace {
 
 /// Start one execution.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct ExecRequest {
     /// JavaScript (already transpiled) whose completion value is the result or a promise of it.
     pub code: String,
@@ -73,6 +90,23 @@ pub struct ExecRequest {
     /// (namespace 0's functions first, in order, then namespace 1's, ...).
     pub namespaces: Vec<Namespace>,
     pub limits: Limits,
+    /// `Date.now()` until the first input arrives, in milliseconds since the Unix epoch.
+    pub clock_ms: u64,
+    /// The seed of `Math.random`.
+    pub seed: u64,
+}
+
+impl ExecRequest {
+    /// A request with the clock at the epoch and seed 0 (the host normally sets both).
+    pub fn new(code: String, namespaces: Vec<Namespace>, limits: Limits) -> Self {
+        Self {
+            code,
+            namespaces,
+            limits,
+            clock_ms: 0,
+            seed: 0,
+        }
+    }
 }
 
 /// Host → sandbox.
@@ -80,7 +114,21 @@ pub struct ExecRequest {
 #[serde(tag = "t", rename_all = "camelCase")]
 pub enum HostMsg {
     Exec(ExecRequest),
-    CallDone { id: u32, result: CallResult },
+    /// Input: the answer to call `id`. `Date.now()` is `now_ms` from when the sandbox takes it.
+    CallDone {
+        id: u32,
+        result: CallResult,
+        now_ms: u64,
+    },
+    /// Input: the script's timer `id` is due.
+    Fire {
+        id: u32,
+        now_ms: u64,
+    },
+    /// A call is held for a decision: the deadline clock stops while the sandbox waits.
+    Hold,
+    /// The decision came: the deadline clock runs again.
+    Resume,
 }
 
 /// The outcome of one binding call, as the sandbox sees it.
@@ -89,12 +137,40 @@ pub enum HostMsg {
 pub enum CallResult {
     /// The unwrapped value, as JSON text.
     Ok { value: String },
-    /// Rejects the call's promise with an `Error` named `name` carrying `message` and `tool`.
+    /// Rejects the call's promise with an `Error` named `name` carrying `message` and `tool`
+    /// (the function, `github.createIssue`). `kind` is the host's: an uncaught error of this call
+    /// ends the run with it, whatever the script did to the error's name or message.
     Err {
+        kind: CallErrorKind,
         name: String,
         message: String,
         tool: String,
     },
+}
+
+/// Why a call failed, as the host decided.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum CallErrorKind {
+    /// The tool failed (an `isError` result, a transport failure, a timeout).
+    Tool,
+    /// The arguments do not match the tool's schema, or are not one object.
+    Validation,
+    /// The call was not allowed (a policy, a person, a plan): it was never sent.
+    Denied,
+    /// Isola itself failed while carrying it out.
+    Internal,
+}
+
+impl CallErrorKind {
+    /// The [`ErrorKind`] of an execution that ends with this error uncaught.
+    pub fn exec_kind(self) -> ErrorKind {
+        match self {
+            CallErrorKind::Tool | CallErrorKind::Validation => ErrorKind::Tool,
+            CallErrorKind::Denied => ErrorKind::Denied,
+            CallErrorKind::Internal => ErrorKind::Internal,
+        }
+    }
 }
 
 /// Sandbox → host.
@@ -102,13 +178,46 @@ pub enum CallResult {
 #[serde(tag = "t", rename_all = "camelCase")]
 pub enum SandboxMsg {
     /// A worker process is up and waiting for [`HostMsg::Exec`].
-    Ready,
+    Ready(Ready),
     /// The script called binding `binding` with these arguments (JSON text).
     Call { id: u32, binding: u32, args: String },
+    /// The script set timer `id` to fire in `ms` milliseconds; the host answers with
+    /// [`HostMsg::Fire`].
+    Timer { id: u32, ms: f64 },
+    /// The script cleared timer `id`.
+    ClearTimer { id: u32 },
     /// One console line, already rendered.
     Log { level: LogLevel, text: String },
     /// The run ended. Nothing follows.
     Done(RunOutcome),
+}
+
+/// What a worker says when it is up: which protocol it speaks and how it is hardened.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Ready {
+    pub protocol: u32,
+    /// Every hardening layer the worker tried, active or not.
+    pub hardening: Vec<Layer>,
+}
+
+impl Ready {
+    /// The layer called `name`, if the worker reported it.
+    pub fn layer(&self, name: &str) -> Option<&Layer> {
+        self.hardening.iter().find(|l| l.name == name)
+    }
+}
+
+/// One hardening layer of a worker process.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Layer {
+    /// `no_new_privs`, `rlimits`, `seccomp`, ...
+    pub name: String,
+    pub active: bool,
+    /// Why it is not active (or what it covers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -187,6 +296,10 @@ pub enum ErrorKind {
     Limit,
     /// The caller cancelled the execution.
     Cancelled,
+    /// A call was not allowed (policy, approval, plan) and the script did not catch it.
+    Denied,
+    /// A replay would have made a different call than the recording: it was stopped before it.
+    Divergence,
     /// Isola itself failed (a worker died unexpectedly, ...). Never the script's fault.
     Internal,
 }
@@ -199,6 +312,8 @@ impl ErrorKind {
             ErrorKind::Tool => "tool",
             ErrorKind::Limit => "limit",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Denied => "denied",
+            ErrorKind::Divergence => "divergence",
             ErrorKind::Internal => "internal",
         }
     }
@@ -211,7 +326,14 @@ pub enum LimitKind {
     Memory,
     Stack,
     ToolCalls,
+    /// Timers armed at once ([`MAX_TIMERS`]).
+    Timers,
+    /// Console output or result bytes past what even the host will buffer.
+    Output,
 }
+
+/// Timers one execution may have armed at once.
+pub const MAX_TIMERS: u32 = 10_000;
 
 impl LimitKind {
     pub fn as_str(self) -> &'static str {
@@ -220,6 +342,8 @@ impl LimitKind {
             LimitKind::Memory => "memory",
             LimitKind::Stack => "stack",
             LimitKind::ToolCalls => "toolCalls",
+            LimitKind::Timers => "timers",
+            LimitKind::Output => "output",
         }
     }
 }
@@ -244,6 +368,20 @@ pub struct ExecRecord {
     pub timings: Timings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ExecError>,
+    /// Where the script ran: the backend and, in a worker, which hardening layers were active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxInfo>,
+}
+
+/// Where an execution ran.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxInfo {
+    /// `worker` or `in-process`.
+    pub backend: String,
+    /// The worker's hardening layers (none in-process).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hardening: Vec<Layer>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -334,18 +472,8 @@ pub struct Position {
 // ---------------------------------------------------------------------------------------------
 // Framing for the worker pipe: a little-endian u32 length, then that many bytes of JSON.
 
-/// Largest frame either side accepts (64 MiB): a bound on what a hostile worker can make the
-/// host buffer.
-pub const MAX_FRAME_BYTES: u32 = 64 * 1024 * 1024;
-
-/// Encode one message as a frame.
-pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let mut buf = vec![0u8; 4];
-    serde_json::to_writer(&mut buf, msg)?;
-    let len = (buf.len() - 4) as u32;
-    buf[..4].copy_from_slice(&len.to_le_bytes());
-    Ok(buf)
-}
+mod frame;
+pub use frame::{FrameDecoder, FrameError, MAX_FRAME_BYTES, encode_frame};
 
 #[cfg(test)]
 mod tests {
@@ -354,7 +482,15 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let msgs = vec![
-            SandboxMsg::Ready,
+            SandboxMsg::Ready(Ready {
+                protocol: PROTOCOL_VERSION,
+                hardening: vec![Layer {
+                    name: "seccomp".into(),
+                    active: false,
+                    detail: Some("not on this kernel".into()),
+                }],
+            }),
+            SandboxMsg::Timer { id: 1, ms: 2.5 },
             SandboxMsg::Call {
                 id: 3,
                 binding: 1,
@@ -377,13 +513,18 @@ mod tests {
                 memory_used_bytes: 10,
             }),
         ];
-        for m in msgs {
-            let frame = encode_frame(&m).unwrap();
+        let mut decoder = FrameDecoder::new();
+        for m in &msgs {
+            let frame = encode_frame(m).unwrap();
             let len = u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize;
             assert_eq!(len, frame.len() - 4);
-            let back: SandboxMsg = serde_json::from_slice(&frame[4..]).unwrap();
+            decoder.feed(&frame);
+        }
+        for m in msgs {
+            let back: SandboxMsg = decoder.decode().unwrap().unwrap();
             assert_eq!(back, m);
         }
+        assert_eq!(decoder.decode::<SandboxMsg>().unwrap(), None);
     }
 
     #[test]

@@ -1,10 +1,20 @@
 //! The QuickJS sandbox: runs one script in a fresh JS runtime and reports how it ended.
 //!
-//! The API is one function, [`run`]: an [`ExecRequest`] goes in, the script's tool calls and
-//! console lines go out through a [`Host`], and one [`RunOutcome`] comes back. Nothing of the
-//! host process is reachable from the script: the context has the ECMAScript built-ins, the
-//! bindings named in the request, `console`, `setTimeout`/`clearTimeout`, and nothing else (no
-//! module loader, no `std`/`os`, no fetch, no bytecode loading).
+//! The API is one function, [`run`]: an [`ExecRequest`] goes in, the script's tool calls,
+//! timers and console lines go out through a [`Host`], its inputs (call answers, due timers)
+//! come back through [`Host::wait`], and one [`RunOutcome`] comes back. Nothing of the host
+//! process is reachable from the script: the context has the ECMAScript built-ins, the bindings
+//! named in the request, `console`, `setTimeout`/`clearTimeout`, and nothing else (no module
+//! loader, no `std`/`os`, no fetch, no bytecode loading, no `WeakRef`/`FinalizationRegistry`).
+//!
+//! **Determinism.** The script's clock, randomness and timers are the host's: `Date.now()` and
+//! `new Date()` read [`ExecRequest::clock_ms`] until the first input, then the `now_ms` of the
+//! last input taken (time advances only at I/O, as in Cloudflare Workers); `Math.random` is a
+//! xoshiro128** generator seeded from [`ExecRequest::seed`]; a timer fires when the host sends
+//! [`Wake::Fired`]. Inputs are taken one at a time, only when the script has nothing left to
+//! run, so a run is a function of its request and its sequence of inputs: a replay that feeds
+//! the same inputs gets the same calls, logs and result. (Garbage collection is not observable:
+//! `WeakRef` and `FinalizationRegistry` are left out for that reason.)
 //!
 //! Every limit of [`isola_protocol::Limits`] is enforced here except the hard deadline for
 //! native operations that never return to the interpreter (`Array(2**32-1).join()`): only
@@ -23,15 +33,17 @@
 //!         let sum = v["a"].as_i64().unwrap() + v["b"].as_i64().unwrap();
 //!         Some(CallResult::Ok { value: sum.to_string() })
 //!     }
+//!     fn timer(&mut self, _id: u32, _ms: f64) {}
+//!     fn clear_timer(&mut self, _id: u32) {}
 //!     fn log(&mut self, _level: LogLevel, _text: String) {}
 //!     fn wait(&mut self, _timeout: std::time::Duration) -> Wake { Wake::TimedOut }
 //! }
 //!
-//! let request = ExecRequest {
-//!     code: "(async () => await math.add({ a: 2, b: 3 }))()".into(),
-//!     namespaces: vec![Namespace { name: "math".into(), functions: vec!["add".into()] }],
-//!     limits: Limits::default(),
-//! };
+//! let request = ExecRequest::new(
+//!     "(async () => await math.add({ a: 2, b: 3 }))()".into(),
+//!     vec![Namespace { name: "math".into(), functions: vec!["add".into()] }],
+//!     Limits::default(),
+//! );
 //! let host = Rc::new(RefCell::new(Adder));
 //! let outcome = isola_sandbox::run(&request, host, &Arc::new(AtomicBool::new(false)));
 //! assert_eq!(outcome.result.unwrap().unwrap().json, "5");
@@ -45,7 +57,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use isola_protocol::{
-    CallResult, ErrorKind, ExecRequest, JsError, LimitKind, LogLevel, Payload, RunOutcome,
+    CallErrorKind, CallResult, ErrorKind, ExecRequest, JsError, LimitKind, LogLevel, MAX_TIMERS,
+    Payload, RunOutcome,
 };
 mod prelude;
 
@@ -59,7 +72,9 @@ pub const SCRIPT_NAME: &str = "script.js";
 pub const PRELUDE_NAME: &str = "isola:prelude";
 
 /// The built-ins a sandbox context gets. Deliberately absent: `Performance` (a high-resolution
-/// timer is a side channel and nothing needs it), `DOMException`.
+/// timer is a side channel and nothing needs it), `DOMException`, `WeakRef` and
+/// `FinalizationRegistry` (they make garbage collection observable: a run would no longer be a
+/// function of its inputs, and finalizers would run code after the script has finished).
 type Intrinsics = (
     intrinsic::Date,
     intrinsic::Eval,
@@ -70,28 +85,43 @@ type Intrinsics = (
     intrinsic::MapSet,
     intrinsic::TypedArrays,
     intrinsic::Promise,
-    intrinsic::WeakRef,
 );
 
 /// What the sandbox needs from whoever runs it.
 pub trait Host {
     /// The script called binding `binding` (an index into the request's flattened namespaces)
-    /// with `args` (JSON text). Return `Some` to settle the call at once, or `None` to settle it
-    /// later through [`Host::wait`].
+    /// with `args` (JSON text). Return `Some` to settle the call at once (the clock does not
+    /// move), or `None` to settle it later through [`Host::wait`].
     fn call(&mut self, id: u32, binding: u32, args: String) -> Option<CallResult>;
+    /// The script set timer `id` to fire in `ms` milliseconds: answer with [`Wake::Fired`] when
+    /// it is due. At most [`MAX_TIMERS`] are armed at once.
+    fn timer(&mut self, id: u32, ms: f64);
+    /// The script cleared timer `id` (a [`Wake::Fired`] for it that crossed is ignored).
+    fn clear_timer(&mut self, id: u32);
     /// One console line, already rendered. Called only within the log limit.
     fn log(&mut self, level: LogLevel, text: String);
-    /// Block until a pending call settles or `timeout` passes.
+    /// Block until the next input (or hold/resume) arrives or `timeout` passes.
     fn wait(&mut self, timeout: Duration) -> Wake;
 }
 
 /// Why [`Host::wait`] returned.
 #[derive(Debug)]
 pub enum Wake {
+    /// Input: call `id` settled; the script's clock reads `now_ms` from here on.
     Settled {
         id: u32,
         result: CallResult,
+        now_ms: u64,
     },
+    /// Input: timer `id` is due; the script's clock reads `now_ms` from here on.
+    Fired {
+        id: u32,
+        now_ms: u64,
+    },
+    /// The host holds a call for a decision: the deadline clock stops.
+    Hold,
+    /// The decision came: the deadline clock runs again.
+    Resume,
     TimedOut,
     /// Stop the run: the caller cancelled it.
     Cancelled,
@@ -109,7 +139,10 @@ enum Abort {
 
 /// Shared between the interrupt handler, the natives and the loop.
 struct Guard {
-    deadline: Instant,
+    /// Moves later by the time spent held.
+    deadline: Cell<Instant>,
+    /// Since when the host holds a call: the deadline clock is stopped.
+    held_since: Cell<Option<Instant>>,
     cancel: Arc<AtomicBool>,
     abort: Cell<Option<Abort>>,
 }
@@ -124,11 +157,27 @@ impl Guard {
             self.abort.set(Some(Abort::Cancelled));
             return true;
         }
-        if Instant::now() >= self.deadline {
+        if self.past_deadline(Instant::now()) {
             self.abort.set(Some(Abort::Limit(LimitKind::Deadline)));
             return true;
         }
         false
+    }
+
+    fn past_deadline(&self, now: Instant) -> bool {
+        self.held_since.get().is_none() && now >= self.deadline.get()
+    }
+
+    fn hold(&self) {
+        if self.held_since.get().is_none() {
+            self.held_since.set(Some(Instant::now()));
+        }
+    }
+
+    fn resume(&self) {
+        if let Some(since) = self.held_since.take() {
+            self.deadline.set(self.deadline.get() + since.elapsed());
+        }
     }
 }
 
@@ -139,9 +188,12 @@ struct State {
     next_call: u32,
     calls_made: u32,
     pending_calls: u32,
-    timers: BTreeSet<(Instant, u32)>,
+    /// Timers armed and not yet fired or cleared.
+    timers: BTreeSet<u32>,
     log_bytes: u64,
     logs_dropped: u64,
+    /// The script's promise settled: its result is being serialised, no call may start.
+    settling: bool,
     finished: Option<Result<Option<Payload>, JsError>>,
 }
 
@@ -196,7 +248,8 @@ pub fn run_in(
     let started = Instant::now();
     let limits = &request.limits;
     let guard = Rc::new(Guard {
-        deadline: started + Duration::from_millis(limits.deadline_ms),
+        deadline: Cell::new(started + Duration::from_millis(limits.deadline_ms)),
+        held_since: Cell::new(None),
         cancel: cancel.clone(),
         abort: Cell::new(None),
     });
@@ -297,14 +350,27 @@ fn abort_error(abort: Abort, limits: &isola_protocol::Limits) -> JsError {
 }
 
 /// Turn what the script threw into a [`JsError`], recognising QuickJS's own limit errors.
+/// `host_kind` is the kind the host gave a failed call's error (the prelude keeps track of the
+/// errors it made for calls, so a script cannot claim one).
 fn classify(
     name: String,
     message: String,
     stack: String,
     tool: String,
+    host_kind: Option<CallErrorKind>,
     limits: &isola_protocol::Limits,
 ) -> JsError {
     let stack = (!stack.is_empty()).then_some(stack);
+    if let Some(kind) = host_kind {
+        return JsError {
+            kind: kind.exec_kind(),
+            limit: None,
+            name,
+            message,
+            stack,
+            tool: (!tool.is_empty()).then_some(tool),
+        };
+    }
     let memory = name == "InternalError" && message == "out of memory";
     let overflow = (name == "RangeError" && message == "Maximum call stack size exceeded")
         || (name == "InternalError" && message.starts_with("stack overflow"));
@@ -334,18 +400,32 @@ fn classify(
             tool: None,
         };
     }
-    let is_tool = !tool.is_empty();
     JsError {
-        kind: if is_tool && (name == "ToolError" || name == "ValidationError") {
-            ErrorKind::Tool
-        } else {
-            ErrorKind::Runtime
-        },
+        kind: ErrorKind::Runtime,
         limit: None,
         name,
         message,
         stack,
-        tool: is_tool.then_some(tool),
+        tool: None,
+    }
+}
+
+fn call_error_kind(kind: &str) -> Option<CallErrorKind> {
+    match kind {
+        "tool" => Some(CallErrorKind::Tool),
+        "validation" => Some(CallErrorKind::Validation),
+        "denied" => Some(CallErrorKind::Denied),
+        "internal" => Some(CallErrorKind::Internal),
+        _ => None,
+    }
+}
+
+fn call_error_kind_str(kind: CallErrorKind) -> &'static str {
+    match kind {
+        CallErrorKind::Tool => "tool",
+        CallErrorKind::Validation => "validation",
+        CallErrorKind::Denied => "denied",
+        CallErrorKind::Internal => "internal",
     }
 }
 
@@ -428,33 +508,16 @@ fn drive<'js>(
         if let Some(done) = state.borrow_mut().finished.take() {
             return done;
         }
-        // Timers that are due.
         let now = Instant::now();
-        let due = {
-            let mut st = state.borrow_mut();
-            match st.timers.first().copied() {
-                Some((at, id)) if at <= now => {
-                    st.timers.remove(&(at, id));
-                    Some(id)
-                }
-                _ => None,
-            }
-        };
-        if let Some(id) = due {
-            if fire.call::<_, ()>((id,)).is_err() {
-                let _ = ctx.catch();
-            }
-            continue;
-        }
-        if now >= guard.deadline {
+        if guard.past_deadline(now) {
             guard.abort.set(Some(Abort::Limit(LimitKind::Deadline)));
             continue;
         }
-        let (pending, next_timer) = {
+        let (pending, timers) = {
             let st = state.borrow();
-            (st.pending_calls, st.timers.first().map(|(at, _)| *at))
+            (st.pending_calls, st.timers.len())
         };
-        if pending == 0 && next_timer.is_none() {
+        if pending == 0 && timers == 0 {
             return Err(JsError {
                 kind: ErrorKind::Runtime,
                 limit: None,
@@ -467,34 +530,48 @@ fn drive<'js>(
                 tool: None,
             });
         }
-        let until = next_timer.map_or(guard.deadline, |t| t.min(guard.deadline));
-        if pending == 0 {
-            // Only timers: sleep, but stay responsive to cancellation.
-            let nap = until
-                .saturating_duration_since(now)
-                .min(Duration::from_millis(50));
-            std::thread::sleep(nap);
-            if guard.cancel.load(Ordering::Relaxed) {
-                guard.abort.set(Some(Abort::Cancelled));
-            }
-            continue;
-        }
-        let wake = host.borrow_mut().wait(until.saturating_duration_since(now));
+        // Everything pending is the host's to answer. While a call is held the deadline does
+        // not run; wake now and then anyway to notice a cancellation.
+        let timeout = match guard.held_since.get() {
+            Some(_) => Duration::from_millis(250),
+            None => guard.deadline.get().saturating_duration_since(now),
+        };
+        let wake = host.borrow_mut().wait(timeout);
         match wake {
-            Wake::Settled { id, result } => {
-                state.borrow_mut().pending_calls -= 1;
+            Wake::Settled { id, result, now_ms } => {
+                {
+                    let mut st = state.borrow_mut();
+                    st.pending_calls = st.pending_calls.saturating_sub(1);
+                }
+                let now_ms = now_ms as f64;
                 let r = match result {
-                    CallResult::Ok { value } => settle.call::<_, ()>((id, true, value)),
+                    CallResult::Ok { value } => settle.call::<_, ()>((id, true, value, now_ms)),
                     CallResult::Err {
+                        kind,
                         name,
                         message,
                         tool,
-                    } => settle.call::<_, ()>((id, false, vec![name, message, tool])),
+                    } => settle.call::<_, ()>((
+                        id,
+                        false,
+                        vec![name, message, tool, call_error_kind_str(kind).to_string()],
+                        now_ms,
+                    )),
                 };
                 if r.is_err() {
                     let _ = ctx.catch();
                 }
             }
+            Wake::Fired { id, now_ms } => {
+                // A timer cleared while its Fired was on the way is not run.
+                if state.borrow_mut().timers.remove(&id)
+                    && fire.call::<_, ()>((id, now_ms as f64)).is_err()
+                {
+                    let _ = ctx.catch();
+                }
+            }
+            Wake::Hold => guard.hold(),
+            Wake::Resume => guard.resume(),
             Wake::TimedOut => {
                 if guard.cancel.load(Ordering::Relaxed) {
                     guard.abort.set(Some(Abort::Cancelled));
@@ -533,6 +610,13 @@ fn install<'js>(
                 if binding >= bindings {
                     return Err(rquickjs::Exception::throw_type(&ctx, "no such binding"));
                 }
+                if state.borrow().settling {
+                    return Err(rquickjs::Exception::throw_type(
+                        &ctx,
+                        "the script has already returned: a call made while its result is being \
+                         converted to JSON (from a toJSON method) is not sent",
+                    ));
+                }
                 let id = {
                     let mut st = state.borrow_mut();
                     if st.calls_made >= max_calls {
@@ -556,6 +640,7 @@ fn install<'js>(
                         Ok(rquickjs::String::from_str(ctx, &value)?.into_value())
                     }
                     Some(CallResult::Err {
+                        kind,
                         name,
                         message,
                         tool,
@@ -564,6 +649,7 @@ fn install<'js>(
                         arr.set(0, name)?;
                         arr.set(1, message)?;
                         arr.set(2, tool)?;
+                        arr.set(3, call_error_kind_str(kind))?;
                         Ok(arr.into_value())
                     }
                 }
@@ -608,25 +694,44 @@ fn install<'js>(
     natives.set(
         "timer",
         Function::new(ctx.clone(), {
-            let state = state.clone();
-            move |id: u32, ms: f64| {
+            let (state, host) = (state.clone(), host.clone());
+            move |ctx: Ctx<'js>, id: u32, ms: f64| -> rquickjs::Result<()> {
                 let ms = if ms.is_finite() {
                     ms.clamp(0.0, 1e12)
                 } else {
                     0.0
                 };
-                let at = Instant::now() + Duration::from_micros((ms * 1000.0) as u64);
-                state.borrow_mut().timers.insert((at, id));
+                {
+                    let mut st = state.borrow_mut();
+                    if st.timers.len() >= MAX_TIMERS as usize {
+                        return Err(rquickjs::Exception::throw_range(
+                            &ctx,
+                            &format!("setTimeout: {MAX_TIMERS} timers are already pending"),
+                        ));
+                    }
+                    st.timers.insert(id);
+                }
+                host.borrow_mut().timer(id, ms);
+                Ok(())
             }
         })?,
     )?;
     natives.set(
         "clearTimer",
         Function::new(ctx.clone(), {
-            let state = state.clone();
+            let (state, host) = (state.clone(), host.clone());
             move |id: u32| {
-                state.borrow_mut().timers.retain(|(_, t)| *t != id);
+                if state.borrow_mut().timers.remove(&id) {
+                    host.borrow_mut().clear_timer(id);
+                }
             }
+        })?,
+    )?;
+    natives.set(
+        "settling",
+        Function::new(ctx.clone(), {
+            let state = state.clone();
+            move || state.borrow_mut().settling = true
         })?,
     )?;
 
@@ -662,10 +767,11 @@ fn install<'js>(
         "fail",
         Function::new(ctx.clone(), {
             let (state, limits) = (state.clone(), limits.clone());
-            move |name: String, message: String, stack: String, tool: String| {
+            move |name: String, message: String, stack: String, tool: String, kind: String| {
                 let mut st = state.borrow_mut();
                 if st.finished.is_none() {
-                    st.finished = Some(Err(classify(name, message, stack, tool, &limits)));
+                    let kind = call_error_kind(&kind);
+                    st.finished = Some(Err(classify(name, message, stack, tool, kind, &limits)));
                 }
             }
         })?,
@@ -679,12 +785,33 @@ fn install<'js>(
         namespaces.set(i, entry)?;
     }
 
+    // The host's clock and seed (see the crate docs on determinism).
+    let start = Object::new(ctx.clone())?;
+    start.set("clock", request.clock_ms as f64)?;
+    start.set("seed", seed_words(request.seed).to_vec())?;
+
     let prelude: Function = prelude::load(ctx)?;
-    let api: Object = prelude.call((natives, namespaces))?;
+    let api: Object = prelude.call((natives, namespaces, start))?;
     Ok((
         api.get("start")?,
         api.get("settle")?,
         api.get("fire")?,
         api.get("report")?,
     ))
+}
+
+/// Four nonzero 32-bit words for the prelude's xoshiro128** generator, from `seed` by
+/// splitmix64 (the seeding its authors recommend).
+fn seed_words(seed: u64) -> [u32; 4] {
+    let mut x = seed;
+    let mut next = || {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let (a, b) = (next(), next());
+    let words = [a as u32, (a >> 32) as u32, b as u32, (b >> 32) as u32];
+    if words == [0; 4] { [1, 0, 0, 0] } else { words }
 }

@@ -2,16 +2,56 @@
 // context. It receives the native functions as arguments and never puts them on the global
 // object, so a script can only reach the host through the wrappers below. Every limit is
 // enforced on the native side; this file only shapes values.
-(function (natives, namespaces) {
+//
+// Time and randomness are the host's (see the crate docs): `now` is the clock the host gave
+// with the request and with each input; Math.random is seeded from the host's seed.
+(function (natives, namespaces, start) {
   "use strict";
-  const { call, log, timer, clearTimer, finish, fail } = natives;
+  const { call, log, timer, clearTimer, finish, fail, settling } = natives;
   const g = globalThis;
   const stringify = JSON.stringify;
   const parse = JSON.parse;
   const pending = new Map(); // call id -> [resolve, reject, site Error]
   const timers = new Map(); // timer id -> [callback, args]
+  // Errors this prelude made for failed calls, with the kind the host gave them: an uncaught
+  // one ends the run with that kind, whatever the script did to its name or message.
+  const hostErrors = new WeakMap();
   let nextTimer = 1;
   let nextBinding = 0;
+  let now = start.clock;
+
+  // Math.random: xoshiro128** over the host's seed.
+  let [s0, s1, s2, s3] = start.seed;
+  const rotl = (x, k) => (x << k) | (x >>> (32 - k));
+  Math.random = function random() {
+    const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+    const t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = rotl(s3, 11);
+    return result / 4294967296;
+  };
+
+  // Date: the host's clock. `Date.now()`, `new Date()` and `Date()` read it; everything else is
+  // the real Date.
+  const RealDate = Date;
+  const HostDate = new Proxy(RealDate, {
+    construct(target, args, newTarget) {
+      return Reflect.construct(target, args.length === 0 ? [now] : args, newTarget);
+    },
+    apply() {
+      return new RealDate(now).toString();
+    },
+  });
+  RealDate.now = function now_() {
+    return now;
+  };
+  Object.defineProperty(RealDate.now, "name", { value: "now" });
+  RealDate.prototype.constructor = HostDate;
+  g.Date = HostDate;
 
   function typeName(v) {
     if (v === null) return "null";
@@ -63,24 +103,37 @@
     }
   }
 
+  // The run ends with `e`: no call may start from here (rendering it may run script code).
   function report(e) {
+    settling();
     let name = "Error";
     let message = "";
     let stack = "";
     let tool = "";
+    let kind = "";
     try {
       if (e instanceof Error) {
         name = String(e.name);
         message = String(e.message);
         stack = typeof e.stack === "string" ? e.stack : "";
-        tool = typeof e.tool === "string" ? e.tool : "";
+        kind = hostErrors.get(e) || "";
+        tool = kind && typeof e.tool === "string" ? e.tool : "";
       } else {
         message = "uncaught value: " + render(e);
       }
     } catch (_) {
       message = "uncaught value that cannot be rendered";
     }
-    fail(name, message, stack, tool);
+    fail(name, message, stack, tool, kind);
+  }
+
+  // The error a failed call rejects with: [name, message, tool, kind] from the host.
+  function callError(e, failure) {
+    e.name = failure[0];
+    e.message = failure[1];
+    e.tool = failure[2];
+    hostErrors.set(e, failure[3]);
+    return e;
   }
 
   // True when every value is a JSON primitive or a plain object/array of them (checked to a
@@ -118,10 +171,7 @@
       return new Promise((resolve, reject) => pending.set(r, [resolve, reject, site]));
     }
     if (typeof r === "string") return Promise.resolve(parse(r));
-    const e = new Error(r[1]);
-    e.name = r[0];
-    e.tool = r[2];
-    return Promise.reject(e);
+    return Promise.reject(callError(new Error(""), r));
   }
 
   for (const [ns, fns] of namespaces) {
@@ -156,8 +206,8 @@
       throw new TypeError("setTimeout: the callback must be a function (strings are not evaluated)");
     }
     const id = nextTimer++;
+    timer(id, Math.max(0, Number(ms) || 0)); // throws when too many are pending
     timers.set(id, [callback, args]);
-    timer(id, Math.max(0, Number(ms) || 0));
     return id;
   };
   g.clearTimeout = function clearTimeout(id) {
@@ -167,6 +217,7 @@
   return {
     start(value) {
       Promise.resolve(value).then((v) => {
+        settling();
         let json;
         try {
           json = v === undefined ? undefined : stringify(v, replacer);
@@ -177,21 +228,19 @@
         finish(json === undefined ? null : json);
       }, report);
     },
-    settle(id, ok, payload) {
+    settle(id, ok, payload, clock) {
+      now = clock;
       const p = pending.get(id);
       if (p === undefined) return;
       pending.delete(id);
       if (ok) {
         p[0](parse(payload));
       } else {
-        const e = p[2];
-        e.name = payload[0];
-        e.message = payload[1];
-        e.tool = payload[2];
-        p[1](e);
+        p[1](callError(p[2], payload));
       }
     },
-    fire(id) {
+    fire(id, clock) {
+      now = clock;
       const t = timers.get(id);
       if (t === undefined) return;
       timers.delete(id);

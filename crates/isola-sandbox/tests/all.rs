@@ -3,20 +3,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use isola_protocol::{
-    CallResult, ErrorKind, ExecRequest, LimitKind, Limits, LogLevel, Namespace, RunOutcome,
+    CallErrorKind, CallResult, ErrorKind, ExecRequest, LimitKind, Limits, LogLevel, Namespace,
+    RunOutcome,
 };
 use isola_sandbox::{Host, Wake};
 use serde_json::{Value, json};
 
 /// A host with two namespaces: `math.add` answers at once, `slow.echo` answers through `wait`
-/// (as a real MCP call would), `slow.fail` fails like an `isError` result.
+/// (as a real MCP call would), `slow.fail` fails like an `isError` result. Timers fire in real
+/// time; the clock it hands out is 1000 ms past the start plus 1 ms per input.
 #[derive(Default)]
 struct TestHost {
     logs: Vec<(LogLevel, String)>,
@@ -24,6 +26,19 @@ struct TestHost {
     queue: VecDeque<(u32, CallResult)>,
     /// The most calls that were pending at once.
     max_pending: usize,
+    timers: BTreeSet<(Instant, u32)>,
+    /// Inputs handed out so far.
+    inputs: u64,
+    /// Hold the run this long before the first input (to test hold and resume).
+    hold: Option<Duration>,
+    held_since: Option<Instant>,
+}
+
+impl TestHost {
+    fn clock(&mut self) -> u64 {
+        self.inputs += 1;
+        1000 + self.inputs
+    }
 }
 
 impl Host for TestHost {
@@ -43,6 +58,7 @@ impl Host for TestHost {
                 self.queue.push_back((
                     id,
                     CallResult::Err {
+                        kind: CallErrorKind::Tool,
                         name: "ToolError".into(),
                         message: "slow.fail failed: boom".into(),
                         tool: "slow.fail".into(),
@@ -52,14 +68,44 @@ impl Host for TestHost {
             }
         }
     }
+    fn timer(&mut self, id: u32, ms: f64) {
+        let at = Instant::now() + Duration::from_secs_f64(ms / 1000.0);
+        self.timers.insert((at, id));
+    }
+    fn clear_timer(&mut self, id: u32) {
+        self.timers.retain(|(_, t)| *t != id);
+    }
     fn log(&mut self, level: LogLevel, text: String) {
         self.logs.push((level, text));
     }
     fn wait(&mut self, timeout: Duration) -> Wake {
-        match self.queue.pop_front() {
-            Some((id, result)) => Wake::Settled { id, result },
-            None => {
-                std::thread::sleep(timeout.min(Duration::from_millis(10)));
+        if let Some(hold) = self.hold {
+            let since = *self.held_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < hold {
+                if self.inputs == 0 {
+                    self.inputs = 1;
+                    return Wake::Hold;
+                }
+                std::thread::sleep(timeout.min(hold - since.elapsed().min(hold)));
+                return Wake::TimedOut;
+            }
+            self.hold = None;
+            return Wake::Resume;
+        }
+        if let Some((id, result)) = self.queue.pop_front() {
+            let now_ms = self.clock();
+            return Wake::Settled { id, result, now_ms };
+        }
+        let until = Instant::now() + timeout.min(Duration::from_millis(10));
+        match self.timers.first().copied() {
+            Some((at, id)) if at <= until => {
+                std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                self.timers.remove(&(at, id));
+                let now_ms = self.clock();
+                Wake::Fired { id, now_ms }
+            }
+            _ => {
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
                 Wake::TimedOut
             }
         }
@@ -79,15 +125,37 @@ fn namespaces() -> Vec<Namespace> {
     ]
 }
 
-fn run_with(body: &str, limits: Limits) -> (RunOutcome, Rc<RefCell<TestHost>>) {
-    let request = ExecRequest {
-        code: format!("(async () => {{\n{body}\n}})()"),
-        namespaces: namespaces(),
-        limits,
-    };
-    let host = Rc::new(RefCell::new(TestHost::default()));
-    let outcome = isola_sandbox::run(&request, host.clone(), &Arc::new(AtomicBool::new(false)));
+fn request(body: &str, limits: Limits) -> ExecRequest {
+    ExecRequest {
+        clock_ms: 1000,
+        seed: 7,
+        ..ExecRequest::new(
+            format!("(async () => {{\n{body}\n}})()"),
+            namespaces(),
+            limits,
+        )
+    }
+}
+
+fn run_in(request: &ExecRequest, host: TestHost) -> (RunOutcome, Rc<RefCell<TestHost>>) {
+    let host = Rc::new(RefCell::new(host));
+    let outcome = isola_sandbox::run(request, host.clone(), &Arc::new(AtomicBool::new(false)));
     (outcome, host)
+}
+
+fn run_with(body: &str, limits: Limits) -> (RunOutcome, Rc<RefCell<TestHost>>) {
+    run_in(&request(body, limits), TestHost::default())
+}
+
+/// The result of a run that must succeed, as JSON.
+fn value(outcome: &RunOutcome) -> Value {
+    match &outcome.result {
+        Ok(payload) => payload
+            .as_ref()
+            .map(|p| serde_json::from_str(&p.json).unwrap())
+            .unwrap_or(Value::Null),
+        Err(e) => panic!("failed: {e:?}"),
+    }
 }
 
 fn run(body: &str) -> (RunOutcome, Rc<RefCell<TestHost>>) {
@@ -417,11 +485,11 @@ fn limit_result_bytes() {
 
 #[test]
 fn cancellation_stops_the_run() {
-    let request = ExecRequest {
-        code: "(async () => { while (true) {} })()".into(),
-        namespaces: vec![],
-        limits: limits(),
-    };
+    let request = ExecRequest::new(
+        "(async () => { while (true) {} })()".into(),
+        vec![],
+        limits(),
+    );
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
     std::thread::spawn(move || {
@@ -445,5 +513,118 @@ fn memory_is_reported() {
         outcome.memory_used_bytes > 10_000,
         "{}",
         outcome.memory_used_bytes
+    );
+}
+
+#[test]
+fn time_comes_from_the_host_and_moves_only_at_inputs() {
+    // The request's clock, the same before and after any amount of work; then each input's.
+    check(
+        "const a = Date.now(); for (let i = 0; i < 1e5; i++) {} const b = new Date().getTime();\n\
+         await slow.echo({}); const c = Date.now();\n\
+         await new Promise(r => setTimeout(r, 1)); const d = Date.now();\n\
+         return [a, b, c, d, typeof Date(), new Date(5).getTime(), new Date() instanceof Date]",
+        json!([1000, 1000, 1001, 1002, "string", 5, true]),
+    );
+    check(
+        "class D extends Date {} return [new D().getTime(), Date.prototype.constructor === Date]",
+        json!([1000, true]),
+    );
+}
+
+#[test]
+fn randomness_comes_from_the_seed() {
+    let body = "return Array.from({ length: 5 }, () => Math.random())";
+    let seeded = |seed| {
+        let request = ExecRequest {
+            seed,
+            ..request(body, Limits::default())
+        };
+        value(&run_in(&request, TestHost::default()).0)
+    };
+    let (a, b, c) = (seeded(7), seeded(7), seeded(8));
+    assert_eq!(a, b, "the same seed gives the same numbers");
+    assert_ne!(a, c, "another seed gives others");
+    assert!(
+        a.as_array()
+            .unwrap()
+            .iter()
+            .all(|x| (0.0..1.0).contains(&x.as_f64().unwrap())),
+        "{a}"
+    );
+}
+
+#[test]
+fn garbage_collection_is_not_observable() {
+    check(
+        "return [typeof WeakRef, typeof FinalizationRegistry, typeof WeakMap]",
+        json!(["undefined", "undefined", "function"]),
+    );
+}
+
+#[test]
+fn a_script_cannot_claim_a_tool_error() {
+    // Made by the script, with the name and tool of one: still the script's own error.
+    check_err(
+        "const e = new Error('boom'); e.name = 'ToolError'; e.tool = 'slow.fail'; throw e",
+        Limits::default(),
+        ErrorKind::Runtime,
+        None,
+        "boom",
+    );
+    // A real one, renamed and rethrown: still the tool's, with the host's kind.
+    let (outcome, _) = run("try { await slow.fail({}) } catch (e) { e.name = 'Mine'; throw e }");
+    let err = outcome.result.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Tool, "{err:?}");
+    assert_eq!(err.tool.as_deref(), Some("slow.fail"));
+}
+
+#[test]
+fn no_call_starts_once_the_result_is_settled() {
+    let (outcome, host) = run("return { toJSON() { slow.echo({ late: true }); return 1 } }");
+    let err = outcome.result.unwrap_err();
+    assert!(err.message.contains("already returned"), "{err:?}");
+    assert!(host.borrow().calls.is_empty(), "{:?}", host.borrow().calls);
+}
+
+#[test]
+fn time_held_does_not_count_against_the_deadline() {
+    // Held for twice the deadline, then resumed: the script goes on.
+    let host = TestHost {
+        hold: Some(Duration::from_millis(400)),
+        ..TestHost::default()
+    };
+    let request = request(
+        "const r = await slow.echo({ x: 1 }); return r.x",
+        Limits {
+            deadline_ms: 200,
+            ..limits()
+        },
+    );
+    let t = Instant::now();
+    let (outcome, _) = run_in(&request, host);
+    assert!(t.elapsed() >= Duration::from_millis(400));
+    assert_eq!(value(&outcome), json!(1));
+    // Without the hold, the same wait is past the deadline.
+    check_err(
+        "await new Promise(r => setTimeout(r, 400))",
+        Limits {
+            deadline_ms: 200,
+            ..limits()
+        },
+        ErrorKind::Limit,
+        Some(LimitKind::Deadline),
+        "deadline",
+    );
+}
+
+#[test]
+fn limit_timers() {
+    check_err(
+        "for (let i = 0; i < 20000; i++) setTimeout(() => {}, 60000)",
+        Limits::default(),
+        ErrorKind::Runtime,
+        None,
+        "10000 timers are already pending",
     );
 }

@@ -18,4 +18,3 @@ pub fn exec_result(record: &ExecRecord, api: &Api) -> CallToolResult {
     result.structured_content = Some(structured(record));
     result
 }
-

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use isola_engine::{Engine, ExecEvent, ExecOptions};
+use isola_engine::{Engine, Event, ExecOptions, Flow, Observer};
 use isola_mcp::{HubEvent, McpHub};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -176,25 +176,17 @@ impl IsolaServer {
                 "`code` is missing: pass the TypeScript to run as `code` (a string)",
             );
         };
-        let (events, forwarder) = match context.meta.get_progress_token() {
-            Some(token) => {
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                (
-                    Some(tx),
-                    Some(tokio::spawn(forward_progress(
-                        rx,
-                        token,
-                        context.peer.clone(),
-                    ))),
-                )
-            }
-            None => (None, None),
-        };
+        let mut observers: Vec<Box<dyn Observer>> = Vec::new();
+        let forwarder = context.meta.get_progress_token().map(|token| {
+            let (tx, rx) = tokio::sync::mpsc::channel(MAX_PROGRESS_NOTIFICATIONS as usize);
+            observers.push(Box::new(Progress { tx }));
+            tokio::spawn(forward_progress(rx, token, context.peer.clone()))
+        });
         let options = ExecOptions {
             file_name: "script.ts".into(),
-            limits: None,
             cancel: Some(context.ct.clone()),
-            events,
+            observers,
+            ..ExecOptions::default()
         };
         let span = tracing::info_span!("mcp.execute", request = %context.id);
         let record = self
@@ -258,20 +250,16 @@ fn text_error(message: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.to_string())])
 }
 
-/// Send one progress notification per finished call and console line.
-async fn forward_progress(
-    mut events: tokio::sync::mpsc::UnboundedReceiver<ExecEvent>,
-    token: ProgressToken,
-    peer: Peer<RoleServer>,
-) {
-    let mut sent: u32 = 0;
-    while let Some(event) = events.recv().await {
-        if sent >= MAX_PROGRESS_NOTIFICATIONS {
-            continue;
-        }
-        sent += 1;
+/// Turns finished calls and console lines into progress messages. The queue holds as many as
+/// are ever sent ([`MAX_PROGRESS_NOTIFICATIONS`]); the rest are only in the result.
+struct Progress {
+    tx: tokio::sync::mpsc::Sender<String>,
+}
+
+impl Observer for Progress {
+    fn event(&mut self, event: &Event<'_>) -> Flow {
         let message = match event {
-            ExecEvent::Call(c) => match &c.error {
+            Event::CallEnded { trace: c, .. } => match &c.error {
                 None => format!("{} done ({} ms)", c.function, c.duration_ms.round() as u64),
                 Some(e) => format!(
                     "{} failed ({} ms): {e}",
@@ -279,13 +267,29 @@ async fn forward_progress(
                     c.duration_ms.round() as u64
                 ),
             },
-            ExecEvent::Log(l) => match l.level {
-                isola_protocol::LogLevel::Log => l.text,
+            Event::Log(l) => match l.level {
+                isola_protocol::LogLevel::Log => l.text.clone(),
                 level => format!("[{}] {}", level.as_str(), l.text),
             },
+            _ => return Flow::Continue,
         };
-        let param = ProgressNotificationParam::new(token.clone(), f64::from(sent))
-            .with_message(cut(&message));
+        // Full: the host has had all it will get; the execution goes on.
+        let _ = self.tx.try_send(cut(&message));
+        Flow::Continue
+    }
+}
+
+/// Send the progress notifications of one execution.
+async fn forward_progress(
+    mut messages: tokio::sync::mpsc::Receiver<String>,
+    token: ProgressToken,
+    peer: Peer<RoleServer>,
+) {
+    let mut sent: u32 = 0;
+    while let Some(message) = messages.recv().await {
+        sent += 1;
+        let param =
+            ProgressNotificationParam::new(token.clone(), f64::from(sent)).with_message(message);
         if let Err(e) = peer.notify_progress(param).await {
             tracing::debug!("could not send a progress notification: {e}");
         }

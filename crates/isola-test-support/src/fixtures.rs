@@ -41,7 +41,12 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         .ancestors()
         .find(|dir| dir.join(name).exists())
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| exe.parent().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf());
+        .unwrap_or_else(|| {
+            exe.parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("."))
+                .to_path_buf()
+        });
     require(
         profile_dir.join(name),
         &format!("build it with `cargo build --workspace` (it is the binary `{name}`)"),

@@ -24,17 +24,62 @@ pub fn text_result(text: &str) -> Value {
     json!({"content": [{"type": "text", "text": text}]})
 }
 
-/// Tools from a list that tests can change; a call answers with its server, tool and arguments
-/// as JSON text, or, for a tool called `fail`, with an `isError` result saying "it failed".
+/// Tools from a list that tests can change. A call answers by the tool's name:
+///
+/// - `fail`: an `isError` result saying "it failed";
+/// - `big {bytes}`: a text of `bytes` bytes;
+/// - `sleep {ms}`: waits `ms` milliseconds, then answers `{"slept": ms}`;
+/// - anything else: its server, tool and arguments as JSON text.
+///
+/// Every call is counted ([`FakeTools::calls`]) and logged ([`FakeTools::log`]).
 pub struct FakeTools {
     pub servers: Mutex<Vec<ServerSpec>>,
+    calls: std::sync::atomic::AtomicUsize,
+    log: Mutex<Vec<(String, Value)>>,
 }
 
 impl FakeTools {
     pub fn new(servers: Vec<ServerSpec>) -> Arc<Self> {
         Arc::new(FakeTools {
             servers: Mutex::new(servers),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+            log: Mutex::new(Vec::new()),
         })
+    }
+
+    /// One server `t` with the tools `echo`, `fail`, `big` and `sleep`.
+    pub fn standard() -> Arc<Self> {
+        let object = json!({"type": "object"});
+        Self::new(vec![ServerSpec {
+            name: "t".into(),
+            tools: vec![
+                tool("echo", "Answers with its arguments.", object.clone()),
+                tool("fail", "Fails.", object.clone()),
+                tool(
+                    "big",
+                    "A text of `bytes` bytes.",
+                    json!({"type": "object", "properties": {"bytes": {"type": "integer"}}}),
+                ),
+                tool(
+                    "sleep",
+                    "Waits `ms` milliseconds.",
+                    json!({"type": "object", "properties": {"ms": {"type": "integer"}}}),
+                ),
+            ],
+        }])
+    }
+
+    /// Calls made so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Every call so far: the tool and its arguments, in the order they started.
+    pub fn log(&self) -> Vec<(String, Value)> {
+        match self.log.lock() {
+            Ok(l) => l.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 }
 
@@ -52,14 +97,27 @@ impl Tools for FakeTools {
         tool: &'a str,
         args: Map<String, Value>,
     ) -> BoxFuture<'a, Result<Value, ToolError>> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut log) = self.log.lock() {
+            log.push((tool.to_string(), Value::Object(args.clone())));
+        }
         Box::pin(async move {
-            if tool == "fail" {
-                return Ok(
-                    json!({"content": [{"type": "text", "text": "it failed"}], "isError": true}),
-                );
+            let number = |k: &str| args.get(k).and_then(Value::as_u64).unwrap_or(0);
+            match tool {
+                "fail" => {
+                    Ok(json!({"content": [{"type": "text", "text": "it failed"}], "isError": true}))
+                }
+                "big" => Ok(text_result(&"x".repeat(number("bytes") as usize))),
+                "sleep" => {
+                    let ms = number("ms");
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                    Ok(text_result(&json!({"slept": ms}).to_string()))
+                }
+                _ => {
+                    let text = json!({"server": server, "tool": tool, "args": args}).to_string();
+                    Ok(text_result(&text))
+                }
             }
-            let text = json!({"server": server, "tool": tool, "args": args}).to_string();
-            Ok(text_result(&text))
         })
     }
 }

@@ -6,14 +6,17 @@
 //! core dumps, no file writes, no new file descriptors.
 
 use std::cell::RefCell;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use isola_protocol::{CallResult, HostMsg, LogLevel, MAX_FRAME_BYTES, SandboxMsg, encode_frame};
+use isola_protocol::{
+    CallResult, FrameDecoder, HostMsg, Layer, LogLevel, PROTOCOL_VERSION, Ready, SandboxMsg,
+    encode_frame,
+};
 use isola_sandbox::{Host, Wake};
 
 use crate::SpinBudget;
@@ -29,7 +32,7 @@ const ANSWER_POLL_CAP: Duration = Duration::from_millis(1);
 pub fn worker_main() -> i32 {
     // Read before the filter forbids opening files.
     crate::several_cpus();
-    harden();
+    let hardening = harden();
     if std::env::args().any(|a| a == "--self-check") {
         return if crate::seccomp::forbidden_calls_fail() {
             0
@@ -38,11 +41,17 @@ pub fn worker_main() -> i32 {
         };
     }
     let chan = Rc::new(RefCell::new(Channel {
-        input: BufReader::with_capacity(64 * 1024, io::stdin().lock()),
+        input: io::stdin().lock(),
+        frames: FrameDecoder::new(),
+        chunk: vec![0u8; 64 * 1024].into_boxed_slice(),
         output: io::stdout().lock(),
         answers: SpinBudget::new(ANSWER_POLL_CAP),
     }));
-    if chan.borrow_mut().send(&SandboxMsg::Ready).is_err() {
+    let ready = SandboxMsg::Ready(Ready {
+        protocol: PROTOCOL_VERSION,
+        hardening,
+    });
+    if chan.borrow_mut().send(&ready).is_err() {
         return 1;
     }
     let cancel = Arc::new(AtomicBool::new(false));
@@ -56,8 +65,10 @@ pub fn worker_main() -> i32 {
         }
         let request = match chan.borrow_mut().recv() {
             Ok(Some(HostMsg::Exec(request))) => request,
-            Ok(Some(HostMsg::CallDone { .. })) => continue, // a late answer for a finished run
-            Ok(None) => return 0,                           // the host closed the channel
+            // A late input or clock message of a finished run.
+            Ok(Some(HostMsg::CallDone { .. } | HostMsg::Fire { .. })) => continue,
+            Ok(Some(HostMsg::Hold | HostMsg::Resume)) => continue,
+            Ok(None) => return 0, // the host closed the channel
             Err(_) => return 2,
         };
         set_address_space_limit(request.limits.memory_bytes);
@@ -71,7 +82,10 @@ pub fn worker_main() -> i32 {
 }
 
 struct Channel<R: Read, W: Write> {
-    input: BufReader<R>,
+    input: R,
+    frames: FrameDecoder,
+    /// Where reads land before they are fed to `frames`.
+    chunk: Box<[u8]>,
     output: W,
     /// How long to poll for an answer before sleeping (see `SpinBudget`).
     answers: SpinBudget,
@@ -84,43 +98,44 @@ impl<R: Read + AsRawFd, W: Write> Channel<R, W> {
         self.output.flush()
     }
 
-    /// Read one frame; `None` at a clean end of input.
+    /// Read one message; `None` at a clean end of input.
     fn recv(&mut self) -> io::Result<Option<HostMsg>> {
-        let mut len = [0u8; 4];
-        match self.input.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
+        loop {
+            if let Some(msg) = self.frames.decode().map_err(io::Error::other)? {
+                return Ok(Some(msg));
+            }
+            let n = match self.input.read(&mut self.chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return if self.frames.has_buffered() {
+                    Err(io::ErrorKind::UnexpectedEof.into())
+                } else {
+                    Ok(None)
+                };
+            }
+            self.frames.feed(&self.chunk[..n]);
         }
-        let len = u32::from_le_bytes(len);
-        if len > MAX_FRAME_BYTES {
-            return Err(io::Error::other(format!(
-                "frame of {len} bytes is over the limit"
-            )));
-        }
-        let mut body = vec![0u8; len as usize];
-        self.input.read_exact(&mut body)?;
-        serde_json::from_slice(&body)
-            .map(Some)
-            .map_err(io::Error::other)
     }
 
     /// Wait up to `timeout` for input to be readable.
     fn readable(&mut self, timeout: Duration) -> bool {
-        if !self.input.buffer().is_empty() {
+        if self.frames.has_buffered() {
             return true;
         }
         let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
-        poll_in(self.input.get_ref().as_raw_fd(), ms)
+        poll_in(self.input.as_raw_fd(), ms)
     }
 
     /// Wait up to `timeout` for an answer: poll first, then sleep (see `SpinBudget`).
     fn answered(&mut self, timeout: Duration) -> bool {
-        if !self.input.buffer().is_empty() {
+        if self.frames.has_buffered() {
             return true;
         }
         let since = Instant::now();
-        let fd = self.input.get_ref().as_raw_fd();
+        let fd = self.input.as_raw_fd();
         let polled = self
             .answers
             .until()
@@ -138,11 +153,17 @@ impl<R: Read + AsRawFd, W: Write> Channel<R, W> {
 
 impl<R: Read + AsRawFd, W: Write> Host for Channel<R, W> {
     fn call(&mut self, id: u32, binding: u32, args: String) -> Option<CallResult> {
-        if self.send(&SandboxMsg::Call { id, binding, args }).is_err() {
-            // The host is gone; the run will see Disconnected on its next wait.
-            return None;
-        }
+        // If the host is gone, the run sees Disconnected on its next wait.
+        let _ = self.send(&SandboxMsg::Call { id, binding, args });
         None
+    }
+
+    fn timer(&mut self, id: u32, ms: f64) {
+        let _ = self.send(&SandboxMsg::Timer { id, ms });
+    }
+
+    fn clear_timer(&mut self, id: u32) {
+        let _ = self.send(&SandboxMsg::ClearTimer { id });
     }
 
     fn log(&mut self, level: LogLevel, text: String) {
@@ -154,28 +175,50 @@ impl<R: Read + AsRawFd, W: Write> Host for Channel<R, W> {
             return Wake::TimedOut;
         }
         match self.recv() {
-            Ok(Some(HostMsg::CallDone { id, result })) => Wake::Settled { id, result },
-            Ok(Some(HostMsg::Exec(_))) | Ok(None) | Err(_) => Wake::Disconnected,
+            Ok(Some(msg)) => crate::wake(msg),
+            Ok(None) | Err(_) => Wake::Disconnected,
         }
     }
 }
 
 /// Defence in depth for the worker process. QuickJS gives the script no way to reach the OS;
-/// these make sure that even a QuickJS bug finds little to use.
-fn harden() {
+/// these make sure that even a QuickJS bug finds little to use. Returns every layer with
+/// whether it is active, for the `Ready` message: a layer that failed is reported, not hidden.
+fn harden() -> Vec<Layer> {
+    let layer = |name: &str, result: Result<(), String>| Layer {
+        name: name.into(),
+        active: result.is_ok(),
+        detail: result.err(),
+    };
+    let os_error = |what: &str| Err(format!("{what}: {}", io::Error::last_os_error()));
     // SAFETY: plain syscalls with constant arguments.
-    unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    let (no_new_privs, rlimits) = unsafe {
+        let no_new_privs = if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 {
+            Ok(())
+        } else {
+            os_error("prctl(PR_SET_NO_NEW_PRIVS)")
+        };
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
         // Anything beyond the channel (0, 1, 2) that slipped through is closed.
         libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
-        set_rlimit(libc::RLIMIT_CORE, 0, true);
-        set_rlimit(libc::RLIMIT_FSIZE, 0, true);
-        // No new descriptors: the three standard ones are all a worker needs.
-        set_rlimit(libc::RLIMIT_NOFILE, 3, true);
-    }
+        let limited = set_rlimit(libc::RLIMIT_CORE, 0, true)
+            & set_rlimit(libc::RLIMIT_FSIZE, 0, true)
+            // No new descriptors: the three standard ones are all a worker needs.
+            & set_rlimit(libc::RLIMIT_NOFILE, 3, true);
+        let rlimits = if limited {
+            Ok(())
+        } else {
+            os_error("setrlimit")
+        };
+        (no_new_privs, rlimits)
+    };
     // Last: the system-call filter. A kernel without seccomp still gets the layers above.
-    let _ = crate::seccomp::install();
+    let seccomp = crate::seccomp::install();
+    vec![
+        layer("no_new_privs", no_new_privs),
+        layer("rlimits", rlimits),
+        layer("seccomp", seccomp),
+    ]
 }
 
 /// Backstop for the JS heap limit: the whole process may map at most a generous multiple of it.
@@ -186,8 +229,8 @@ fn set_address_space_limit(memory_bytes: u64) {
 }
 
 /// Set a limit's soft value (and, when `hard`, its hard value too, which cannot be raised again).
-/// The address-space limit stays soft so the next request can set its own.
-unsafe fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64, hard: bool) {
+/// The address-space limit stays soft so the next request can set its own. Whether it took.
+unsafe fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64, hard: bool) -> bool {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -195,13 +238,13 @@ unsafe fn set_rlimit(resource: libc::__rlimit_resource_t, value: u64, hard: bool
     // SAFETY: valid pointers to locals.
     unsafe {
         if libc::getrlimit(resource, &mut lim) != 0 {
-            return;
+            return false;
         }
         lim.rlim_cur = value.min(lim.rlim_max);
         if hard {
             lim.rlim_max = lim.rlim_cur;
         }
-        libc::setrlimit(resource, &lim);
+        libc::setrlimit(resource, &lim) == 0
     }
 }
 

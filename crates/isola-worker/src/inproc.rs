@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use isola_protocol::{CallResult, ExecRequest, LogLevel, SandboxMsg};
+use isola_protocol::{CallResult, ExecRequest, HostMsg, LogLevel, SandboxMsg};
 use isola_sandbox::{Host, Wake};
 use tokio::sync::mpsc as tmpsc;
 
@@ -32,10 +32,10 @@ pub struct InProcess {
     cancel: Arc<AtomicBool>,
 }
 
-/// Answers on their way to the sandbox thread.
+/// Inputs on their way to the sandbox thread.
 #[derive(Default)]
 struct Inbox {
-    answers: Mutex<VecDeque<(u32, CallResult)>>,
+    answers: Mutex<VecDeque<HostMsg>>,
     /// The engine side is gone.
     closed: AtomicBool,
 }
@@ -79,13 +79,12 @@ impl InProcess {
             .ok_or_else(|| BackendError::Channel("the sandbox thread ended".into()))
     }
 
-    pub fn settle(&mut self, id: u32, result: CallResult) -> Result<(), BackendError> {
-        // The thread may have finished already; a late answer is simply never read.
+    pub fn send(&mut self, msg: HostMsg) {
+        // The thread may have finished already; a late input is simply never read.
         if let Ok(mut q) = self.inbox.answers.lock() {
-            q.push_back((id, result));
+            q.push_back(msg);
         }
         self.thread.thread().unpark();
-        Ok(())
     }
 
     pub fn abort(&mut self) {
@@ -110,7 +109,7 @@ struct ChannelHost {
 }
 
 impl ChannelHost {
-    fn take_answer(&self) -> Option<(u32, CallResult)> {
+    fn take_answer(&self) -> Option<HostMsg> {
         self.inbox
             .answers
             .lock()
@@ -125,6 +124,14 @@ impl Host for ChannelHost {
         None
     }
 
+    fn timer(&mut self, id: u32, ms: f64) {
+        let _ = self.events.send(SandboxMsg::Timer { id, ms });
+    }
+
+    fn clear_timer(&mut self, id: u32) {
+        let _ = self.events.send(SandboxMsg::ClearTimer { id });
+    }
+
     fn log(&mut self, level: LogLevel, text: String) {
         let _ = self.events.send(SandboxMsg::Log { level, text });
     }
@@ -135,9 +142,9 @@ impl Host for ChannelHost {
         // Poll (yielding the CPU) until then, park after (see SpinBudget).
         let poll = self.answers.until().map(|p| p.min(until));
         loop {
-            if let Some((id, result)) = self.take_answer() {
+            if let Some(msg) = self.take_answer() {
                 self.answers.ended(since.elapsed());
-                return Wake::Settled { id, result };
+                return crate::wake(msg);
             }
             if self.inbox.closed.load(Ordering::Relaxed) {
                 return Wake::Disconnected;

@@ -1,8 +1,10 @@
 //! Where sandboxes run: in worker processes (the default), or in-process for library users.
 //!
 //! Both backends present the same [`Session`]: send one [`ExecRequest`], then read
-//! [`SandboxMsg`]s (tool calls, console lines, the final outcome) and answer calls with
-//! [`Session::settle`]. [`Session::abort`] stops the run however far it got:
+//! [`SandboxMsg`]s (tool calls, timers, console lines, the final outcome) with
+//! [`Session::next`] and send the run's inputs with [`Session::send`], which never waits (what
+//! a worker's pipe does not take at once goes out while [`Session::next`] waits).
+//! [`Session::abort`] stops the run however far it got:
 //!
 //! * **workers** ([`WorkerPool`]): each execution borrows a warm worker process. Aborting kills
 //!   the process, which stops even native operations that never return to the interpreter
@@ -31,7 +33,7 @@ mod spin;
 use std::time::Duration;
 
 pub use child::worker_main;
-use isola_protocol::{CallResult, ExecRequest, SandboxMsg};
+use isola_protocol::{ExecRequest, HostMsg, Ready, SandboxMsg};
 pub use pool::{WorkerCommand, WorkerPool};
 pub use spin::{SpinBudget, several_cpus};
 
@@ -53,9 +55,41 @@ pub enum BackendError {
     /// The in-process sandbox thread could not be started.
     #[error("cannot start the sandbox thread: {0}")]
     Thread(std::io::Error),
+    /// The worker speaks another version of the protocol (a standalone worker binary out of
+    /// step with the host).
+    #[error(
+        "the sandbox worker ({program}) speaks protocol version {found}, this host speaks {expected}\nhint: use the worker of the same Isola build (`isola __worker`)"
+    )]
+    Protocol {
+        program: String,
+        expected: u32,
+        found: u32,
+    },
+    /// A hardening layer the configuration requires is not active in the worker.
+    #[error(
+        "the sandbox worker ({program}) runs without `{layer}`, which the config requires: {reason}\nhint: remove it from `isola.requireHardening` to run without it"
+    )]
+    Hardening {
+        program: String,
+        layer: String,
+        reason: String,
+    },
     /// Talking to a worker failed.
     #[error("lost the sandbox worker: {0}")]
     Channel(String),
+}
+
+/// What an input from the host means to the sandbox; `Exec` in the middle of a run breaks the
+/// protocol and ends it.
+fn wake(msg: HostMsg) -> isola_sandbox::Wake {
+    use isola_sandbox::Wake;
+    match msg {
+        HostMsg::CallDone { id, result, now_ms } => Wake::Settled { id, result, now_ms },
+        HostMsg::Fire { id, now_ms } => Wake::Fired { id, now_ms },
+        HostMsg::Hold => Wake::Hold,
+        HostMsg::Resume => Wake::Resume,
+        HostMsg::Exec(_) => Wake::Disconnected,
+    }
 }
 
 /// Where executions run.
@@ -77,12 +111,7 @@ impl Backend {
                     worker: Some(Box::new(pool.checkout().await?)),
                     pool: pool.clone(),
                 };
-                if let Session::Worker {
-                    worker: Some(w), ..
-                } = &mut session
-                {
-                    w.send(&isola_protocol::HostMsg::Exec(request)).await?;
-                }
+                session.send(&HostMsg::Exec(request))?;
                 Ok(session)
             }
         }
@@ -104,7 +133,7 @@ pub enum Session {
 }
 
 impl Session {
-    /// The next message from the sandbox; `Err` when it died.
+    /// The next message from the sandbox; `Err` when it died. Cancel-safe.
     pub async fn next(&mut self) -> Result<SandboxMsg, BackendError> {
         match self {
             Session::InProcess(s) => s.next().await,
@@ -127,15 +156,26 @@ impl Session {
         }
     }
 
-    /// Answer a tool call.
-    pub async fn settle(&mut self, id: u32, result: CallResult) -> Result<(), BackendError> {
+    /// What the worker said of itself (protocol version, hardening); `None` in-process.
+    pub fn ready(&self) -> Option<&Ready> {
         match self {
-            Session::InProcess(s) => s.settle(id, result),
+            Session::Worker {
+                worker: Some(w), ..
+            } => Some(w.ready()),
+            _ => None,
+        }
+    }
+
+    /// Send the sandbox an input (or hold/resume). Never waits: what a worker's pipe does not
+    /// take at once is queued, and written while [`Session::next`] waits.
+    pub fn send(&mut self, msg: &HostMsg) -> Result<(), BackendError> {
+        match self {
+            Session::InProcess(s) => {
+                s.send(msg.clone());
+                Ok(())
+            }
             Session::Worker { worker, .. } => match worker {
-                Some(w) => {
-                    w.send(&isola_protocol::HostMsg::CallDone { id, result })
-                        .await
-                }
+                Some(w) => w.send(msg),
                 None => Ok(()),
             },
         }

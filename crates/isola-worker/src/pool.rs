@@ -1,18 +1,22 @@
 //! Host side of worker processes: spawning, the warm pool, framing.
 
+use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::io;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
-use isola_protocol::{HostMsg, MAX_FRAME_BYTES, SandboxMsg, encode_frame};
-use tokio::io::AsyncWriteExt;
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+use isola_protocol::{FrameDecoder, HostMsg, PROTOCOL_VERSION, Ready, SandboxMsg, encode_frame};
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+use tokio::process::{Child, ChildStdout, Command};
 
 use crate::BackendError;
+
+/// Bytes the host queues for a worker that does not read its channel before giving up on it.
+const MAX_OUTBOX_BYTES: usize = 256 * 1024 * 1024;
 
 /// How to start a worker process.
 #[derive(Clone, Debug)]
@@ -58,6 +62,10 @@ struct Inner {
     command: WorkerCommand,
     /// How many workers to keep alive.
     warm: usize,
+    /// Hardening layers a worker must report active, or it is refused.
+    required: Vec<String>,
+    /// What the last worker started reported.
+    ready: Mutex<Option<Ready>>,
     idle: Mutex<Vec<Worker>>,
     /// Workers being started in the background, so refills don't overshoot.
     starting: AtomicUsize,
@@ -69,10 +77,18 @@ impl WorkerPool {
     /// A pool that keeps `warm` workers alive. Workers start in the background,
     /// so this must be called within a tokio runtime.
     pub fn new(command: WorkerCommand, warm: usize) -> Self {
+        Self::with_required(command, warm, Vec::new())
+    }
+
+    /// A pool whose workers must report every layer named in `required` (`seccomp`, ...) as
+    /// active; a worker that does not is refused ([`BackendError::Hardening`]).
+    pub fn with_required(command: WorkerCommand, warm: usize, required: Vec<String>) -> Self {
         let pool = Self {
             inner: Arc::new(Inner {
                 command,
                 warm,
+                required,
+                ready: Mutex::new(None),
                 idle: Mutex::new(Vec::new()),
                 starting: AtomicUsize::new(0),
                 busy: AtomicUsize::new(0),
@@ -89,7 +105,7 @@ impl WorkerPool {
             if have >= self.inner.warm {
                 return Ok(());
             }
-            let w = Worker::spawn(&self.inner.command).await?;
+            let w = self.spawn().await?;
             self.offer(w);
         }
     }
@@ -98,13 +114,27 @@ impl WorkerPool {
         self.inner.idle.lock().map(|v| v.len()).unwrap_or(0)
     }
 
+    /// What the last worker started said of itself (protocol, hardening); `None` before one
+    /// came up.
+    pub fn ready(&self) -> Option<Ready> {
+        self.inner.ready.lock().ok().and_then(|r| r.clone())
+    }
+
+    async fn spawn(&self) -> Result<Worker, BackendError> {
+        let worker = Worker::spawn(&self.inner.command, &self.inner.required).await?;
+        if let Ok(mut ready) = self.inner.ready.lock() {
+            *ready = Some(worker.ready.clone());
+        }
+        Ok(worker)
+    }
+
     /// A ready worker: an idle one, or a new one. Give it back with [`WorkerPool::checkin`] or
     /// [`WorkerPool::discard`].
     pub async fn checkout(&self) -> Result<Worker, BackendError> {
         let ready = self.inner.idle.lock().ok().and_then(|mut v| v.pop());
         let worker = match ready {
             Some(w) => w,
-            None => Worker::spawn(&self.inner.command).await?,
+            None => self.spawn().await?,
         };
         self.inner.busy.fetch_add(1, Ordering::Relaxed);
         Ok(worker)
@@ -156,7 +186,7 @@ impl WorkerPool {
             let pool = self.clone();
             pool.inner.starting.fetch_add(1, Ordering::Relaxed);
             handle.spawn(async move {
-                let spawned = Worker::spawn(&pool.inner.command).await;
+                let spawned = pool.spawn().await;
                 pool.inner.starting.fetch_sub(1, Ordering::Relaxed);
                 match spawned {
                     Ok(w) => pool.offer(w),
@@ -169,18 +199,29 @@ impl WorkerPool {
 
 /// One worker process and its channel.
 ///
-/// Frames from the worker are decoded by a `FramedRead`, which keeps a half-read frame in its
-/// own buffer, so [`Worker::recv`] is cancel-safe: the engine waits on it inside `select!`, and
-/// a half-read frame must never be dropped (the channel would lose its framing). Reading in the
-/// engine's own task, rather than in a reader task, saves a wake-up per message.
+/// Reads are cancel-safe: frames are decoded by a [`FrameDecoder`] that keeps a half-read
+/// frame, so the engine can wait on [`Worker::recv`] inside `select!` without ever losing its
+/// framing (reading in the engine's own task, rather than in a reader task, saves a wake-up per
+/// message). Writes never block: [`Worker::send`] writes what the pipe takes at once and queues
+/// the rest, which [`Worker::recv`] writes as the worker reads, while it waits for the worker's
+/// next message. A worker that stops reading while it writes (a script flooding its console
+/// while a large result is on its way) therefore cannot stall the host: the engine keeps
+/// reading and keeps its deadline.
 pub struct Worker {
     child: Child,
-    stdin: ChildStdin,
-    frames: FramedRead<ChildStdout, LengthDelimitedCodec>,
+    stdin: pipe::Sender,
+    stdout: ChildStdout,
+    frames: FrameDecoder,
+    /// Frames (or what is left of the first one) not yet taken by the pipe.
+    outbox: VecDeque<Vec<u8>>,
+    /// How much of the first frame in `outbox` is already written.
+    written: usize,
+    queued: usize,
+    ready: Ready,
 }
 
 impl Worker {
-    async fn spawn(command: &WorkerCommand) -> Result<Self, BackendError> {
+    async fn spawn(command: &WorkerCommand, required: &[String]) -> Result<Self, BackendError> {
         let describe = command.describe();
         let mut cmd = Command::new(&command.program);
         cmd.args(&command.args)
@@ -194,60 +235,144 @@ impl Worker {
             program: describe.clone(),
             source,
         })?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(BackendError::Handshake {
-                program: describe,
-                reason: "no pipes".into(),
-            });
+        let handshake = |reason: String| BackendError::Handshake {
+            program: describe.clone(),
+            reason,
         };
-        let codec = LengthDelimitedCodec::builder()
-            .little_endian()
-            .length_field_type::<u32>()
-            .max_frame_length(MAX_FRAME_BYTES as usize)
-            .new_codec();
-        let frames = FramedRead::with_capacity(stdout, codec, 64 * 1024);
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(handshake("no pipes".into()));
+        };
+        let stdin = stdin
+            .into_owned_fd()
+            .and_then(pipe::Sender::from_owned_fd)
+            .map_err(|e| handshake(format!("cannot set up its input pipe: {e}")))?;
         let mut worker = Worker {
             child,
             stdin,
-            frames,
+            stdout,
+            frames: FrameDecoder::new(),
+            outbox: VecDeque::new(),
+            written: 0,
+            queued: 0,
+            ready: Ready::default(),
         };
-        match worker.recv().await {
-            Ok(SandboxMsg::Ready) => Ok(worker),
-            Ok(other) => Err(BackendError::Handshake {
+        let ready = match worker.recv().await {
+            Ok(SandboxMsg::Ready(ready)) => ready,
+            Ok(other) => return Err(handshake(format!("unexpected {other:?}"))),
+            Err(e) => return Err(handshake(e.to_string())),
+        };
+        if ready.protocol != PROTOCOL_VERSION {
+            return Err(BackendError::Protocol {
                 program: describe,
-                reason: format!("unexpected {other:?}"),
-            }),
-            Err(e) => Err(BackendError::Handshake {
-                program: describe,
-                reason: e.to_string(),
-            }),
+                expected: PROTOCOL_VERSION,
+                found: ready.protocol,
+            });
         }
+        for name in required {
+            match ready.layer(name) {
+                Some(layer) if layer.active => {}
+                layer => {
+                    return Err(BackendError::Hardening {
+                        program: describe,
+                        layer: name.clone(),
+                        reason: layer
+                            .and_then(|l| l.detail.clone())
+                            .unwrap_or_else(|| "the worker does not have it".into()),
+                    });
+                }
+            }
+        }
+        for layer in ready.hardening.iter().filter(|l| !l.active) {
+            tracing::warn!(
+                layer = %layer.name,
+                reason = layer.detail.as_deref().unwrap_or(""),
+                "a sandbox worker runs without one of its hardening layers"
+            );
+        }
+        worker.ready = ready;
+        Ok(worker)
     }
 
-    pub async fn send(&mut self, msg: &HostMsg) -> Result<(), BackendError> {
+    /// What the worker said of itself when it came up.
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+
+    /// Send `msg` without waiting: what the pipe does not take now is queued for
+    /// [`Worker::flush`].
+    pub fn send(&mut self, msg: &HostMsg) -> Result<(), BackendError> {
         let frame = encode_frame(msg).map_err(|e| BackendError::Channel(e.to_string()))?;
-        self.stdin
-            .write_all(&frame)
-            .await
-            .map_err(|e| BackendError::Channel(e.to_string()))?;
-        self.stdin
-            .flush()
-            .await
-            .map_err(|e| BackendError::Channel(e.to_string()))
+        self.queued += frame.len();
+        if self.queued > MAX_OUTBOX_BYTES {
+            return Err(BackendError::Channel(format!(
+                "the sandbox stopped reading its input ({} bytes queued for it)",
+                self.queued
+            )));
+        }
+        self.outbox.push_back(frame);
+        self.write_ready()
     }
 
-    /// The next message from the worker. Cancel-safe. A worker is untrusted: frames are
-    /// bounded and must parse.
+    /// Write what the pipe takes without blocking.
+    fn write_ready(&mut self) -> Result<(), BackendError> {
+        while let Some(frame) = self.outbox.front() {
+            match self.stdin.try_write(&frame[self.written..]) {
+                Ok(n) => {
+                    self.written += n;
+                    self.queued -= n;
+                    if self.written == frame.len() {
+                        self.outbox.pop_front();
+                        self.written = 0;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(BackendError::Channel(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next message from the worker, writing queued messages meanwhile. Cancel-safe. A
+    /// worker is untrusted: frames are bounded and must parse.
     pub async fn recv(&mut self) -> Result<SandboxMsg, BackendError> {
-        match self.frames.next().await {
-            Some(Ok(frame)) => serde_json::from_slice(&frame)
-                .map_err(|e| BackendError::Channel(format!("bad frame from the worker: {e}"))),
-            Some(Err(e)) => Err(BackendError::Channel(format!(
-                "the worker's channel failed: {e}"
-            ))),
-            None => Err(BackendError::Channel(
-                "the worker exited or closed its channel".into(),
-            )),
+        loop {
+            match self.frames.decode() {
+                Ok(Some(msg)) => return Ok(msg),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(BackendError::Channel(format!(
+                        "bad frame from the worker: {e}"
+                    )));
+                }
+            }
+            let read = if self.outbox.is_empty() {
+                self.stdout.read_buf(self.frames.spare()).await
+            } else {
+                let (stdin, stdout, frames) = (&self.stdin, &mut self.stdout, &mut self.frames);
+                tokio::select! {
+                    writable = stdin.writable() => {
+                        writable.map_err(|e| BackendError::Channel(e.to_string()))?;
+                        self.write_ready()?;
+                        continue;
+                    }
+                    read = stdout.read_buf(frames.spare()) => read,
+                }
+            };
+            match read {
+                Ok(0) => {
+                    return Err(BackendError::Channel(
+                        "the worker exited or closed its channel".into(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(BackendError::Channel(format!(
+                        "the worker's channel failed: {e}"
+                    )));
+                }
+            }
         }
     }
 

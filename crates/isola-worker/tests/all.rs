@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use isola_protocol::{
-    CallResult, ErrorKind, ExecRequest, LimitKind, Limits, Namespace, RunOutcome, SandboxMsg,
+    CallResult, ErrorKind, ExecRequest, HostMsg, LimitKind, Limits, Namespace, RunOutcome,
+    SandboxMsg,
 };
 use isola_worker::{Backend, Session, WorkerCommand, WorkerPool};
 
@@ -18,40 +19,70 @@ fn pool(warm: usize) -> WorkerPool {
 }
 
 fn request(body: &str, limits: Limits) -> ExecRequest {
-    ExecRequest {
-        code: format!("(async () => {{\n{body}\n}})()"),
-        namespaces: vec![Namespace {
+    ExecRequest::new(
+        format!("(async () => {{\n{body}\n}})()"),
+        vec![Namespace {
             name: "t".into(),
             functions: vec!["echo".into()],
         }],
         limits,
-    }
+    )
 }
 
-/// Drive one run: echo every call back, stop it the way the engine does at deadline + grace.
+/// Drive one run: echo every call back, fire timers when due, stop it the way the engine does
+/// at deadline + grace.
 async fn drive(backend: &Backend, body: &str, limits: Limits) -> Result<RunOutcome, &'static str> {
     let hard =
         tokio::time::Instant::now() + Duration::from_millis(limits.deadline_ms) + backend.grace();
     let mut session: Session = backend.start(request(body, limits)).await.unwrap();
-    loop {
-        let msg = tokio::time::timeout_at(hard, session.next()).await;
-        match msg {
-            Err(_) => {
-                session.abort();
-                return Err("killed at the deadline");
-            }
-            Ok(Ok(SandboxMsg::Call { id, args, .. })) => session
-                .settle(id, CallResult::Ok { value: args })
-                .await
-                .unwrap(),
-            Ok(Ok(SandboxMsg::Done(outcome))) => {
-                session.finish();
-                return Ok(outcome);
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => panic!("worker failed: {e}"),
+    let outcome = until_done(&mut session, hard).await;
+    match outcome {
+        Some(outcome) => {
+            session.finish();
+            Ok(outcome)
+        }
+        None => {
+            session.abort();
+            Err("killed at the deadline")
         }
     }
+}
+
+/// The session's outcome, answering calls and timers as the engine would; `None` at `hard`.
+async fn until_done(session: &mut Session, hard: tokio::time::Instant) -> Option<RunOutcome> {
+    let mut timers: Vec<(tokio::time::Instant, u32)> = Vec::new();
+    loop {
+        timers.sort();
+        let next_timer = timers.first().map(|t| t.0).unwrap_or(hard);
+        tokio::select! {
+            () = tokio::time::sleep_until(hard) => return None,
+            () = tokio::time::sleep_until(next_timer), if !timers.is_empty() => {
+                let (_, id) = timers.remove(0);
+                session.send(&HostMsg::Fire { id, now_ms: 0 }).unwrap();
+            }
+            msg = session.next() => match msg {
+                Ok(SandboxMsg::Call { id, args, .. }) => session
+                    .send(&HostMsg::CallDone {
+                        id,
+                        result: CallResult::Ok { value: args },
+                        now_ms: 0,
+                    })
+                    .unwrap(),
+                Ok(SandboxMsg::Timer { id, ms }) => timers.push((
+                    tokio::time::Instant::now() + Duration::from_secs_f64(ms / 1000.0),
+                    id,
+                )),
+                Ok(SandboxMsg::ClearTimer { id }) => timers.retain(|t| t.1 != id),
+                Ok(SandboxMsg::Done(outcome)) => return Some(outcome),
+                Ok(_) => {}
+                Err(e) => panic!("worker failed: {e}"),
+            },
+        }
+    }
+}
+
+fn far() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(60)
 }
 
 fn value(outcome: &RunOutcome) -> serde_json::Value {
@@ -187,7 +218,7 @@ async fn workers_have_an_empty_environment_and_only_their_channel() {
         .unwrap();
     assert!(nofile.split_whitespace().nth(3) == Some("3"), "{nofile}");
     loop {
-        if let SandboxMsg::Done(_) = session.next().await.unwrap() {
+        if until_done(&mut session, far()).await.is_some() {
             break;
         }
     }
@@ -223,7 +254,7 @@ async fn sequential_runs_reuse_one_worker() {
             .await
             .unwrap();
         pids.push(session.pid().unwrap());
-        while !matches!(session.next().await.unwrap(), SandboxMsg::Done(_)) {}
+        until_done(&mut session, far()).await.unwrap();
         session.finish();
         assert_eq!(pool.idle_count(), 1);
     }
@@ -243,4 +274,26 @@ fn the_worker_cannot_open_files_sockets_or_processes() {
         status.success(),
         "a forbidden system call succeeded in a hardened worker: {status}"
     );
+}
+
+/// A worker says which protocol it speaks and which hardening layers are active.
+#[tokio::test]
+async fn workers_report_their_protocol_and_hardening() {
+    let pool = pool(1);
+    pool.warm_up().await.unwrap();
+    let ready = pool.ready().unwrap();
+    assert_eq!(ready.protocol, isola_protocol::PROTOCOL_VERSION);
+    let names: Vec<&str> = ready.hardening.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["no_new_privs", "rlimits", "seccomp"]);
+    assert!(ready.hardening.iter().all(|l| l.active), "{ready:?}");
+    // A required layer the worker has: fine; one it does not know: refused, naming it.
+    let command = WorkerCommand {
+        program: env!("CARGO_BIN_EXE_isola-worker").into(),
+        args: vec![],
+    };
+    let strict = WorkerPool::with_required(command.clone(), 0, vec!["seccomp".into()]);
+    assert!(strict.checkout().await.is_ok());
+    let impossible = WorkerPool::with_required(command, 0, vec!["teleportation".into()]);
+    let err = impossible.checkout().await.err().unwrap().to_string();
+    assert!(err.contains("without `teleportation`"), "{err}");
 }

@@ -161,8 +161,9 @@ impl ServerHandler for TestServer {
                 Ok(CallToolResult::error(vec![ContentBlock::text(str_arg("message"))]).into())
             }
             "env" if str_arg("name") == "*" => {
-                let all: serde_json::Map<String, Value> =
-                    std::env::vars().map(|(k, v)| (k, Value::String(v))).collect();
+                let all: serde_json::Map<String, Value> = std::env::vars()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect();
                 text(Value::Object(all).to_string())
             }
             "env" => text(std::env::var(str_arg("name")).unwrap_or_else(|_| "<unset>".to_owned())),

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use isola_codemode::{Mode, ViewOptions};
 use isola_engine::Engine;
 use isola_protocol::Limits;
-use isola_codemode::{Mode, ViewOptions};
 use isola_server::IsolaServer;
 use isola_worker::Backend;
 use rmcp::model::Tool;

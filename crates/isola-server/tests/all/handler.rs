@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use isola_codemode::ViewOptions;
 use isola_engine::Engine;
 use isola_protocol::Limits;
-use isola_codemode::ViewOptions;
 use isola_server::IsolaServer;
 use isola_worker::Backend;
 use rmcp::model::{

@@ -1,0 +1,8 @@
+//! isola-engine's tests: the execution state machine driven directly (no processes), and the
+//! engine end to end in-process and in workers (real and fake).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod machine;
+mod replay;
+mod workers;
