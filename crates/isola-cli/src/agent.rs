@@ -299,6 +299,7 @@ struct Printer {
 
 impl Printer {
     fn out(&mut self, text: &str) {
+        let text = crate::term::clean(text, crate::term::Stream::Stdout);
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
@@ -309,7 +310,7 @@ impl Printer {
         if self.open_line {
             self.out("\n");
         }
-        eprintln!("{text}");
+        eprintln!("{}", crate::term::clean(text, crate::term::Stream::Stderr));
     }
 
     fn event(&mut self, e: AgentEvent) {

@@ -1,6 +1,6 @@
 //! The subcommands.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -57,7 +57,10 @@ pub fn backend(config: &Config, in_process: bool) -> Result<Backend> {
     }
     let command = WorkerCommand::current_exe("__worker")?;
     let warm = config.settings.workers.unwrap_or(2);
-    Ok(Backend::Workers(WorkerPool::new(command, warm)))
+    let required = config.settings.require_hardening.clone();
+    Ok(Backend::Workers(WorkerPool::with_required(
+        command, warm, required,
+    )))
 }
 
 async fn tools(config: Option<&Path>, json: bool) -> Result<ExitCode> {
@@ -65,14 +68,29 @@ async fn tools(config: Option<&Path>, json: bool) -> Result<ExitCode> {
     let hub = McpHub::connect(&config).await;
     let servers = hub.servers();
     let api = isola_engine::ApiState::build(&isola_engine::Tools::servers(&hub));
+    let sandbox = sandbox_status(&config).await;
     let text = if json {
-        render::tools_json(&servers, &api)?
+        render::tools_json(&servers, &api, &sandbox)?
     } else {
-        render::tools_text(&servers, &api)
+        render::tools_text(&servers, &api, &sandbox)
     };
     hub.shutdown().await;
     print(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Start one sandbox worker to see how it is hardened (what `isola tools` reports).
+async fn sandbox_status(config: &Config) -> Result<isola_protocol::Ready, String> {
+    let command = WorkerCommand::current_exe("__worker").map_err(|e| e.to_string())?;
+    let pool = WorkerPool::with_required(command, 0, config.settings.require_hardening.clone());
+    pool.checkout()
+        .await
+        .map(|w| {
+            let ready = w.ready().clone();
+            w.kill();
+            ready
+        })
+        .map_err(|e| e.to_string())
 }
 
 async fn types(
@@ -147,9 +165,12 @@ async fn exec(config_path: Option<&Path>, args: ExecArgs) -> Result<ExitCode> {
     if args.json {
         print(&format!("{}\n", serde_json::to_string_pretty(&record)?))?;
     } else {
+        // Both streams are cleaned when either is a terminal: 2>&1 is common.
+        let tty = std::io::stdout().is_terminal() || std::io::stderr().is_terminal();
         render::record_text(
             &record,
             args.trace,
+            tty,
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         )

@@ -6,6 +6,7 @@ mod commands;
 mod error;
 mod mcp;
 mod render;
+mod term;
 
 use std::ffi::OsStr;
 use std::io::Write;

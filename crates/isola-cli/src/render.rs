@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use isola_engine::ApiState;
 use isola_mcp::{ServerInfo, ServerState};
-use isola_protocol::{ExecRecord, LogLevel};
+use isola_protocol::{ExecRecord, LogLevel, Ready};
 use serde_json::{Value, json};
 
 fn state_text(state: &ServerState) -> String {
@@ -33,8 +33,34 @@ fn function_of<'a>(api: &'a ApiState, server: &str, tool: &str) -> Option<&'a st
         .map(|b| b.function.as_str())
 }
 
-pub fn tools_text(servers: &[ServerInfo], api: &ApiState) -> String {
-    let mut out = String::new();
+/// `sandbox: worker processes; no_new_privs ✓ rlimits ✓ seccomp ✗ (why)`.
+fn sandbox_text(sandbox: &Result<Ready, String>) -> String {
+    match sandbox {
+        Ok(ready) => {
+            let layers: Vec<String> = ready
+                .hardening
+                .iter()
+                .map(|l| match (l.active, &l.detail) {
+                    (true, _) => format!("{} ✓", l.name),
+                    (false, Some(why)) => format!("{} ✗ ({why})", l.name),
+                    (false, None) => format!("{} ✗", l.name),
+                })
+                .collect();
+            format!(
+                "sandbox: worker processes; hardening: {}\n",
+                layers.join(", ")
+            )
+        }
+        Err(e) => format!("sandbox: cannot start a worker: {e}\n"),
+    }
+}
+
+pub fn tools_text(
+    servers: &[ServerInfo],
+    api: &ApiState,
+    sandbox: &Result<Ready, String>,
+) -> String {
+    let mut out = sandbox_text(sandbox);
     if servers.is_empty() {
         out.push_str("no MCP servers configured (add some under \"mcpServers\")\n");
     }
@@ -63,7 +89,11 @@ pub fn tools_text(servers: &[ServerInfo], api: &ApiState) -> String {
     out
 }
 
-pub fn tools_json(servers: &[ServerInfo], api: &ApiState) -> anyhow::Result<String> {
+pub fn tools_json(
+    servers: &[ServerInfo],
+    api: &ApiState,
+    sandbox: &Result<Ready, String>,
+) -> anyhow::Result<String> {
     let list: Vec<Value> = servers
         .iter()
         .map(|s| {
@@ -87,16 +117,33 @@ pub fn tools_json(servers: &[ServerInfo], api: &ApiState) -> anyhow::Result<Stri
             })
         })
         .collect();
-    Ok(format!("{}\n", serde_json::to_string_pretty(&list)?))
+    let sandbox = match sandbox {
+        Ok(ready) => {
+            json!({"backend": "worker", "protocol": ready.protocol, "hardening": ready.hardening})
+        }
+        Err(e) => json!({"backend": "worker", "error": e}),
+    };
+    let all = json!({"servers": list, "sandbox": sandbox});
+    Ok(format!("{}\n", serde_json::to_string_pretty(&all)?))
 }
 
-/// Result on stdout; logs, errors and the trace on stderr.
+/// Result on stdout; logs, errors and the trace on stderr. Everything in a record may come from
+/// the script or a tool: with `neutralize` (a terminal on the other end), control characters
+/// are shown as escapes (see [`crate::term`]).
 pub fn record_text(
     record: &ExecRecord,
     trace: bool,
+    neutralize: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> io::Result<()> {
+    let clean = |text: &str| -> String {
+        if neutralize {
+            crate::term::neutralize(text).into_owned()
+        } else {
+            text.to_string()
+        }
+    };
     for log in &record.logs {
         let tag = match log.level {
             LogLevel::Log => "log",
@@ -105,7 +152,7 @@ pub fn record_text(
             LogLevel::Error => "error",
             LogLevel::Debug => "debug",
         };
-        writeln!(err, "[{tag}] {}", log.text)?;
+        writeln!(err, "[{tag}] {}", clean(&log.text))?;
     }
     if trace || !record.ok {
         if trace && !record.calls.is_empty() {
@@ -115,7 +162,7 @@ pub fn record_text(
             let status = if c.ok {
                 "ok".to_string()
             } else {
-                format!("error: {}", c.error.as_deref().unwrap_or(""))
+                format!("error: {}", clean(c.error.as_deref().unwrap_or("")))
             };
             writeln!(
                 err,
@@ -123,18 +170,18 @@ pub fn record_text(
                 c.started_ms,
                 c.duration_ms,
                 c.function,
-                truncate(&c.arguments.to_string(), 80)
+                clean(&truncate(&c.arguments.to_string(), 80))
             )?;
         }
     }
     match &record.error {
         None => match &record.result {
             Value::Null => {}
-            Value::String(s) => writeln!(out, "{s}")?,
+            Value::String(s) => writeln!(out, "{}", clean(s))?,
             v => writeln!(
                 out,
                 "{}",
-                serde_json::to_string_pretty(v).unwrap_or_default()
+                clean(&serde_json::to_string_pretty(v).unwrap_or_default())
             )?,
         },
         Some(e) => {
@@ -142,18 +189,23 @@ pub fn record_text(
                 Some(l) => format!("{}/{}", e.kind.as_str(), l.as_str()),
                 None => e.kind.as_str().to_string(),
             };
-            writeln!(err, "error[{what}]: {}: {}", e.name, e.message)?;
+            writeln!(
+                err,
+                "error[{what}]: {}: {}",
+                clean(&e.name),
+                clean(&e.message)
+            )?;
             if let Some(p) = &e.position {
                 writeln!(err, "  --> {}:{}:{}", p.file, p.line, p.column)?;
             }
             if let Some(frame) = &e.code_frame {
-                writeln!(err, "{}", frame.trim_end())?;
+                writeln!(err, "{}", clean(frame.trim_end()))?;
             }
             if let Some(hint) = &e.hint {
-                writeln!(err, "hint: {hint}")?;
+                writeln!(err, "hint: {}", clean(hint))?;
             }
             if let Some(stack) = &e.stack {
-                writeln!(err, "stack:\n{}", stack.trim_end())?;
+                writeln!(err, "stack:\n{}", clean(stack.trim_end()))?;
             }
         }
     }

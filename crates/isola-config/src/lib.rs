@@ -83,8 +83,12 @@ const SETTINGS_KEYS: &[&str] = &[
     "workers",
     "callTimeoutMs",
     "startupTimeoutMs",
+    "requireHardening",
     "agent",
 ];
+
+/// The hardening layers of a worker process, by the names its `Ready` message gives them.
+pub const HARDENING_LAYERS: &[&str] = &["no_new_privs", "rlimits", "seccomp"];
 /// Headers the Streamable HTTP transport sets itself; a config may not override them.
 const RESERVED_HEADERS: &[&str] = &["accept", "mcp-session-id", "last-event-id"];
 
@@ -217,6 +221,10 @@ pub struct IsolaSettings {
     /// Timeout for starting one server (spawn or connect, `initialize`, `tools/list`), in
     /// milliseconds.
     pub startup_timeout_ms: u64,
+    /// Hardening layers a sandbox worker must have active, or it is not used
+    /// ([`HARDENING_LAYERS`]). Without, a missing layer is reported and the worker used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_hardening: Vec<String>,
     /// The agent's settings (`isola run`, `isola chat`), as written: `isola-agent` parses and
     /// checks them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,6 +238,7 @@ impl Default for IsolaSettings {
             workers: None,
             call_timeout_ms: 60_000,
             startup_timeout_ms: 30_000,
+            require_hardening: Vec::new(),
             agent: None,
         }
     }
@@ -808,6 +817,25 @@ impl Walker<'_> {
         }
         if let Some(ms) = object.get("startupTimeoutMs") {
             settings.startup_timeout_ms = self.positive(ms, "isola.startupTimeoutMs")?;
+        }
+        if let Some(value) = object.get("requireHardening") {
+            let key = "isola.requireHardening";
+            let items = value
+                .as_array()
+                .ok_or_else(|| self.wrong_type(key, "an array of layer names", value))?;
+            for (i, item) in items.iter().enumerate() {
+                let name = self.string(item, &format!("{key}[{i}]"))?;
+                if !HARDENING_LAYERS.contains(&name) {
+                    return Err(self.invalid(
+                        &format!("{key}[{i}]"),
+                        format!(
+                            "no hardening layer `{name}`\nhint: the layers are {}",
+                            HARDENING_LAYERS.join(", ")
+                        ),
+                    ));
+                }
+                settings.require_hardening.push(name.to_string());
+            }
         }
         if let Some(agent) = object.get("agent") {
             self.object(agent, "isola.agent", "an object")?;

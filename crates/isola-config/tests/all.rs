@@ -208,7 +208,7 @@ fn errors_name_file_key_and_expectation() {
         ),
         (
             r#"{"mcpServers": {}, "isola": {"workerz": 2}}"#,
-            "isola: unknown key `workerz`\nhint: expected one of: limits, workers, callTimeoutMs, startupTimeoutMs, agent",
+            "isola: unknown key `workerz`\nhint: expected one of: limits, workers, callTimeoutMs, startupTimeoutMs, requireHardening, agent",
         ),
         (
             r#"{"mcpServers": {}, "isola": {"limits": {"memoryMB": 3}}}"#,
@@ -426,5 +426,20 @@ fn load_from_disk() {
     assert!(
         message.starts_with(&format!("{}:1:1: invalid JSON", missing.display())),
         "{message}"
+    );
+}
+
+#[test]
+fn required_hardening_names_known_layers() {
+    let config =
+        parse(r#"{"mcpServers": {}, "isola": {"requireHardening": ["seccomp"]}}"#).unwrap();
+    assert_eq!(config.settings.require_hardening, ["seccomp"]);
+    check(
+        r#"{"mcpServers": {}, "isola": {"requireHardening": ["selinux"]}}"#,
+        "isola.requireHardening[0]: no hardening layer `selinux`\nhint: the layers are no_new_privs, rlimits, seccomp",
+    );
+    check(
+        r#"{"mcpServers": {}, "isola": {"requireHardening": "seccomp"}}"#,
+        "isola.requireHardening: expected an array of layer names, found a string",
     );
 }

@@ -132,6 +132,9 @@ mod tests {
     fn a_frame_that_is_not_the_message_is_an_error() {
         let mut d = FrameDecoder::new();
         d.feed(&encode_frame(&42).unwrap());
-        assert!(matches!(d.decode::<String>(), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            d.decode::<String>(),
+            Err(FrameError::Malformed(_))
+        ));
     }
 }

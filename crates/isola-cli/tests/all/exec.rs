@@ -357,3 +357,46 @@ fn the_bundled_example_runs() {
     assert_eq!(rec["result"]["check"], json!("The sum of 12 and 0 is 12."));
     assert_eq!(rec["logs"][0]["text"], json!("read 4 files, 12 lines"));
 }
+
+/// Run `isola ARGS` in `dir` on a pseudo-terminal (Python's `pty`); everything it printed.
+fn on_a_terminal(dir: &std::path::Path, args: &[&str]) -> String {
+    let program = r#"
+import os, pty, sys
+out = []
+def read(fd):
+    data = os.read(fd, 65536)
+    out.append(data)
+    return data
+pty.spawn(sys.argv[1:], read)
+sys.stdout.buffer.write(b"".join(out))
+"#;
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .arg(env!("CARGO_BIN_EXE_isola"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn control_characters_from_a_script_are_shown_not_obeyed_on_a_terminal() {
+    let p = Project::new();
+    p.write(
+        "evil.ts",
+        "console.log('\\x1b]0;pwned\\x07\\x1b[2J log'); return 'r\\x1b[31mesult\\u202e';",
+    );
+    let screen = on_a_terminal(p.path(), &["exec", "evil.ts"]);
+    assert!(!screen.contains('\x1b'), "{screen:?}");
+    assert!(!screen.contains('\u{202e}'), "{screen:?}");
+    assert!(
+        screen.contains("\\x1b]0;pwned\\x07\\x1b[2J log"),
+        "{screen:?}"
+    );
+    assert!(screen.contains("r\\x1b[31mesult\\u{202e}"), "{screen:?}");
+    // Into a pipe, the result is as the script made it.
+    let run = p.isola(&["exec", "evil.ts"]);
+    assert_eq!(run.stdout(), "r\x1b[31mesult\u{202e}\n");
+}

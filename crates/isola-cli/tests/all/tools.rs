@@ -9,7 +9,15 @@ fn tools_lists_servers_states_and_functions() {
     let p = Project::new();
     let run = p.isola(&["tools", "--json"]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
-    let list = run.json();
+    let all = run.json();
+    let seccomp = all["sandbox"]["hardening"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "seccomp")
+        .unwrap();
+    assert_eq!(seccomp["active"], json!(true), "{all:#}");
+    let list = &all["servers"];
     let names: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -33,6 +41,10 @@ fn tools_lists_servers_states_and_functions() {
 
     let text = p.isola(&["tools"]).stdout();
     assert!(text.contains("everything  [connected]"), "{text}");
+    assert!(
+        text.contains("sandbox: worker processes; hardening: no_new_privs ✓, rlimits ✓, seccomp ✓"),
+        "{text}"
+    );
     assert!(
         text.contains("everything.getSum  (tool `get-sum`)"),
         "{text}"
