@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Run Isola's whole test suite on a fresh machine: install what the tests need from the package
-# registries (from npm: the real MCP servers, TypeScript, Node 22, the MCP conformance suite and
-# Inspector; from PyPI: the Python MCP SDK), then every Rust test (nextest) and the doc tests.
+# Run Isola's whole test suite on a fresh machine: check the code's own rules (cargo fmt, clippy
+# with warnings denied, no unused dependency: cargo-machete from crates.io), install what the
+# tests need from the package registries (from npm: the real MCP servers, TypeScript, Node 22,
+# the MCP conformance suite and Inspector; from PyPI: the Python MCP SDK), then every Rust test
+# (nextest) and the doc tests.
 # Each install is idempotent (`npm ci` from the lock files); a test whose fixture is missing fails
 # and names the command to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== the code's own rules: formatting, unused dependencies"
+cargo fmt --all -- --check
+if ! command -v cargo-machete >/dev/null 2>&1; then
+  cargo install --locked --quiet cargo-machete --version 0.9.2
+fi
+cargo machete
 
 echo "== installing test fixtures (npm: MCP servers, typescript, Node 22, conformance suite, Inspector; PyPI: mcp)"
 npm ci --prefix fixtures/servers --no-audit --no-fund --loglevel=error
@@ -18,6 +27,9 @@ fi
 
 echo "== building"
 cargo build --workspace --all-targets --locked
+
+echo "== clippy (warnings denied; the workspace denies unwrap/expect outside tests)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests"
 if command -v cargo-nextest >/dev/null 2>&1; then
