@@ -15,6 +15,29 @@ fn sandbox(c: &mut Criterion) {
     });
 }
 
+/// Twenty lines of the kind of script models write.
+const TWENTY_LINES: &str = r#"interface Issue { number: number; title: string; labels: string[] }
+type Summary = { total: number; open: Issue[] };
+const repo = "acme/widgets";
+const issues: Issue[] = await github.listIssues({ repo, state: "open" });
+const stale = issues.filter((i) => !i.labels.includes("triaged"));
+for (const issue of stale.slice(0, 5)) {
+  await github.addLabels({ repo, number: issue.number, labels: ["needs-triage"] });
+}
+function summarize(xs: Issue[]): Summary {
+  return { total: xs.length, open: xs.slice(0, 3) };
+}
+const byLabel = new Map<string, number>();
+for (const issue of issues) {
+  for (const label of issue.labels) {
+    byLabel.set(label, (byLabel.get(label) ?? 0) + 1);
+  }
+}
+const top = [...byLabel.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3);
+console.log(`stale: ${stale.length}`, top);
+return { summary: summarize(issues), top };
+"#;
+
 fn transpile(c: &mut Criterion) {
     let source = "interface Issue { title: string; labels?: string[] }\n\
         const repos: string[] = ['a', 'b', 'c'];\n\
@@ -26,6 +49,9 @@ fn transpile(c: &mut Criterion) {
         return found.map((i) => i.title);\n";
     c.bench_function("transpile/8_line_script", |b| {
         b.iter(|| isola_transpile::transpile(source, "bench.ts"))
+    });
+    c.bench_function("transpile/20_line_script", |b| {
+        b.iter(|| isola_transpile::transpile(TWENTY_LINES, "agent.ts"))
     });
 }
 

@@ -6,7 +6,6 @@ mod entry;
 mod errors;
 mod mapping;
 mod node;
-mod perf;
 mod strip;
 
 /// The part of the output between the wrapper's first and last line, tabs shown as two spaces.
