@@ -1,4 +1,4 @@
-//! `isola bench agent`: the same multi-step tasks in Code Mode and in classic tool calling,
+//! `isola-bench agent`: the same multi-step tasks in Code Mode and in classic tool calling,
 //! against real MCP servers (filesystem and memory), with the model replaced by the scripted
 //! server of `isola-llm-mock`. What is measured is what the model would have to process: the
 //! round trips, and the tokens in and out of every request (counted by the scripted server from

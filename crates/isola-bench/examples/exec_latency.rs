@@ -1,4 +1,4 @@
-//! `isola bench exec` without the CLI: `cargo run --release -p isola-bench --example exec_latency -- WORKER_BIN [DENO]`
+//! `isola-bench exec` without the CLI: `cargo run --release -p isola-bench --example exec_latency -- WORKER_BIN [DENO]`
 //! (WORKER_BIN: a built `isola-worker`, e.g. target/release/isola-worker).
 
 #[tokio::main]

@@ -1,4 +1,4 @@
-//! The measurements behind `isola bench` (and shared pieces of the criterion benches).
+//! The measurements behind `isola-bench` (and shared pieces of the criterion benches).
 //!
 //! Figures are recorded in `BENCHMARKS.md` with the command that produced them. Peers are
 //! measured in the same run and reported as ratios: these machines are noisy.
@@ -189,7 +189,7 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// `isola bench exec`: the trivial script in-process and through a warm worker, the binding
+/// `isola-bench exec`: the trivial script in-process and through a warm worker, the binding
 /// round trip, sandbox memory, and `deno run` as the peer.
 pub async fn exec_latency(
     worker: Option<WorkerCommand>,
@@ -389,7 +389,7 @@ fn deno_run(deno: &Path, runs: u32) -> Result<Stats, String> {
     Ok(Stats::of(samples))
 }
 
-/// `isola bench mcp`: `calls` sequential calls to a stdio server's `echo` tool, `rounds` times,
+/// `isola-bench mcp`: `calls` sequential calls to a stdio server's `echo` tool, `rounds` times,
 /// alternating within each round:
 ///
 /// * through Isola: one script awaiting the calls one after another;

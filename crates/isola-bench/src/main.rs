@@ -212,7 +212,7 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `isola bench tokens`: definitions of the configured servers, then the workflow.
+/// `isola-bench tokens`: definitions of the configured servers, then the workflow.
 async fn tokens(config: Option<&Path>, fs_server: Option<&str>, json: bool) -> Result<()> {
     use isola_bench::tokens;
 

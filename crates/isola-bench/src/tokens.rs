@@ -1,4 +1,4 @@
-//! `isola bench tokens`: the context tokens (tiktoken o200k) a host spends on tools, classic
+//! `isola-bench tokens`: the context tokens (tiktoken o200k) a host spends on tools, classic
 //! tool calling against Isola's Code Mode.
 //!
 //! Two measurements:
@@ -550,7 +550,7 @@ impl Exchange {
 }
 
 impl Definitions {
-    /// The figures as JSON (`isola bench tokens --json`).
+    /// The figures as JSON (`isola-bench tokens --json`).
     pub fn to_json(&self) -> Value {
         json!({
             "tools": self.tools(),
@@ -569,7 +569,7 @@ impl Definitions {
 }
 
 impl Workflow {
-    /// The figures as JSON (`isola bench tokens --json`).
+    /// The figures as JSON (`isola-bench tokens --json`).
     pub fn to_json(&self) -> Value {
         json!({
             "files": self.files,

@@ -443,3 +443,19 @@ fn required_hardening_names_known_layers() {
         "isola.requireHardening: expected an array of layer names, found a string",
     );
 }
+
+/// Every variable in the registry is in ARCHITECTURE.md's table, with what it does.
+#[test]
+fn every_environment_variable_is_documented() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ARCHITECTURE.md"),
+    )
+    .unwrap();
+    for v in isola_config::env::VARS {
+        let row = format!("| `{}` | {} | {} |", v.name, v.read_by, v.what);
+        assert!(
+            doc.contains(&row),
+            "ARCHITECTURE.md (Configuration) lacks the row:\n{row}"
+        );
+    }
+}

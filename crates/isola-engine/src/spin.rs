@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Waits longer than this are waited asleep. A fast local tool answers in about 100 µs, but
 /// one answer in ten takes two to five times that (the server's own pauses); a cap that covers
-/// them measured better than 300 µs (`isola bench mcp`).
+/// them measured better than 300 µs (`isola-bench mcp`).
 pub(crate) const CAP: Duration = Duration::from_millis(1);
 
 /// One round of polling: let other threads on this CPU run, then let the runtime look for I/O
