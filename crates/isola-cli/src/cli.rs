@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use isola_config::ranges;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -77,23 +78,23 @@ pub struct LimitArgs {
     /// Wall-clock deadline, e.g. 30s, 500ms, 2m.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration_ms)]
     pub timeout: Option<u64>,
-    /// JS heap limit in MiB.
-    #[arg(long, value_name = "MIB")]
+    /// JS heap limit in MiB (4 to 8192).
+    #[arg(long, value_name = "MIB", value_parser = |s: &str| in_range(s, &ranges::MEMORY_BYTES, 1024 * 1024, "MiB"))]
     pub memory_mb: Option<u64>,
-    /// JS stack limit in KiB.
-    #[arg(long, value_name = "KIB")]
+    /// JS stack limit in KiB (64 to 4096).
+    #[arg(long, value_name = "KIB", value_parser = |s: &str| in_range(s, &ranges::STACK_BYTES, 1024, "KiB"))]
     pub stack_kb: Option<u64>,
-    /// Maximum number of tool calls.
-    #[arg(long, value_name = "N")]
-    pub max_tool_calls: Option<u32>,
-    /// Maximum tool calls in flight at once.
-    #[arg(long, value_name = "N")]
-    pub concurrency: Option<u32>,
-    /// Console output kept, in bytes.
-    #[arg(long, value_name = "BYTES")]
+    /// Maximum number of tool calls (1 to 1,000,000).
+    #[arg(long, value_name = "N", value_parser = |s: &str| in_range(s, &ranges::MAX_TOOL_CALLS, 1, "calls"))]
+    pub max_tool_calls: Option<u64>,
+    /// Maximum tool calls in flight at once (1 to 256).
+    #[arg(long, value_name = "N", value_parser = |s: &str| in_range(s, &ranges::MAX_CONCURRENCY, 1, "calls"))]
+    pub concurrency: Option<u64>,
+    /// Console output kept, in bytes (up to 64 MiB).
+    #[arg(long, value_name = "BYTES", value_parser = |s: &str| in_range(s, &ranges::MAX_LOG_BYTES, 1, "bytes"))]
     pub max_log_bytes: Option<u64>,
-    /// Result size kept, in bytes.
-    #[arg(long, value_name = "BYTES")]
+    /// Result size kept, in bytes (up to 32 MiB).
+    #[arg(long, value_name = "BYTES", value_parser = |s: &str| in_range(s, &ranges::MAX_RESULT_BYTES, 1, "bytes"))]
     pub max_result_bytes: Option<u64>,
 }
 
@@ -110,10 +111,10 @@ impl LimitArgs {
             limits.stack_bytes = v.saturating_mul(1024);
         }
         if let Some(v) = self.max_tool_calls {
-            limits.max_tool_calls = v;
+            limits.max_tool_calls = u32::try_from(v).unwrap_or(u32::MAX);
         }
         if let Some(v) = self.concurrency {
-            limits.max_concurrency = v;
+            limits.max_concurrency = u32::try_from(v).unwrap_or(u32::MAX);
         }
         if let Some(v) = self.max_log_bytes {
             limits.max_log_bytes = v;
@@ -121,6 +122,25 @@ impl LimitArgs {
         if let Some(v) = self.max_result_bytes {
             limits.max_result_bytes = v;
         }
+    }
+}
+
+/// A flag's number, in `unit`s of `scale` bytes (or items), within `range` (see
+/// `isola_config::ranges`, which the config file is checked against too).
+fn in_range(s: &str, range: &ranges::Range, scale: u64, unit: &str) -> Result<u64, String> {
+    let n: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    let (lo, hi) = (range.range.start() / scale, range.range.end() / scale);
+    if n.checked_mul(scale)
+        .is_some_and(|v| range.range.contains(&v))
+    {
+        Ok(n)
+    } else {
+        Err(format!(
+            "{n} is out of range: it takes {lo} to {hi} ({unit})"
+        ))
     }
 }
 

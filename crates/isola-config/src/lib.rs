@@ -64,6 +64,7 @@ pub const EXAMPLE_CONFIG: &str = r#"{
 }"#;
 
 pub mod env;
+pub mod ranges;
 
 const SERVER_KEYS: &[&str] = &[
     "command",
@@ -81,11 +82,16 @@ const HTTP_ONLY_KEYS: &[&str] = &["url", "headers"];
 const SETTINGS_KEYS: &[&str] = &[
     "limits",
     "workers",
+    "maxWorkers",
+    "maxScriptBytes",
     "callTimeoutMs",
     "startupTimeoutMs",
     "requireHardening",
     "agent",
 ];
+
+/// The default of `isola.maxScriptBytes`: 1 MiB of TypeScript.
+pub const DEFAULT_MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
 
 /// The hardening layers of a worker process, by the names its `Ready` message gives them.
 pub const HARDENING_LAYERS: &[&str] = &["no_new_privs", "rlimits", "seccomp"];
@@ -214,8 +220,12 @@ fn shell_word(word: &str) -> String {
 pub struct IsolaSettings {
     /// Limits of one execution.
     pub limits: Limits,
-    /// Size of the sandbox worker pool; `None` lets the engine choose.
+    /// Worker processes kept warm; `None` lets the engine choose.
     pub workers: Option<usize>,
+    /// The most worker processes alive at once, under load; `None` lets the engine choose.
+    pub max_workers: Option<usize>,
+    /// The largest script accepted, in bytes; larger ones are refused before parsing.
+    pub max_script_bytes: u64,
     /// Timeout of one tool call, in milliseconds.
     pub call_timeout_ms: u64,
     /// Timeout for starting one server (spawn or connect, `initialize`, `tools/list`), in
@@ -236,6 +246,8 @@ impl Default for IsolaSettings {
         Self {
             limits: Limits::default(),
             workers: None,
+            max_workers: None,
+            max_script_bytes: DEFAULT_MAX_SCRIPT_BYTES,
             call_timeout_ms: 60_000,
             startup_timeout_ms: 30_000,
             require_hardening: Vec::new(),
@@ -804,19 +816,31 @@ impl Walker<'_> {
                     format!("{e}\nhint: limits take deadlineMs, memoryBytes, stackBytes, maxToolCalls, maxConcurrency, maxLogBytes, maxResultBytes (non-negative integers)"),
                 )
             })?;
+            ranges::check_limits(&settings.limits)
+                .map_err(|(key, message)| self.invalid(&format!("isola.limits.{key}"), message))?;
         }
-        if let Some(workers) = object.get("workers") {
-            let n = self.positive(workers, "isola.workers")?;
-            settings.workers =
-                Some(usize::try_from(n).map_err(|_| {
-                    self.invalid("isola.workers", format!("{n} workers is too many"))
-                })?);
+        if let Some(n) = object.get("workers") {
+            settings.workers = Some(self.in_range(n, &ranges::WORKERS)? as usize);
+        }
+        if let Some(n) = object.get("maxWorkers") {
+            settings.max_workers = Some(self.in_range(n, &ranges::MAX_WORKERS)? as usize);
+        }
+        if let (Some(warm), Some(max)) = (settings.workers, settings.max_workers)
+            && warm > max
+        {
+            return Err(self.invalid(
+                "isola.workers",
+                format!("{warm} workers kept warm is more than maxWorkers ({max})"),
+            ));
+        }
+        if let Some(n) = object.get("maxScriptBytes") {
+            settings.max_script_bytes = self.in_range(n, &ranges::MAX_SCRIPT_BYTES)?;
         }
         if let Some(ms) = object.get("callTimeoutMs") {
-            settings.call_timeout_ms = self.positive(ms, "isola.callTimeoutMs")?;
+            settings.call_timeout_ms = self.in_range(ms, &ranges::CALL_TIMEOUT_MS)?;
         }
         if let Some(ms) = object.get("startupTimeoutMs") {
-            settings.startup_timeout_ms = self.positive(ms, "isola.startupTimeoutMs")?;
+            settings.startup_timeout_ms = self.in_range(ms, &ranges::STARTUP_TIMEOUT_MS)?;
         }
         if let Some(value) = object.get("requireHardening") {
             let key = "isola.requireHardening";
@@ -844,12 +868,13 @@ impl Walker<'_> {
         Ok(settings)
     }
 
-    fn positive(&self, value: &Value, key: &str) -> Result<u64, ConfigError> {
-        match value.as_u64() {
-            Some(0) => Err(self.invalid(key, "must be at least 1")),
-            Some(n) => Ok(n),
-            None => Err(self.wrong_type(key, "a positive integer", value)),
-        }
+    /// An integer of `isola.<range.key>` within its range.
+    fn in_range(&self, value: &Value, range: &ranges::Range) -> Result<u64, ConfigError> {
+        let key = format!("isola.{}", range.key);
+        let n = value
+            .as_u64()
+            .ok_or_else(|| self.wrong_type(&key, "a non-negative integer", value))?;
+        range.check(n).map_err(|m| self.invalid(&key, m))
     }
 
     /// Expand `${VAR}` and `${VAR:-default}` in `raw`.

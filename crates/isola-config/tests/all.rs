@@ -208,7 +208,7 @@ fn errors_name_file_key_and_expectation() {
         ),
         (
             r#"{"mcpServers": {}, "isola": {"workerz": 2}}"#,
-            "isola: unknown key `workerz`\nhint: expected one of: limits, workers, callTimeoutMs, startupTimeoutMs, requireHardening, agent",
+            "isola: unknown key `workerz`\nhint: expected one of: limits, workers, maxWorkers, maxScriptBytes, callTimeoutMs, startupTimeoutMs, requireHardening, agent",
         ),
         (
             r#"{"mcpServers": {}, "isola": {"limits": {"memoryMB": 3}}}"#,
@@ -224,19 +224,47 @@ fn errors_name_file_key_and_expectation() {
         ),
         (
             r#"{"mcpServers": {}, "isola": {"callTimeoutMs": "5"}}"#,
-            "isola.callTimeoutMs: expected a positive integer, found a string",
+            "isola.callTimeoutMs: expected a non-negative integer, found a string",
         ),
         (
             r#"{"mcpServers": {}, "isola": {"startupTimeoutMs": 1.5}}"#,
-            "isola.startupTimeoutMs: expected a positive integer, found a number",
+            "isola.startupTimeoutMs: expected a non-negative integer, found a number",
         ),
         (
             r#"{"mcpServers": {}, "isola": {"callTimeoutMs": -1}}"#,
-            "isola.callTimeoutMs: expected a positive integer, found a number",
+            "isola.callTimeoutMs: expected a non-negative integer, found a number",
         ),
         (
-            r#"{"mcpServers": {}, "isola": {"workers": 0}}"#,
-            "isola.workers: must be at least 1",
+            r#"{"mcpServers": {}, "isola": {"workers": 100000}}"#,
+            "isola.workers: 100000 is out of range: workers takes 0 to 256 workers",
+        ),
+        (
+            r#"{"mcpServers": {}, "isola": {"workers": 8, "maxWorkers": 4}}"#,
+            "isola.workers: 8 workers kept warm is more than maxWorkers (4)",
+        ),
+        (
+            r#"{"mcpServers": {}, "isola": {"callTimeoutMs": 0}}"#,
+            "isola.callTimeoutMs: 0 is out of range: callTimeoutMs takes 1 to 86400000 ms",
+        ),
+        (
+            r#"{"mcpServers": {}, "isola": {"limits": {"deadlineMs": 0}}}"#,
+            "isola.limits.deadlineMs: 0 is out of range: deadlineMs takes 1 to 86400000 ms",
+        ),
+        (
+            r#"{"mcpServers": {}, "isola": {"limits": {"memoryBytes": 1}}}"#,
+            "isola.limits.memoryBytes: 1 is out of range: memoryBytes takes 4194304 to 8589934592 bytes",
+        ),
+        (
+            r#"{"mcpServers": {}, "isola": {"limits": {"stackBytes": 0}}}"#,
+            "isola.limits.stackBytes: 0 is out of range",
+        ),
+        (
+            r#"{"mcpServers": {}, "isola": {"limits": {"maxConcurrency": 0}}}"#,
+            "isola.limits.maxConcurrency: 0 is out of range: maxConcurrency takes 1 to 256 calls",
+        ),
+        (
+            r#"{"mcpServers": {}, "isola": {"maxScriptBytes": 1}}"#,
+            "isola.maxScriptBytes: 1 is out of range",
         ),
     ];
     for (json, expect) in cases {

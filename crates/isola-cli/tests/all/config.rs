@@ -68,3 +68,44 @@ fn a_missing_script_file() {
         run.stderr()
     );
 }
+
+/// Every limit has a range, checked the same way for flags and the config file.
+#[test]
+fn limits_out_of_range_are_refused_naming_key_value_and_range() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("isola.json"), r#"{"mcpServers": {}}"#).unwrap();
+    std::fs::write(dir.path().join("x.ts"), "return 1").unwrap();
+    for (flag, value, expect) in [
+        (
+            "--memory-mb",
+            "0",
+            "0 is out of range: it takes 4 to 8192 (MiB)",
+        ),
+        ("--memory-mb", "1000000", "1000000 is out of range"),
+        ("--stack-kb", "0", "it takes 64 to 4096 (KiB)"),
+        ("--concurrency", "0", "it takes 1 to 256 (calls)"),
+        ("--max-tool-calls", "0", "it takes 1 to 1000000 (calls)"),
+    ] {
+        let run = isola_in(dir.path(), &["exec", flag, value, "x.ts"]);
+        assert_eq!(run.code(), 2, "{flag} {value}");
+        assert!(
+            run.stderr().contains(flag) && run.stderr().contains(expect),
+            "{flag} {value}: {}",
+            run.stderr()
+        );
+    }
+    std::fs::write(
+        dir.path().join("isola.json"),
+        r#"{"mcpServers": {}, "isola": {"limits": {"deadlineMs": 0}}}"#,
+    )
+    .unwrap();
+    let run = isola_in(dir.path(), &["exec", "x.ts"]);
+    assert_eq!(run.code(), 2);
+    assert!(
+        run.stderr().contains(
+            "isola.limits.deadlineMs: 0 is out of range: deadlineMs takes 1 to 86400000 ms"
+        ),
+        "{}",
+        run.stderr()
+    );
+}
