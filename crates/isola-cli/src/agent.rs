@@ -9,7 +9,6 @@ use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use isola_agent::{Agent, AgentConfig, AgentEvent, Mode, StopReason, Transcript};
 use isola_config::Config;
-use isola_engine::Engine;
 use isola_llm::ProviderKind;
 use isola_mcp::McpHub;
 
@@ -156,7 +155,8 @@ async fn start(config_path: Option<&Path>, args: &AgentArgs) -> Result<Session> 
         .map_err(crate::error::user_input)?;
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
-    let engine = Arc::new(Engine::new(
+    let engine = Arc::new(crate::commands::engine(
+        &config,
         hub.clone(),
         backend,
         config.settings.limits.clone(),

@@ -63,6 +63,16 @@ pub fn backend(config: &Config, in_process: bool) -> Result<Backend> {
     )))
 }
 
+/// The engine every command uses: the config's settings applied.
+pub fn engine(
+    config: &Config,
+    hub: Arc<McpHub>,
+    backend: Backend,
+    limits: isola_protocol::Limits,
+) -> Engine {
+    Engine::new(hub, backend, limits).with_max_script_bytes(config.settings.max_script_bytes)
+}
+
 async fn tools(config: Option<&Path>, json: bool) -> Result<ExitCode> {
     let config = load_config(config)?;
     let hub = McpHub::connect(&config).await;
@@ -151,7 +161,7 @@ async fn exec(config_path: Option<&Path>, args: ExecArgs) -> Result<ExitCode> {
     args.limits.apply(&mut limits);
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
-    let engine = Engine::new(hub.clone(), backend, limits);
+    let engine = engine(&config, hub.clone(), backend, limits);
     let record = engine
         .execute(
             &source,

@@ -9,7 +9,7 @@ use anyhow::Result;
 use clap::Args;
 use isola_codemode::ViewOptions;
 use isola_codemode::descriptions::DEFAULT_EMBED_MAX_TOKENS;
-use isola_engine::{CancellationToken, Engine};
+use isola_engine::CancellationToken;
 use isola_server::IsolaServer;
 use isola_server::http::{HttpOptions, HttpServer};
 
@@ -81,7 +81,7 @@ pub async fn run(config_path: Option<&Path>, args: McpArgs) -> Result<ExitCode> 
         None => None,
     };
     let hub = connect(&config).await;
-    let engine = Arc::new(Engine::new(hub.clone(), backend, limits));
+    let engine = Arc::new(crate::commands::engine(&config, hub.clone(), backend, limits));
     let server = IsolaServer::new(
         engine,
         ViewOptions {

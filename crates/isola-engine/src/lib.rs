@@ -86,6 +86,8 @@ pub struct Engine {
     api: RwLock<Arc<ApiState>>,
     /// Asked before every call of every execution, before the execution's own gates.
     gates: Gates,
+    /// The largest script accepted, in bytes.
+    max_script_bytes: u64,
     /// Executions under way.
     running: AtomicUsize,
 }
@@ -105,6 +107,9 @@ impl Drop for Running<'_> {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// The largest script an engine accepts unless told otherwise: 1 MiB.
+pub const DEFAULT_MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
 
 /// Milliseconds since the Unix epoch: the clock scripts see.
 fn epoch_ms() -> u64 {
@@ -131,8 +136,16 @@ impl Engine {
             limits,
             api: RwLock::new(api),
             gates: Gates::default(),
+            max_script_bytes: DEFAULT_MAX_SCRIPT_BYTES,
             running: AtomicUsize::new(0),
         }
+    }
+
+    /// Refuse scripts larger than `bytes` before parsing them (default
+    /// [`DEFAULT_MAX_SCRIPT_BYTES`]).
+    pub fn with_max_script_bytes(mut self, bytes: u64) -> Self {
+        self.max_script_bytes = bytes;
+        self
     }
 
     /// Ask `gates` before every call of every execution (a policy, say).
@@ -198,6 +211,14 @@ impl Engine {
             ..
         } = options;
 
+        if source.len() as u64 > self.max_script_bytes {
+            let error = record::too_large(source.len(), self.max_script_bytes, &file);
+            let rec = failed(error, timings, started);
+            for o in &mut observers {
+                let _ = o.event(&Event::Finished(&rec));
+            }
+            return rec;
+        }
         let t0 = Instant::now();
         let transpiled = isola_transpile::transpile(source, &file);
         timings.transpile_ms = ms(t0.elapsed());

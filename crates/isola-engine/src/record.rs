@@ -137,6 +137,25 @@ pub fn exec_error(e: JsError, transpiled: &Transpiled, source: &str, file: &str)
     }
 }
 
+/// A script over the size limit, refused before it is parsed.
+pub fn too_large(len: usize, limit: u64, file: &str) -> ExecError {
+    ExecError {
+        kind: ErrorKind::Syntax,
+        limit: None,
+        name: "SyntaxError".into(),
+        message: format!("the script is {len} bytes; the limit is {limit} bytes"),
+        position: Some(Position {
+            file: file.to_string(),
+            line: 1,
+            column: 1,
+        }),
+        code_frame: None,
+        stack: None,
+        tool: None,
+        hint: Some("raise `isola.maxScriptBytes` in the config, or keep data out of the script (read it with a tool)".into()),
+    }
+}
+
 /// An error of Isola's own machinery.
 pub fn internal_error(message: String) -> ExecError {
     ExecError {

@@ -62,6 +62,7 @@
 //! are syntax errors, as is any `export` other than type-only ones and the entry forms above.
 //! `require(...)` is left alone (it fails at run time: there is no `require`).
 
+mod depth;
 mod modules;
 mod position;
 mod wrap;
@@ -203,11 +204,54 @@ fn first_error(diagnostics: &[OxcDiagnostic]) -> Option<&OxcDiagnostic> {
 ///
 /// `file_name` names the script in errors and mapped stack traces (e.g. `agent.ts`).
 ///
+/// Safe on untrusted source of any shape: a script nested deeper than [`MAX_NESTING`] brackets
+/// is refused, and one that is not small is transpiled on a thread with a stack sized for it,
+/// so no input can overflow the caller's stack. Bound the size of what you pass (Isola's
+/// `isola.maxScriptBytes`): the work and memory grow with it.
+///
 /// # Errors
 ///
-/// The first syntax error (by position), an early error such as a redeclared `let`, or use of
-/// module syntax; see the [crate docs](crate#module-syntax).
+/// The first syntax error (by position), an early error such as a redeclared `let`, nesting
+/// past [`MAX_NESTING`], or use of module syntax; see the [crate docs](crate#module-syntax).
 pub fn transpile(source: &str, file_name: &str) -> Result<Transpiled, SyntaxError> {
+    let (nesting, at) = depth::nesting(source);
+    if nesting > MAX_NESTING {
+        return Err(SyntaxError::at(
+            source,
+            file_name,
+            to_u32(at),
+            format!("the script nests brackets {nesting} levels deep; the limit is {MAX_NESTING}"),
+            Some("flatten the data or build it in steps".into()),
+        ));
+    }
+    if source.len() <= depth::SMALL_BYTES && nesting <= depth::SHALLOW {
+        return transpile_here(source, file_name);
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("isola-transpile".into())
+            .stack_size(depth::stack_for(source.len()))
+            .spawn_scoped(scope, || transpile_here(source, file_name))
+            .map_err(|e| {
+                SyntaxError::at(source, file_name, 0, format!("cannot start the transpiler: {e}"), None)
+            })?
+            .join()
+            .unwrap_or_else(|_| {
+                Err(SyntaxError::at(
+                    source,
+                    file_name,
+                    0,
+                    "the transpiler failed on this script".into(),
+                    None,
+                ))
+            })
+    })
+}
+
+/// The deepest bracket nesting [`transpile`] accepts.
+pub const MAX_NESTING: usize = depth::MAX_NESTING;
+
+fn transpile_here(source: &str, file_name: &str) -> Result<Transpiled, SyntaxError> {
     let allocator = Allocator::default();
     let error = |d: &OxcDiagnostic| SyntaxError::from_diagnostic(source, file_name, d);
 

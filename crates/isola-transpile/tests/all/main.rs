@@ -4,6 +4,7 @@
 
 mod entry;
 mod errors;
+mod hostile;
 mod mapping;
 mod node;
 mod strip;
