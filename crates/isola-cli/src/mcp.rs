@@ -81,7 +81,12 @@ pub async fn run(config_path: Option<&Path>, args: McpArgs) -> Result<ExitCode> 
         None => None,
     };
     let hub = connect(&config).await;
-    let engine = Arc::new(crate::commands::engine(&config, hub.clone(), backend, limits));
+    let engine = Arc::new(crate::commands::engine(
+        &config,
+        hub.clone(),
+        backend,
+        limits,
+    ));
     let server = IsolaServer::new(
         engine,
         ViewOptions {

@@ -891,6 +891,7 @@ fn spawn(
     let mut cmd = tokio::process::Command::new(command);
     let inherited = isola_config::env::inherited(std::env::vars(), inherit_env);
     cmd.args(args).env_clear().envs(inherited).envs(env);
+    die_with_parent(&mut cmd);
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
@@ -906,6 +907,26 @@ fn spawn(
             ),
             _ => format!("{line}: cannot start {command}: {error}"),
         })
+}
+
+/// Make a stdio server killed when Isola dies, however it dies (`kill -9` included), and put
+/// it in a process group of its own, so a terminal's Ctrl-C reaches Isola alone (which closes
+/// its servers in order) and a shutdown can stop the server's own children with it. The
+/// signal is tied to the thread that spawns the child, which is the runtime's own.
+fn die_with_parent(cmd: &mut tokio::process::Command) {
+    cmd.process_group(0);
+    // SAFETY: getpid is async-signal-safe.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Convert config headers to the transport's header map (types inferred from the caller, so

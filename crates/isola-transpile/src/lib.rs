@@ -233,7 +233,13 @@ pub fn transpile(source: &str, file_name: &str) -> Result<Transpiled, SyntaxErro
             .stack_size(depth::stack_for(source.len()))
             .spawn_scoped(scope, || transpile_here(source, file_name))
             .map_err(|e| {
-                SyntaxError::at(source, file_name, 0, format!("cannot start the transpiler: {e}"), None)
+                SyntaxError::at(
+                    source,
+                    file_name,
+                    0,
+                    format!("cannot start the transpiler: {e}"),
+                    None,
+                )
             })?
             .join()
             .unwrap_or_else(|_| {

@@ -197,6 +197,25 @@ impl WorkerPool {
     }
 }
 
+/// Make the child killed when this process dies, however it dies (`kill -9` included): a
+/// worker stuck in a native operation would otherwise go on burning a CPU. The signal is tied
+/// to the thread that spawns the child, which is the runtime's own.
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: getpid is async-signal-safe.
+    let parent = unsafe { libc::getpid() };
+    // SAFETY: only async-signal-safe calls (prctl, getppid, _exit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            // The parent may have died before the prctl: then nobody would send the signal.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
 /// One worker process and its channel.
 ///
 /// Reads are cancel-safe: frames are decoded by a [`FrameDecoder`] that keeps a half-read
@@ -231,6 +250,7 @@ impl Worker {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
+        die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|source| BackendError::Spawn {
             program: describe.clone(),
             source,

@@ -20,7 +20,10 @@ fn deep_brackets_are_refused_naming_the_limit() {
     }
     // Just under the limit is fine.
     let n = MAX_NESTING - 10;
-    let ok = transpile(&format!("return {}1{};", "(".repeat(n), ")".repeat(n)), "deep.ts");
+    let ok = transpile(
+        &format!("return {}1{};", "(".repeat(n), ")".repeat(n)),
+        "deep.ts",
+    );
     assert!(ok.is_ok(), "{:?}", ok.err());
 }
 
@@ -30,7 +33,11 @@ fn long_chains_and_deep_types_do_not_overflow() {
     for source in [
         format!("const a: any = {{}}; return a{};", ".b".repeat(n)),
         format!("return 1{};", "+1".repeat(n)),
-        format!("let x: {}number{} = 1; return x;", "Array<".repeat(10_000), ">".repeat(10_000)),
+        format!(
+            "let x: {}number{} = 1; return x;",
+            "Array<".repeat(10_000),
+            ">".repeat(10_000)
+        ),
         format!("return {};", "!".repeat(n) + "0"),
     ] {
         // Either way is fine; the process being alive to see it is the point.
