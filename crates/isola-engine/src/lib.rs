@@ -29,7 +29,7 @@ pub mod replay;
 mod spin;
 mod tools;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -300,7 +300,9 @@ impl Engine {
             },
         });
         let _running = Running::enter(&self.running);
-        let ending = self.drive(&mut machine, session, &gates, &cancel).await;
+        let ending = self
+            .drive(&mut machine, session, &api, &gates, &cancel)
+            .await;
         timings.run_ms = ms(run_start.elapsed());
 
         let rec = match ending {
@@ -348,6 +350,7 @@ impl Engine {
         &self,
         machine: &mut Execution,
         session: Session,
+        api: &ApiState,
         gates: &Gates,
         cancel: &Option<CancellationToken>,
     ) -> Ending {
@@ -356,7 +359,7 @@ impl Engine {
         let mut holds: FuturesUnordered<BoxFuture<'static, (u32, Decision)>> =
             FuturesUnordered::new();
         let mut timers: BTreeSet<(Instant, u32)> = BTreeSet::new();
-        let mut timer_at: HashMap<u32, Instant> = HashMap::new();
+        let mut timer_at: BTreeMap<u32, Instant> = BTreeMap::new();
         // Polling budgets for the two waits of a lone execution (see spin.rs): for a tool's
         // answer, and for the sandbox's next call after it got one. Concurrent executions
         // sleep: their polling would take the CPU from each other.
@@ -366,10 +369,15 @@ impl Engine {
         // When the sandbox got its last answer, while its next call is awaited.
         let mut turn_since: Option<Instant> = None;
         let tools = &*self.tools;
+        // The deadline's timer, moved only when the deadline moves.
+        let deadline_timer = tokio::time::sleep(Duration::from_secs(86_400));
+        tokio::pin!(deadline_timer);
+        let mut armed_for: Option<Instant> = None;
+        let mut pending: Vec<Effect> = Vec::new();
 
         loop {
             // Carry out what the machine asked for, until it asks for nothing more.
-            let mut pending: Vec<Effect> = machine.effects().collect();
+            machine.take_effects(&mut pending);
             while !pending.is_empty() {
                 for effect in pending.drain(..) {
                     match effect {
@@ -382,15 +390,16 @@ impl Engine {
                         }
                         Effect::Dispatch {
                             id,
-                            server,
-                            tool,
+                            binding,
                             arguments,
                         } => {
+                            let b = &api.bindings[binding];
+                            let (server, tool) = (b.server.as_str(), b.tool.as_str());
                             let span = tracing::debug_span!("tool_call", %server, %tool);
                             inflight.push(
                                 async move {
                                     let started = Instant::now();
-                                    let result = tools.call(&server, &tool, arguments).await;
+                                    let result = tools.call(server, tool, arguments).await;
                                     (id, result, started.elapsed())
                                 }
                                 .instrument(span),
@@ -428,10 +437,18 @@ impl Engine {
                         }
                     }
                 }
-                pending.extend(machine.effects());
+                machine.take_effects(&mut pending);
             }
 
-            let deadline = machine.deadline().map(tokio::time::Instant::from_std);
+            let deadline = machine.deadline();
+            if deadline != armed_for
+                && let Some(at) = deadline
+            {
+                deadline_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::from_std(at));
+            }
+            armed_for = deadline;
             let next_timer = timers
                 .first()
                 .map(|(at, _)| tokio::time::Instant::from_std(*at));
@@ -465,7 +482,7 @@ impl Engine {
                         machine.step(Input::TimerDue { id });
                     }
                 }
-                () = sleep_until(deadline), if deadline.is_some() => machine.step(Input::Deadline),
+                () = &mut deadline_timer, if armed_for.is_some() => machine.step(Input::Deadline),
                 () = cancelled(cancel) => machine.step(Input::Cancel),
                 () = spin::poll_round(), if poll_until.is_some_and(|t| Instant::now() < t) => {}
             }

@@ -23,7 +23,7 @@
 //! recorded, timers included: the sandbox then runs exactly as it did. Once the recording is
 //! used up the execution goes on live.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use isola_protocol::{
@@ -69,11 +69,11 @@ pub enum Input {
 pub enum Effect {
     /// Ask the gates about call `id`; answer with [`Input::Verdict`].
     Check { id: u32, call: CallIntent },
-    /// Call the tool; answer with [`Input::CallFinished`].
+    /// Call the tool of `binding` (an index into the API's bindings); answer with
+    /// [`Input::CallFinished`].
     Dispatch {
         id: u32,
-        server: String,
-        tool: String,
+        binding: usize,
         arguments: Map<String, Value>,
     },
     /// Send the sandbox this message.
@@ -161,7 +161,7 @@ pub struct Execution {
     observers: Vec<Box<dyn Observer>>,
     clock: fn() -> u64,
     run_start: Instant,
-    calls: HashMap<u32, Pending>,
+    calls: BTreeMap<u32, Pending>,
     made: u32,
     queued: VecDeque<u32>,
     running: u32,
@@ -169,7 +169,7 @@ pub struct Execution {
     held_since: Option<Instant>,
     held_total: Duration,
     /// Armed timers and their delays (in replay, armed only once the recording is used up).
-    timers: HashMap<u32, f64>,
+    timers: BTreeMap<u32, f64>,
     sequencer: Option<Sequencer>,
     log_bytes: u64,
     logs_dropped: u64,
@@ -195,14 +195,14 @@ impl Execution {
             observers: setup.observers,
             clock: setup.clock,
             run_start: Instant::now(),
-            calls: HashMap::new(),
+            calls: BTreeMap::new(),
             made: 0,
             queued: VecDeque::new(),
             running: 0,
             held: 0,
             held_since: None,
             held_total: Duration::ZERO,
-            timers: HashMap::new(),
+            timers: BTreeMap::new(),
             sequencer,
             log_bytes: 0,
             logs_dropped: 0,
@@ -293,6 +293,11 @@ impl Execution {
     /// The effects of the inputs so far, in order.
     pub fn effects(&mut self) -> std::vec::Drain<'_, Effect> {
         self.effects.drain(..)
+    }
+
+    /// Move the effects so far into `into` (empty), without allocating.
+    pub fn take_effects(&mut self, into: &mut Vec<Effect>) {
+        std::mem::swap(&mut self.effects, into);
     }
 
     fn sandbox(&mut self, msg: SandboxMsg) {
@@ -579,12 +584,9 @@ impl Execution {
             p.sent = Some(Instant::now());
             p.trace.started_ms = ms(self.run_start.elapsed());
             self.running += 1;
-            let api = self.api.clone();
-            let b = &api.bindings[p.binding];
             self.effects.push(Effect::Dispatch {
                 id,
-                server: b.server.clone(),
-                tool: b.tool.clone(),
+                binding: p.binding,
                 arguments: std::mem::take(&mut p.arguments),
             });
         }

@@ -201,8 +201,12 @@ struct State {
 /// a good part of starting an execution (~0.2 ms of ~0.5 ms when the caches are cold), so a
 /// worker makes the next one while it waits for work. Used once, by [`run_in`].
 pub struct Fresh {
-    runtime: Runtime,
+    // Dropped in this order: the prelude, its context, their runtime.
+    /// The prelude's entry function, already loaded into `context` (loading its bytecode is
+    /// most of the rest of a start). Nothing ran it yet.
+    prelude: rquickjs::Persistent<Function<'static>>,
     context: Context,
+    runtime: Runtime,
 }
 
 impl Fresh {
@@ -210,7 +214,14 @@ impl Fresh {
         let runtime = Runtime::new().map_err(|e| format!("cannot create a JS runtime: {e}"))?;
         let context = Context::custom::<Intrinsics>(&runtime)
             .map_err(|e| format!("cannot create a JS context: {e}"))?;
-        Ok(Self { runtime, context })
+        let prelude = context
+            .with(|ctx| prelude::load(&ctx).map(|f| rquickjs::Persistent::save(&ctx, f)))
+            .map_err(|e| format!("cannot load the sandbox prelude: {e}"))?;
+        Ok(Self {
+            prelude,
+            context,
+            runtime,
+        })
     }
 }
 
@@ -253,7 +264,11 @@ pub fn run_in(
         cancel: cancel.clone(),
         abort: Cell::new(None),
     });
-    let Fresh { runtime, context } = fresh;
+    let Fresh {
+        prelude,
+        context,
+        runtime,
+    } = fresh;
     runtime.set_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
     runtime.set_max_stack_size(usize::try_from(limits.stack_bytes).unwrap_or(usize::MAX));
     // The stack limit counts from where the runtime was made; measure it from here instead.
@@ -266,7 +281,7 @@ pub fn run_in(
     let g = guard.clone();
     runtime.set_interrupt_handler(Some(Box::new(move || g.should_interrupt())));
     let state = Rc::new(RefCell::new(State::default()));
-    let result = context.with(|ctx| drive(&ctx, request, &host, &state, &guard));
+    let result = context.with(|ctx| drive(&ctx, prelude, request, &host, &state, &guard));
     let memory_used_bytes = u64::try_from(runtime.memory_usage().memory_used_size).unwrap_or(0);
     let logs_dropped_bytes = state.borrow().logs_dropped;
     let result = match guard.abort.get() {
@@ -456,13 +471,14 @@ type Finished = Result<Option<Payload>, JsError>;
 
 fn drive<'js>(
     ctx: &Ctx<'js>,
+    prelude: rquickjs::Persistent<Function<'static>>,
     request: &ExecRequest,
     host: &Rc<RefCell<dyn Host>>,
     state: &Rc<RefCell<State>>,
     guard: &Rc<Guard>,
 ) -> Finished {
     let limits = &request.limits;
-    let api = match install(ctx, request, host, state, guard) {
+    let api = match install(ctx, prelude, request, host, state, guard) {
         Ok(api) => api,
         Err(e) => {
             return Err(guard
@@ -588,6 +604,7 @@ type Api<'js> = (Function<'js>, Function<'js>, Function<'js>, Function<'js>);
 /// Evaluate the prelude with the natives and the namespaces; returns its entry points.
 fn install<'js>(
     ctx: &Ctx<'js>,
+    prelude: rquickjs::Persistent<Function<'static>>,
     request: &ExecRequest,
     host: &Rc<RefCell<dyn Host>>,
     state: &Rc<RefCell<State>>,
@@ -790,7 +807,7 @@ fn install<'js>(
     start.set("clock", request.clock_ms as f64)?;
     start.set("seed", seed_words(request.seed).to_vec())?;
 
-    let prelude: Function = prelude::load(ctx)?;
+    let prelude: Function = prelude.restore(ctx)?;
     let api: Object = prelude.call((natives, namespaces, start))?;
     Ok((
         api.get("start")?,
