@@ -123,12 +123,11 @@ fn a_call_is_checked_sent_and_answered_unwrapped() {
         [
             Effect::Dispatch {
                 id: 1,
-                server,
-                tool,
+                binding,
                 arguments,
             },
         ] => {
-            assert_eq!((server.as_str(), tool.as_str()), ("t", "echo"));
+            assert_eq!(api().bindings[*binding].function, "t.echo");
             assert_eq!(Value::Object(arguments.clone()), json!({"a": 1}));
         }
         other => panic!("{other:?}"),
