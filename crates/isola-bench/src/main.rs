@@ -80,6 +80,9 @@ enum BenchCommand {
         /// Print the raw figures as JSON instead of the tables.
         #[arg(long)]
         json: bool,
+        /// Also write the raw figures as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        json_out: Option<PathBuf>,
         /// Only the rows whose label contains this (repeatable), e.g. `--only isola --only deno`.
         #[arg(long, value_name = "TEXT")]
         only: Vec<String>,
@@ -258,6 +261,7 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
         BenchCommand::Peers {
             smoke,
             json,
+            json_out,
             only,
             root,
             iterations,
@@ -279,6 +283,10 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
                 ));
             }
             let report = isola_bench::peers::run(&options).await;
+            if let Some(path) = json_out {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
             if json {
                 print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
             } else {

@@ -181,6 +181,9 @@ fn workload_limits() -> Limits {
     }
 }
 
+/// Warm workers, as `isola` keeps them by default (`isola.workers` in the config).
+const DEFAULT_WORKERS: usize = 2;
+
 /// Isola's backend for `mode`; a worker pool keeps `warm` processes ready.
 fn backend(mode: &str, worker: &WorkerCommand, warm: usize) -> Result<Backend, String> {
     match mode {
@@ -233,7 +236,7 @@ async fn isola_workload(
     let tools = Arc::new(BenchTools::default());
     // The memory workload starts from no sandbox at all: no warm worker in its baseline.
     let memory = workload == "memory";
-    let backend = backend(&job.mode, worker, usize::from(!memory))?;
+    let backend = backend(&job.mode, worker, if memory { 0 } else { DEFAULT_WORKERS })?;
     if let (Backend::Workers(pool), false) = (&backend, memory) {
         pool.warm_up().await.map_err(|e| e.to_string())?;
     }
