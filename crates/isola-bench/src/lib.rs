@@ -10,6 +10,7 @@
 //! # }
 //! ```
 
+pub mod peers;
 pub mod tokens;
 
 use std::cell::RefCell;

@@ -73,6 +73,32 @@ enum BenchCommand {
         #[arg(long)]
         in_process: bool,
     },
+    /// Isola against the Code Mode engines users would pick instead (Cloudflare's codemode on
+    /// workerd, UTCP code-mode, quickjs-emscripten, Monty and FastMCP's CodeMode, deno), side by
+    /// side in one run: the peers installed by scripts/setup-peers.sh.
+    Peers {
+        /// Few iterations, for the smoke test: results are checked, timings mean nothing.
+        #[arg(long)]
+        smoke: bool,
+        /// Print the raw figures as JSON instead of the tables.
+        #[arg(long)]
+        json: bool,
+        /// Also write the raw figures as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        json_out: Option<PathBuf>,
+        /// Only the rows whose label contains this (repeatable), e.g. `--only isola --only deno`.
+        #[arg(long, value_name = "TEXT")]
+        only: Vec<String>,
+        /// The checkout whose fixtures/ to use [default: the working directory].
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
+        /// Most executions of the trivial script per row (within a 10 s budget).
+        #[arg(long)]
+        iterations: Option<u32>,
+        /// Rounds of the MCP workload.
+        #[arg(long)]
+        rounds: Option<u32>,
+    },
     /// Context tokens spent on tools, classic tool calling vs Isola: the tool definitions of the
     /// configured servers, and a list-read-rank workflow over server-filesystem.
     Tokens {
@@ -92,6 +118,10 @@ fn main() -> ExitCode {
         let code = isola_worker::worker_main();
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    // Isola's adapter of `isola-bench peers`: a job on stdin, its events on stdout.
+    if std::env::args_os().nth(1).as_deref() == Some(OsStr::new("__peer")) {
+        return peer_adapter();
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -107,6 +137,32 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     match code {
         Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn peer_adapter() -> ExitCode {
+    let run = || -> Result<()> {
+        let job: isola_bench::peers::Job = serde_json::from_reader(std::io::stdin().lock())
+            .context("reading the job of `isola-bench __peer` from stdin")?;
+        let worker = WorkerCommand::current_exe("__worker")?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let mut out = std::io::stdout();
+        runtime.block_on(isola_bench::peers::isola_adapter(job, worker, &mut out));
+        // A runaway in-process sandbox thread must not keep the adapter alive.
+        runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+        Ok(())
+    };
+    match run() {
+        Ok(()) => {
+            let _ = std::io::stdout().flush();
+            std::process::exit(0)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -204,6 +260,41 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
             .map_err(|e| anyhow!(e))?;
             hub.shutdown().await;
             print(&report)?;
+        }
+        BenchCommand::Peers {
+            smoke,
+            json,
+            json_out,
+            only,
+            root,
+            iterations,
+            rounds,
+        } => {
+            let isola = std::env::current_exe().context("locating isola-bench itself")?;
+            let mut options = isola_bench::peers::Options::new(&root, isola, smoke);
+            options.only = only;
+            if let Some(n) = iterations {
+                options.iterations = n;
+            }
+            if let Some(n) = rounds {
+                options.rounds = n;
+            }
+            if !options.server.exists() {
+                return Err(anyhow!(
+                    "{} is missing\nhint: npm ci --prefix fixtures/servers (and scripts/setup-peers.sh for the peers), run from the checkout or pass --root",
+                    options.server.display()
+                ));
+            }
+            let report = isola_bench::peers::run(&options).await;
+            if let Some(path) = json_out {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if json {
+                print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+            } else {
+                print(&report.text())?;
+            }
         }
         BenchCommand::Tokens { fs_server, json } => {
             tokens(config, fs_server.as_deref(), json).await?

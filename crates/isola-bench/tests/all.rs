@@ -1,5 +1,6 @@
 //! `isola-bench tokens --json`: the reductions it reports (token ratios, never timings), on
-//! the benchmark's own five-server config and on a small one.
+//! the benchmark's own five-server config and on a small one; `isola-bench peers --smoke`: every
+//! peer's adapter gives Isola's results.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -112,4 +113,106 @@ fn a_small_config() {
             "security-audit.md"
         ]
     );
+}
+
+/// `isola-bench peers --smoke --json`: every peer's adapter runs the workloads a few times; each
+/// one that runs must give the same results as Isola (timings are never asserted), one that
+/// cannot run must say why, and Isola must stop both runaway scripts and the 1 GiB allocation.
+#[test]
+fn peers_smoke_every_peer_matches_isola() {
+    server_bin("mcp-server-everything");
+    let root = workspace_root();
+    let installed = root.join("fixtures/peers/node_modules");
+    assert!(
+        installed.exists(),
+        "{} is missing\nhint: run scripts/setup-peers.sh (scripts/test.sh does)",
+        installed.display()
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_isola-bench"))
+        .args(["peers", "--smoke", "--json", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert_eq!(run.status.code(), Some(0), "{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    let rows = report["rows"].as_array().unwrap();
+    let labels: Vec<&str> = rows.iter().map(|r| r["label"].as_str().unwrap()).collect();
+    assert_eq!(
+        labels,
+        [
+            "isola (worker)",
+            "isola (in-process)",
+            "cloudflare codemode (workerd)",
+            "utcp code-mode (isolated-vm)",
+            "quickjs-emscripten (in-process)",
+            "monty (pool)",
+            "fastmcp codemode (fastmcp)",
+            "deno (worker)",
+            "deno (process)",
+        ]
+    );
+    let isola = &rows[0];
+    let calls = report["calls"].as_u64().unwrap();
+    let sandboxes = report["sandboxes"].as_u64().unwrap();
+    let expected = [
+        ("trivial", json!(42)),
+        ("binding", json!(1000)),
+        ("mcp", json!(calls)),
+        ("parallel", json!(45)),
+        ("memory", json!(sandboxes)),
+    ];
+    for (workload, value) in &expected {
+        let cell = &isola["workloads"][workload];
+        assert_eq!(cell["status"], "ok", "isola (worker) {workload}: {cell:#}");
+        assert_eq!(
+            &cell["raw"]["result"], value,
+            "isola (worker) {workload}: {cell:#}"
+        );
+    }
+    for row in rows {
+        let label = row["label"].as_str().unwrap();
+        for (workload, _) in &expected {
+            let cell = &row["workloads"][workload];
+            match cell["status"].as_str().unwrap() {
+                "ok" => assert_eq!(
+                    cell["raw"]["result"], isola["workloads"][workload]["raw"]["result"],
+                    "{label} {workload} gave another result than Isola: {cell:#}"
+                ),
+                "not_applicable" | "unavailable" => assert!(
+                    cell["reason"].as_str().is_some_and(|r| r.len() > 10),
+                    "{label} {workload} must say why it does not run: {cell:#}"
+                ),
+                _ => panic!("{label} {workload} failed: {cell:#}"),
+            }
+        }
+        for case in ["loop", "join", "alloc"] {
+            let cell = &row["limits"][case];
+            let status = cell["status"].as_str().unwrap();
+            assert!(
+                ["done", "not_stopped", "unavailable"].contains(&status),
+                "{label} {case}: {cell:#}"
+            );
+        }
+    }
+    // Isola's own limits, through both backends: each case is stopped, by the right limit.
+    for row in &rows[..2] {
+        for (case, limit) in [
+            ("loop", "deadline"),
+            ("join", "deadline"),
+            ("alloc", "memory"),
+        ] {
+            let cell = &row["limits"][case];
+            assert_eq!(cell["status"], "done", "{cell:#}");
+            assert_eq!(cell["outcome"], "stopped", "{cell:#}");
+            assert!(
+                cell["message"].as_str().unwrap().starts_with(limit),
+                "{case} should hit the {limit} limit: {cell:#}"
+            );
+        }
+    }
 }
