@@ -403,7 +403,18 @@ impl Execution {
         trace.function = b.function.clone();
         trace.server = b.server.clone();
         trace.tool = b.tool.clone();
-        trace.arguments = serde_json::from_str(&args).unwrap_or(Value::Null);
+        trace.arguments = match record::parse_guest_json(&args) {
+            Ok(v) => v,
+            Err(e) => {
+                let result = CallResult::Err {
+                    kind: CallErrorKind::Validation,
+                    name: "ValidationError".into(),
+                    message: format!("the arguments of {} cannot be sent: {e}", b.function),
+                    tool: b.function.clone(),
+                };
+                return self.refuse(id, trace, result);
+            }
+        };
         let arguments = match (&trace.arguments, b.validate(&trace.arguments)) {
             (_, Err(message)) => {
                 let result = CallResult::Err {
@@ -606,7 +617,8 @@ impl Execution {
         let function = p.trace.function.clone();
         let result = match result {
             Ok(result) if result.get("isError").and_then(Value::as_bool) == Some(true) => {
-                let message = format!("{function} failed: {}", record::error_text(&result));
+                let text = record::error_text(&result);
+                let message = format!("{function} failed: {}", record::capped(&text));
                 p.trace.response_bytes = message.len() as u64;
                 CallResult::Err {
                     kind: CallErrorKind::Tool,
@@ -623,7 +635,7 @@ impl Execution {
             Err(e) => CallResult::Err {
                 kind: CallErrorKind::Tool,
                 name: "ToolError".into(),
-                message: format!("{function} failed: {e}"),
+                message: format!("{function} failed: {}", record::capped(&e.to_string())),
                 tool: function,
             },
         };

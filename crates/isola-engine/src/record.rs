@@ -46,6 +46,102 @@ pub fn error_text(result: &Value) -> String {
     }
 }
 
+/// How deep a value from the sandbox may be nested (serde_json's own bound, which keeps the
+/// host's stack safe).
+pub const MAX_DEPTH: usize = 128;
+
+/// Why a value from the sandbox is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuestJsonError {
+    #[error("it is nested more than {MAX_DEPTH} levels deep; the limit is {MAX_DEPTH}")]
+    TooDeep,
+    #[error("it is not valid JSON: {0}")]
+    Invalid(String),
+}
+
+/// JSON text from the sandbox as a value. The sandbox's `JSON.stringify` writes a lone
+/// surrogate (half of an emoji) as an escape serde rejects; such escapes are kept as the text
+/// of the escape (`"\ud83d"` comes back as the six characters `\ud83d`), the rest unchanged.
+pub fn parse_guest_json(text: &str) -> Result<Value, GuestJsonError> {
+    let first = match serde_json::from_str(text) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    let message = first.to_string();
+    if message.contains("recursion limit") {
+        return Err(GuestJsonError::TooDeep);
+    }
+    if text.contains("\\ud") || text.contains("\\uD") {
+        let fixed = escape_lone_surrogates(text);
+        return serde_json::from_str(&fixed).map_err(|e| {
+            if e.to_string().contains("recursion limit") {
+                GuestJsonError::TooDeep
+            } else {
+                GuestJsonError::Invalid(e.to_string())
+            }
+        });
+    }
+    Err(GuestJsonError::Invalid(message))
+}
+
+/// `\uD8xx`..`\uDFxx` escapes that are not a high-low pair, with their backslash escaped.
+fn escape_lone_surrogates(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut i = 0;
+    let mut last = 0;
+    let hex = |at: usize| -> Option<u16> {
+        let s = text.get(at..at + 4)?;
+        u16::from_str_radix(s, 16).ok()
+    };
+    while i + 1 < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if b[i + 1] != b'u' {
+            i += 2; // an escape of another character (\\ included)
+            continue;
+        }
+        let Some(unit) = hex(i + 2) else {
+            i += 2;
+            continue;
+        };
+        let high = (0xD800..0xDC00).contains(&unit);
+        let low = (0xDC00..0xE000).contains(&unit);
+        let paired = high
+            && text.get(i + 6..i + 8) == Some("\\u")
+            && hex(i + 8).is_some_and(|n| (0xDC00..0xE000).contains(&n));
+        if paired {
+            i += 12;
+            continue;
+        }
+        if high || low {
+            out.push_str(&text[last..i]);
+            out.push('\\');
+            last = i;
+        }
+        i += 6;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+/// The longest error text of a tool that reaches the script and the record.
+pub const MAX_ERROR_TEXT: usize = 8 * 1024;
+
+/// `text` cut to [`MAX_ERROR_TEXT`] with a marker saying how much was dropped.
+pub fn capped(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_ERROR_TEXT {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let kept = cut(text, MAX_ERROR_TEXT);
+    std::borrow::Cow::Owned(format!(
+        "{kept}{}",
+        truncation_marker((text.len() - kept.len()) as u64)
+    ))
+}
+
 /// `text` cut to at most `max` bytes, on a char boundary.
 pub fn cut(text: &str, max: usize) -> &str {
     if text.len() <= max {
@@ -65,10 +161,14 @@ pub fn result_value(
 ) -> (Value, Option<isola_protocol::Truncation>) {
     match payload {
         None => (Value::Null, None),
-        Some(p) if p.dropped_bytes == 0 => (
-            serde_json::from_str(&p.json).unwrap_or(Value::String(p.json)),
-            None,
-        ),
+        Some(p) if p.dropped_bytes == 0 => match parse_guest_json(&p.json) {
+            Ok(v) => (v, None),
+            // The sandbox serialised it; only a value too deep for the host gets here.
+            Err(e) => (
+                Value::String(format!("[isola: the result cannot be returned: {e}]")),
+                None,
+            ),
+        },
         Some(p) => {
             let text = format!("{}{}", p.json, truncation_marker(p.dropped_bytes));
             (
@@ -203,6 +303,25 @@ mod tests {
             json!({"content": [{"type": "text", "text": "a"}, {"type": "image", "data": "AA==", "mimeType": "image/png"}]}),
             json!([{"type": "text", "text": "a"}, {"type": "image", "data": "AA==", "mimeType": "image/png"}]),
         );
+    }
+
+    #[test]
+    fn guest_json_with_lone_surrogates_and_depth() {
+        assert_eq!(
+            parse_guest_json(r#""a\ud83d\ude00b""#).unwrap(),
+            json!("a😀b")
+        );
+        assert_eq!(parse_guest_json(r#""a\ud83d""#).unwrap(), json!("a\\ud83d"));
+        assert_eq!(
+            parse_guest_json(r#"["\ude00", "x\\ud83d"]"#).unwrap(),
+            json!(["\\ude00", "x\\ud83d"])
+        );
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(parse_guest_json(&deep), Err(GuestJsonError::TooDeep));
+        assert!(matches!(
+            parse_guest_json("{"),
+            Err(GuestJsonError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -60,6 +60,7 @@ use isola_protocol::{
     CallErrorKind, CallResult, ErrorKind, ExecRequest, JsError, LimitKind, LogLevel, MAX_TIMERS,
     Payload, RunOutcome,
 };
+mod meter;
 mod prelude;
 
 use rquickjs::context::EvalOptions;
@@ -207,11 +208,15 @@ pub struct Fresh {
     prelude: rquickjs::Persistent<Function<'static>>,
     context: Context,
     runtime: Runtime,
+    /// The runtime's allocator's count: the heap limit, and whether it was hit.
+    meter: Rc<meter::Meter>,
 }
 
 impl Fresh {
     pub fn new() -> Result<Self, String> {
-        let runtime = Runtime::new().map_err(|e| format!("cannot create a JS runtime: {e}"))?;
+        let meter = Rc::new(meter::Meter::default());
+        let runtime = Runtime::new_with_alloc(meter::Metered(meter.clone()))
+            .map_err(|e| format!("cannot create a JS runtime: {e}"))?;
         let context = Context::custom::<Intrinsics>(&runtime)
             .map_err(|e| format!("cannot create a JS context: {e}"))?;
         let prelude = context
@@ -221,6 +226,7 @@ impl Fresh {
             prelude,
             context,
             runtime,
+            meter,
         })
     }
 }
@@ -268,8 +274,10 @@ pub fn run_in(
         prelude,
         context,
         runtime,
+        meter,
     } = fresh;
-    runtime.set_memory_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+    // The allocator enforces the heap limit (see meter.rs), so it knows when it was hit.
+    meter.set_limit(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
     runtime.set_max_stack_size(usize::try_from(limits.stack_bytes).unwrap_or(usize::MAX));
     // The stack limit counts from where the runtime was made; measure it from here instead.
     context.with(|ctx| {
@@ -287,6 +295,9 @@ pub fn run_in(
     let result = match guard.abort.get() {
         // An abort wins over whatever the script did after it.
         Some(abort) => Err(abort_error(abort, limits)),
+        // A run that failed after the heap limit was hit failed of it, whatever came out
+        // (QuickJS may not even manage to make the error).
+        None if result.is_err() && meter.refused() => Err(memory_error(limits)),
         None => result,
     };
     let outcome = RunOutcome {
@@ -298,6 +309,20 @@ pub fn run_in(
         _held: Some((context, runtime)),
     };
     (outcome, spent)
+}
+
+fn memory_error(limits: &isola_protocol::Limits) -> JsError {
+    JsError {
+        kind: ErrorKind::Limit,
+        limit: Some(LimitKind::Memory),
+        name: "LimitError".into(),
+        message: format!(
+            "the memory limit of {} bytes was hit (out of memory)",
+            limits.memory_bytes
+        ),
+        stack: None,
+        tool: None,
+    }
 }
 
 fn internal(message: String) -> RunOutcome {
@@ -386,22 +411,8 @@ fn classify(
             tool: (!tool.is_empty()).then_some(tool),
         };
     }
-    let memory = name == "InternalError" && message == "out of memory";
     let overflow = (name == "RangeError" && message == "Maximum call stack size exceeded")
         || (name == "InternalError" && message.starts_with("stack overflow"));
-    if memory {
-        return JsError {
-            kind: ErrorKind::Limit,
-            limit: Some(LimitKind::Memory),
-            name: "LimitError".into(),
-            message: format!(
-                "the memory limit of {} bytes was hit (out of memory)",
-                limits.memory_bytes
-            ),
-            stack,
-            tool: None,
-        };
-    }
     if overflow {
         return JsError {
             kind: ErrorKind::Limit,

@@ -11,6 +11,19 @@
   const g = globalThis;
   const stringify = JSON.stringify;
   const parse = JSON.parse;
+  const apply = Reflect.apply;
+  const { isWellFormed, replace } = String.prototype;
+  // Text for the host: a lone surrogate (half of an emoji, '😀'.slice(0, 1)) is not text the
+  // host can hold; it is written as its escape instead.
+  const lone = /\p{Surrogate}/gu;
+  const escapeLone = (c) => "\\u" + c.charCodeAt(0).toString(16);
+  function wellFormed(s) {
+    try {
+      return apply(isWellFormed, s, []) ? s : apply(replace, s, [lone, escapeLone]);
+    } catch (_) {
+      return "[text with lone surrogates that cannot be shown]";
+    }
+  }
   const pending = new Map(); // call id -> [resolve, reject, site Error]
   const timers = new Map(); // timer id -> [callback, args]
   // Errors this prelude made for failed calls, with the kind the host gave them: an uncaught
@@ -124,7 +137,7 @@
     } catch (_) {
       message = "uncaught value that cannot be rendered";
     }
-    fail(name, message, stack, tool, kind);
+    fail(wellFormed(name), wellFormed(message), wellFormed(stack), wellFormed(tool), kind);
   }
 
   // The error a failed call rejects with: [name, message, tool, kind] from the host.
@@ -191,7 +204,7 @@
 
   const consoleFn = (level) =>
     function (...args) {
-      log(level, args.map(render).join(" "));
+      log(level, wellFormed(args.map(render).join(" ")));
     };
   g.console = Object.freeze({
     log: consoleFn("log"),

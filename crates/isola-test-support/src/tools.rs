@@ -26,7 +26,7 @@ pub fn text_result(text: &str) -> Value {
 
 /// Tools from a list that tests can change. A call answers by the tool's name:
 ///
-/// - `fail`: an `isError` result saying "it failed";
+/// - `fail {bytes?}`: an `isError` result saying "it failed" (or a text of `bytes` bytes);
 /// - `big {bytes}`: a text of `bytes` bytes;
 /// - `sleep {ms}`: waits `ms` milliseconds, then answers `{"slept": ms}`;
 /// - anything else: its server, tool and arguments as JSON text.
@@ -105,7 +105,11 @@ impl Tools for FakeTools {
             let number = |k: &str| args.get(k).and_then(Value::as_u64).unwrap_or(0);
             match tool {
                 "fail" => {
-                    Ok(json!({"content": [{"type": "text", "text": "it failed"}], "isError": true}))
+                    let text = match number("bytes") {
+                        0 => "it failed".to_string(),
+                        n => "e".repeat(n as usize),
+                    };
+                    Ok(json!({"content": [{"type": "text", "text": text}], "isError": true}))
                 }
                 "big" => Ok(text_result(&"x".repeat(number("bytes") as usize))),
                 "sleep" => {

@@ -5,4 +5,5 @@
 
 mod machine;
 mod replay;
+mod truthful;
 mod workers;
