@@ -65,6 +65,7 @@ pub const EXAMPLE_CONFIG: &str = r#"{
 
 pub mod env;
 pub mod ranges;
+mod strict;
 
 const SERVER_KEYS: &[&str] = &[
     "command",
@@ -445,18 +446,22 @@ pub fn parse_config_with_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let path = std::path::absolute(origin).unwrap_or_else(|_| origin.to_owned());
-    let root: Value = serde_json::from_str(text).map_err(|e| {
-        let (line, column) = (e.line(), e.column());
-        let full = e.to_string();
-        let suffix = format!(" at line {line} column {column}");
-        let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
-        ConfigError::Json {
-            path: path.clone(),
-            line,
-            column,
-            message,
-        }
-    })?;
+    // Editors on Windows write a byte-order mark; it is not part of the JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let root: Value = serde_json::from_str::<strict::Strict>(text)
+        .map(|s| s.0)
+        .map_err(|e| {
+            let (line, column) = (e.line(), e.column());
+            let full = e.to_string();
+            let suffix = format!(" at line {line} column {column}");
+            let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+            ConfigError::Json {
+                path: path.clone(),
+                line,
+                column,
+                message,
+            }
+        })?;
     Walker { path: &path, env }.config(&root)
 }
 

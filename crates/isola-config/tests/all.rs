@@ -487,3 +487,14 @@ fn every_environment_variable_is_documented() {
         );
     }
 }
+
+#[test]
+fn a_server_defined_twice_is_an_error_and_a_bom_is_fine() {
+    check(
+        r#"{"mcpServers": {"fs": {"command": "a"},
+                           "fs": {"command": "b"}}}"#,
+        ":2:31: invalid JSON: the key `fs` appears twice in one object",
+    );
+    let config = parse("\u{feff}{\"mcpServers\": {\"a\": {\"command\": \"x\"}}}").unwrap();
+    assert_eq!(config.servers.len(), 1);
+}
