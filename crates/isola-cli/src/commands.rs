@@ -57,9 +57,13 @@ pub fn backend(config: &Config, in_process: bool) -> Result<Backend> {
     }
     let command = WorkerCommand::current_exe("__worker")?;
     let warm = config.settings.workers.unwrap_or(2);
+    let max = config
+        .settings
+        .max_workers
+        .unwrap_or_else(|| isola_worker::default_max_workers(warm));
     let required = config.settings.require_hardening.clone();
-    Ok(Backend::Workers(WorkerPool::with_required(
-        command, warm, required,
+    Ok(Backend::Workers(WorkerPool::with_options(
+        command, warm, max, required,
     )))
 }
 

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use isola_typegen::{Api, ServerSpec, ToolSpec};
-//! use isola_server::search::SearchIndex;
+//! use isola_codemode::search::SearchIndex;
 //! use serde_json::json;
 //!
 //! let tool = |name: &str, description: &str| ToolSpec {

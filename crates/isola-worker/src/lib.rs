@@ -34,7 +34,7 @@ use std::time::Duration;
 
 pub use child::worker_main;
 use isola_protocol::{ExecRequest, HostMsg, Ready, SandboxMsg};
-pub use pool::{WorkerCommand, WorkerPool};
+pub use pool::{WorkerCommand, WorkerPool, default_max_workers};
 pub use spin::{SpinBudget, several_cpus};
 
 /// A failure of the machinery, never of the script.

@@ -12,6 +12,7 @@ use isola_protocol::{FrameDecoder, HostMsg, PROTOCOL_VERSION, Ready, SandboxMsg,
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::BackendError;
 
@@ -47,12 +48,12 @@ impl WorkerCommand {
 
 /// A pool of warm worker processes. Cheap to clone (shared).
 ///
-/// The pool keeps `warm` workers alive — idle, busy or starting — so that many executions can
-/// start at once without spawning a process. A worker whose run ended normally goes back to the
-/// pool rather than being replaced: spawning a spare while a script runs would compete with it
-/// for the CPU, and killing the returning worker would waste a warm process on every execution.
-/// Past `warm` concurrent executions, workers are started on demand and the surplus is stopped
-/// when they come back.
+/// The pool keeps `warm` workers alive and ready, and lets at most `max` be alive at once:
+/// under load it grows to `max` and keeps them (a worker whose run ended normally goes back to
+/// the pool rather than being replaced: starting a process per execution would compete with the
+/// running scripts for the CPU); past `max` concurrent executions, an execution waits for a
+/// worker to come back. Idle workers are handed out oldest first, so the one handed out has had
+/// the most time to make its next runtime ahead (`isola_sandbox::Fresh`).
 #[derive(Clone)]
 pub struct WorkerPool {
     inner: Arc<Inner>,
@@ -60,38 +61,63 @@ pub struct WorkerPool {
 
 struct Inner {
     command: WorkerCommand,
-    /// How many workers to keep alive.
+    /// How many workers to keep alive and ready.
     warm: usize,
     /// Hardening layers a worker must report active, or it is refused.
     required: Vec<String>,
     /// What the last worker started reported.
     ready: Mutex<Option<Ready>>,
-    idle: Mutex<Vec<Worker>>,
+    idle: Mutex<VecDeque<Worker>>,
+    /// One permit per worker that may be alive (`max` in all); a worker holds its permit until
+    /// it is killed.
+    slots: Arc<Semaphore>,
+    /// Signalled when a worker comes back.
+    returned: Notify,
     /// Workers being started in the background, so refills don't overshoot.
     starting: AtomicUsize,
-    /// Workers checked out and not yet back (checked in or discarded).
-    busy: AtomicUsize,
+    /// Processes started so far.
+    starts: AtomicUsize,
+}
+
+/// The most workers a pool of `warm` lets live by default: four per CPU, at least 8, at most
+/// 64, and never fewer than `warm`.
+pub fn default_max_workers(warm: usize) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cpus * 4).clamp(8, 64).max(warm)
 }
 
 impl WorkerPool {
-    /// A pool that keeps `warm` workers alive. Workers start in the background,
-    /// so this must be called within a tokio runtime.
+    /// A pool that keeps `warm` workers alive (and at most [`default_max_workers`]). Workers
+    /// start in the background, so this must be called within a tokio runtime.
     pub fn new(command: WorkerCommand, warm: usize) -> Self {
-        Self::with_required(command, warm, Vec::new())
+        Self::with_options(command, warm, default_max_workers(warm), Vec::new())
     }
 
     /// A pool whose workers must report every layer named in `required` (`seccomp`, ...) as
     /// active; a worker that does not is refused ([`BackendError::Hardening`]).
     pub fn with_required(command: WorkerCommand, warm: usize, required: Vec<String>) -> Self {
+        Self::with_options(command, warm, default_max_workers(warm), required)
+    }
+
+    /// A pool of `warm` workers kept ready, at most `max` alive (at least 1, at least `warm`).
+    pub fn with_options(
+        command: WorkerCommand,
+        warm: usize,
+        max: usize,
+        required: Vec<String>,
+    ) -> Self {
+        let max = max.max(warm).max(1);
         let pool = Self {
             inner: Arc::new(Inner {
                 command,
                 warm,
                 required,
                 ready: Mutex::new(None),
-                idle: Mutex::new(Vec::new()),
+                idle: Mutex::new(VecDeque::new()),
+                slots: Arc::new(Semaphore::new(max)),
+                returned: Notify::new(),
                 starting: AtomicUsize::new(0),
-                busy: AtomicUsize::new(0),
+                starts: AtomicUsize::new(0),
             }),
         };
         pool.refill();
@@ -101,17 +127,33 @@ impl WorkerPool {
     /// Wait until `warm` workers are ready (for benchmarks and tests that measure warm starts).
     pub async fn warm_up(&self) -> Result<(), BackendError> {
         loop {
-            let have = self.idle_count();
-            if have >= self.inner.warm {
+            let returned = self.inner.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            let idle = self.idle_count();
+            if idle >= self.inner.warm {
                 return Ok(());
             }
-            let w = self.spawn().await?;
-            self.offer(w);
+            if idle + self.inner.starting.load(Ordering::Relaxed) < self.inner.warm {
+                let Ok(slot) = self.inner.slots.clone().try_acquire_owned() else {
+                    return Ok(());
+                };
+                let w = self.spawn(slot).await?;
+                self.checkin(w);
+            } else {
+                // Being started in the background: wait for it.
+                returned.await;
+            }
         }
     }
 
     pub fn idle_count(&self) -> usize {
         self.inner.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// Worker processes started so far (for benchmarks and tests).
+    pub fn starts(&self) -> usize {
+        self.inner.starts.load(Ordering::Relaxed)
     }
 
     /// What the last worker started said of itself (protocol, hardening); `None` before one
@@ -120,77 +162,87 @@ impl WorkerPool {
         self.inner.ready.lock().ok().and_then(|r| r.clone())
     }
 
-    async fn spawn(&self) -> Result<Worker, BackendError> {
-        let worker = Worker::spawn(&self.inner.command, &self.inner.required).await?;
+    async fn spawn(&self, slot: OwnedSemaphorePermit) -> Result<Worker, BackendError> {
+        self.inner.starts.fetch_add(1, Ordering::Relaxed);
+        let mut worker = Worker::spawn(&self.inner.command, &self.inner.required).await?;
+        worker.slot = Some(slot);
         if let Ok(mut ready) = self.inner.ready.lock() {
             *ready = Some(worker.ready.clone());
         }
         Ok(worker)
     }
 
-    /// A ready worker: an idle one, or a new one. Give it back with [`WorkerPool::checkin`] or
-    /// [`WorkerPool::discard`].
-    pub async fn checkout(&self) -> Result<Worker, BackendError> {
-        let ready = self.inner.idle.lock().ok().and_then(|mut v| v.pop());
-        let worker = match ready {
-            Some(w) => w,
-            None => self.spawn().await?,
-        };
-        self.inner.busy.fetch_add(1, Ordering::Relaxed);
-        Ok(worker)
+    fn take_idle(&self) -> Option<Worker> {
+        self.inner.idle.lock().ok().and_then(|mut v| v.pop_front())
     }
 
-    /// Give back a worker whose run ended normally.
+    /// A ready worker: an idle one, or a new one while fewer than `max` are alive, or the next
+    /// one to come back. Give it back with [`WorkerPool::checkin`] or [`WorkerPool::discard`].
+    pub async fn checkout(&self) -> Result<Worker, BackendError> {
+        loop {
+            if let Some(w) = self.take_idle() {
+                return Ok(w);
+            }
+            if let Ok(slot) = self.inner.slots.clone().try_acquire_owned() {
+                return self.spawn(slot).await;
+            }
+            // At the maximum: the first worker to come back (or a slot freed by one that was
+            // killed). Registered before looking again, so a checkin in between is not missed.
+            let returned = self.inner.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(w) = self.take_idle() {
+                return Ok(w);
+            }
+            tokio::select! {
+                () = returned => {}
+                slot = self.inner.slots.clone().acquire_owned() => {
+                    if let Ok(slot) = slot {
+                        return self.spawn(slot).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Give back a worker whose run ended normally: it stays alive for the next one.
     pub fn checkin(&self, worker: Worker) {
-        self.inner.busy.fetch_sub(1, Ordering::Relaxed);
-        self.offer(worker);
+        match self.inner.idle.lock() {
+            Ok(mut v) => v.push_back(worker),
+            Err(_) => worker.kill(),
+        }
+        self.inner.returned.notify_one();
     }
 
     /// Kill a worker (deadline, cancellation, protocol error) and start a replacement.
     pub fn discard(&self, worker: Worker) {
-        self.inner.busy.fetch_sub(1, Ordering::Relaxed);
         worker.kill();
         self.refill();
     }
 
-    /// Keep a worker while fewer than `warm` are alive besides it (at least one, so a pool of
-    /// zero still reuses), else kill it.
-    fn offer(&self, worker: Worker) {
-        let others =
-            self.inner.busy.load(Ordering::Relaxed) + self.inner.starting.load(Ordering::Relaxed);
-        let rejected = match self.inner.idle.lock() {
-            Ok(mut v) if v.len() + others < self.inner.warm.max(1) => {
-                v.push(worker);
-                None
-            }
-            _ => Some(worker),
-        };
-        if let Some(w) = rejected {
-            w.kill();
-        }
-    }
-
-    /// Start workers in the background until `warm` are alive.
+    /// Start workers in the background until `warm` are ready.
     fn refill(&self) {
-        let have = self.idle_count()
-            + self.inner.starting.load(Ordering::Relaxed)
-            + self.inner.busy.load(Ordering::Relaxed);
+        let have = self.idle_count() + self.inner.starting.load(Ordering::Relaxed);
         let missing = self.inner.warm.saturating_sub(have);
-        if missing == 0 {
-            return;
-        }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return;
         };
         for _ in 0..missing {
+            let Ok(slot) = self.inner.slots.clone().try_acquire_owned() else {
+                return;
+            };
             let pool = self.clone();
             pool.inner.starting.fetch_add(1, Ordering::Relaxed);
             handle.spawn(async move {
-                let spawned = pool.spawn().await;
+                let spawned = pool.spawn(slot).await;
                 pool.inner.starting.fetch_sub(1, Ordering::Relaxed);
                 match spawned {
-                    Ok(w) => pool.offer(w),
-                    Err(e) => tracing::warn!("could not start a spare worker: {e}"),
+                    Ok(w) => pool.checkin(w),
+                    Err(e) => {
+                        tracing::warn!("could not start a spare worker: {e}");
+                        // Whoever waits for it looks again (and starts one itself).
+                        pool.inner.returned.notify_one();
+                    }
                 }
             });
         }
@@ -237,6 +289,8 @@ pub struct Worker {
     written: usize,
     queued: usize,
     ready: Ready,
+    /// Its place among the workers the pool lets live; freed when the worker is dropped.
+    slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Worker {
@@ -275,6 +329,7 @@ impl Worker {
             written: 0,
             queued: 0,
             ready: Ready::default(),
+            slot: None,
         };
         let ready = match worker.recv().await {
             Ok(SandboxMsg::Ready(ready)) => ready,
@@ -400,8 +455,9 @@ impl Worker {
         self.child.id()
     }
 
-    /// Kill the process now; it is reaped in the background.
+    /// Kill the process now; it is reaped in the background, and its slot in the pool freed.
     pub fn kill(mut self) {
+        self.slot = None;
         let _ = self.child.start_kill();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {

@@ -297,3 +297,38 @@ async fn workers_report_their_protocol_and_hardening() {
     let err = impossible.checkout().await.err().unwrap().to_string();
     assert!(err.contains("without `teleportation`"), "{err}");
 }
+
+/// Under load the pool grows to its maximum and no further: executions past it wait for a
+/// worker to come back, and no process is started per execution.
+#[tokio::test]
+async fn under_load_the_pool_grows_to_its_maximum_and_keeps_its_workers() {
+    let command = WorkerCommand {
+        program: env!("CARGO_BIN_EXE_isola-worker").into(),
+        args: vec![],
+    };
+    let pool = WorkerPool::with_options(command, 1, 3, Vec::new());
+    let backend = Backend::Workers(pool.clone());
+    for _ in 0..4 {
+        let runs = (0..8).map(|i| {
+            let backend = &backend;
+            async move {
+                drive(
+                    backend,
+                    &format!("await new Promise(r => setTimeout(r, 20)); return {i}"),
+                    Limits::default(),
+                )
+                .await
+            }
+        });
+        let outcomes = futures::future::join_all(runs).await;
+        for (i, outcome) in outcomes.iter().enumerate() {
+            assert_eq!(value(outcome.as_ref().unwrap()), serde_json::json!(i));
+        }
+    }
+    assert!(
+        pool.starts() <= 3,
+        "{} workers started for 32 executions",
+        pool.starts()
+    );
+    assert_eq!(pool.idle_count(), 3);
+}
