@@ -719,6 +719,17 @@ impl Run<'_> {
         let chain = &self.agent.models.code_chain;
         let reply = match self.ask("code", chain, request, on_event).await {
             Ok(r) => r,
+            // A script cut at the cap is not run; the agent model hears why and may describe a
+            // smaller function.
+            Err(stop) if stop.reason == StopReason::Truncated => {
+                return self.failure(
+                    format!(
+                        "error: no script was run: {}\n",
+                        stop.message.trim_start_matches("stopped: ")
+                    ),
+                    "code model: cut at the output-token limit".into(),
+                );
+            }
             Err(stop) => {
                 let content = match stop.reason {
                     StopReason::LlmFailed => format!("the code model failed: {}", stop.message),

@@ -12,14 +12,15 @@ use isola_mcp::McpHub;
 use isola_worker::Backend;
 use serde_json::{Value, json};
 
-struct Setup {
+pub struct Setup {
     _dir: tempfile::TempDir,
-    data: String,
-    hub: Arc<McpHub>,
-    engine: Arc<Engine>,
+    pub data: String,
+    pub hub: Arc<McpHub>,
+    pub engine: Arc<Engine>,
 }
 
-async fn setup() -> Setup {
+/// server-filesystem on a temporary `data/` holding `a.txt`, behind an in-process engine.
+pub async fn setup() -> Setup {
     let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fixtures/servers/node_modules/.bin/mcp-server-filesystem");
     assert!(
