@@ -15,6 +15,7 @@ npm ci --prefix fixtures/conformance --no-audit --no-fund --loglevel=error
 if ! python3 -c "import mcp" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r fixtures/python-requirements.txt
 fi
+scripts/setup-llama.sh
 
 echo "== building"
 cargo build --workspace --all-targets --locked
