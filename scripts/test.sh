@@ -25,6 +25,7 @@ if ! python3 -c "import mcp" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r fixtures/python-requirements.txt
 fi
 scripts/setup-peers.sh # npm + PyPI: the peers `isola-bench peers` measures (its smoke test runs them)
+scripts/setup-llama.sh
 
 echo "== building"
 cargo build --workspace --all-targets --locked

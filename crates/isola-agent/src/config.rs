@@ -8,20 +8,31 @@
 //!     "codeModel": "openai:gpt-4.1-mini",
 //!     "fallback": ["anthropic:claude-haiku-4-5"],
 //!     "mode": "code",
-//!     "providers": { "ollama": { "kind": "openai", "baseUrl": "http://localhost:11434/v1" } },
+//!     "providers": {
+//!       "ollama": { "kind": "openai", "baseUrl": "http://localhost:11434/v1",
+//!                   "maxOutputTokens": 2048, "timeoutMs": 1200000, "idleTimeoutMs": 600000 }
+//!     },
 //!     "maxAttempts": 4,
 //!     "limits": { "maxLlmCalls": 20, "maxExecutions": 10, "maxTokens": 200000, "maxCostUsd": 0.5 },
 //!     "retry": { "maxRetries": 2, "initialBackoffMs": 500, "maxBackoffMs": 8000, "maxRetryAfterMs": 60000 },
-//!     "timeoutMs": 120000,
 //!     "stream": true,
+//!     "toolChoice": "auto",
 //!     "cache": { "enabled": false, "ttlSecs": 3600, "dir": ".isola/cache" },
 //!     "prices": { "my-model": { "input": 0.5, "output": 1.5, "cached": 0.1 } },
-//!     "maxOutputTokens": 4096,
 //!     "embedMaxTokens": 4000,
 //!     "instructions": "Answer in French."
 //!   }
 //! }
 //! ```
+//!
+//! The output-token cap and the timeouts have defaults per provider
+//! ([`isola_llm::CallLimits`]): a hosted API gets 4096 tokens, a 300 s request timeout and a
+//! 120 s idle timeout; a server on this machine or a private network (llama.cpp, Ollama, vLLM)
+//! gets 2048 tokens, 1200 s and 600 s, since a CPU reads a long prompt for minutes and
+//! llama.cpp sends nothing while it generates a tool call. `providers.NAME.maxOutputTokens`,
+//! `timeoutMs`, `idleTimeoutMs` (and `local`) change one provider's; `maxOutputTokens`,
+//! `timeoutMs` and `idleTimeoutMs` directly under `isola.agent` (or `--max-output-tokens`,
+//! `--timeout`, `--idle-timeout`) apply to every model and win over the provider's.
 //!
 //! No model is built in: without `model` (or `ISOLA_MODEL`, or `--model`) the agent does not
 //! start, and says how to name one.
@@ -32,7 +43,7 @@ use std::time::Duration;
 
 use isola_llm::{
     Gateway, GatewaySettings, LlmError, Price, PriceTable, ProviderSettings, Providers,
-    ResponseCache, RetryPolicy, Route,
+    ResponseCache, RetryPolicy, Route, ToolChoice,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -154,11 +165,22 @@ pub struct AgentConfig {
     pub max_attempts: u32,
     pub limits: RunLimits,
     pub retry: RetrySettings,
-    pub timeout_ms: u64,
+    /// The request timeout of every model (the whole answer when not streamed, its first
+    /// byte when streamed), over each provider's own.
+    pub timeout_ms: Option<u64>,
+    /// The longest silence of a streamed answer, for every model, over each provider's own.
+    pub idle_timeout_ms: Option<u64>,
     pub stream: bool,
+    /// Whether the agent model may (`auto`), must (`required`) or must not (`none`) call a
+    /// tool; the provider's default (auto) when unset. `required` suits small local models that
+    /// otherwise answer without using their tools: every answer is then a tool call, and the
+    /// run ends at a limit or when the model is stuck.
+    pub tool_choice: Option<ToolChoice>,
     pub cache: CacheSettings,
     /// USD per million tokens, by model name or prefix; added to (and overriding) the defaults.
     pub prices: BTreeMap<String, Price>,
+    /// The output-token cap of every model, over each provider's own. An answer cut at the cap
+    /// is asked for again once with twice the cap; cut again, the run stops and says so.
     pub max_output_tokens: Option<u32>,
     pub temperature: Option<f32>,
     /// An API whose declarations take at most this many tokens is embedded in `execute`'s
@@ -179,8 +201,10 @@ impl Default for AgentConfig {
             max_attempts: 4,
             limits: RunLimits::default(),
             retry: RetrySettings::default(),
-            timeout_ms: 120_000,
+            timeout_ms: None,
+            idle_timeout_ms: None,
             stream: true,
+            tool_choice: None,
             cache: CacheSettings::default(),
             prices: BTreeMap::new(),
             max_output_tokens: None,
@@ -196,7 +220,7 @@ impl Default for AgentConfig {
 #[non_exhaustive]
 pub enum ConfigError {
     /// `isola.agent` does not have the expected shape.
-    #[error("{}: isola.agent: {message}\nhint: see the `isola.agent` keys in ARCHITECTURE.md (model, codeModel, fallback, mode, providers, maxAttempts, limits, retry, timeoutMs, stream, cache, prices, maxOutputTokens, temperature, embedMaxTokens, instructions)", file.display())]
+    #[error("{}: isola.agent: {message}\nhint: the `isola.agent` keys are model, codeModel, fallback, mode, providers, maxAttempts, limits, retry, timeoutMs, idleTimeoutMs, stream, toolChoice, cache, prices, maxOutputTokens, temperature, embedMaxTokens, instructions (see crates/isola-agent/src/config.rs)", file.display())]
     Invalid { file: PathBuf, message: String },
 
     /// No agent model anywhere.
@@ -259,11 +283,34 @@ impl AgentConfig {
                 message: "must be at least 1".into(),
             });
         }
-        if self.timeout_ms == 0 {
-            return Err(ConfigError::Value {
-                key: "timeoutMs",
+        let zero = |key: &'static str| {
+            Err(ConfigError::Value {
+                key,
                 message: "must be at least 1".into(),
-            });
+            })
+        };
+        if self.timeout_ms == Some(0) {
+            return zero("timeoutMs");
+        }
+        if self.idle_timeout_ms == Some(0) {
+            return zero("idleTimeoutMs");
+        }
+        if self.max_output_tokens == Some(0) {
+            return zero("maxOutputTokens");
+        }
+        for (name, p) in &self.providers {
+            for (key, value) in [
+                ("maxOutputTokens", p.max_output_tokens.map(u64::from)),
+                ("timeoutMs", p.timeout_ms),
+                ("idleTimeoutMs", p.idle_timeout_ms),
+            ] {
+                if value == Some(0) {
+                    return Err(ConfigError::Value {
+                        key: "providers",
+                        message: format!("{name}.{key} must be at least 1"),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -304,7 +351,8 @@ impl AgentConfig {
                 max_backoff: Duration::from_millis(self.retry.max_backoff_ms),
                 max_retry_after: Duration::from_millis(self.retry.max_retry_after_ms),
             },
-            timeout: Duration::from_millis(self.timeout_ms),
+            request_timeout: self.timeout_ms.map(Duration::from_millis),
+            idle_timeout: self.idle_timeout_ms.map(Duration::from_millis),
             stream: self.stream,
             prices,
             cache,
@@ -355,6 +403,65 @@ mod tests {
             "missing field `output`",
         );
         check(json!({"maxAttempts": -1}), "invalid value");
+        check(
+            json!({"toolChoice": "always"}),
+            "unknown variant `always`, expected one of `auto`, `required`, `none`",
+        );
+        check(
+            json!({"providers": {"local": {"idleTimeout": 5}}}),
+            "unknown field `idleTimeout`",
+        );
+    }
+
+    /// A local server's provider gets the slow defaults; its settings and the agent-wide ones
+    /// (flags write those) win in that order.
+    #[test]
+    fn per_provider_limits() {
+        let c = AgentConfig::from_value(
+            Some(&json!({
+                "model": "llama:gemma",
+                "fallback": ["openai:gpt-4o-mini"],
+                "providers": {"llama": {"kind": "openai", "baseUrl": "http://127.0.0.1:8080/v1", "idleTimeoutMs": 900000}},
+            })),
+            Path::new("/p/isola.json"),
+        )
+        .unwrap();
+        let models = c.build(&|_| None).unwrap();
+        let [local, hosted] = [&models.agent_chain[0], &models.agent_chain[1]];
+        assert_eq!(
+            (
+                local.provider.local,
+                local.provider.limits.max_output_tokens
+            ),
+            (true, isola_llm::CallLimits::LOCAL.max_output_tokens)
+        );
+        assert_eq!(
+            models.gateway.timeouts(local).idle,
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            models.gateway.timeouts(local).request,
+            isola_llm::CallLimits::LOCAL.request_timeout
+        );
+        assert_eq!(
+            models.gateway.timeouts(hosted).idle,
+            isola_llm::CallLimits::HOSTED.idle_timeout
+        );
+        let mut c = c;
+        c.idle_timeout_ms = Some(1000);
+        let models = c.build(&|_| None).unwrap();
+        assert_eq!(
+            models.gateway.timeouts(&models.agent_chain[0]).idle,
+            Duration::from_secs(1)
+        );
+        c.providers.get_mut("llama").unwrap().timeout_ms = Some(0);
+        assert!(
+            c.build(&|_| None)
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("providers: llama.timeoutMs must be at least 1")
+        );
     }
 
     #[test]

@@ -82,16 +82,45 @@ pub fn code_model_system(view: &View) -> String {
     )
 }
 
-/// The script in a code model's answer: the first fenced block, or the whole text.
+/// The script in a code model's answer: a fenced block that starts a line (indented or not),
+/// the first one tagged `ts`, `typescript`, `js` or `javascript` (`tsx`, `jsx`, `mjs` too)
+/// if there is one, else the first untagged one, else the first; without a fenced block,
+/// the whole text. A fence in the middle of a line (an instruction echoed back: "reply in one
+/// ```ts code block") is not a block. A block the answer never closes runs to its end.
 pub fn extract_code(text: &str) -> String {
-    if let Some(start) = text.find("```") {
-        let after = &text[start + 3..];
-        let body_start = after.find('\n').map(|i| i + 1).unwrap_or(0);
-        let body = &after[body_start..];
-        let end = body.find("```").unwrap_or(body.len());
-        return body[..end].trim().to_string();
+    struct Block<'a> {
+        lang: &'a str,
+        lines: Vec<&'a str>,
     }
-    text.trim().to_string()
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut open: Option<Block> = None;
+    for line in text.lines() {
+        let fence = line.trim_start().strip_prefix("```");
+        match (&mut open, fence) {
+            (Some(_), Some(rest)) if rest.trim().is_empty() => {
+                blocks.extend(open.take());
+            }
+            (Some(block), _) => block.lines.push(line),
+            (None, Some(rest)) => {
+                open = Some(Block {
+                    lang: rest.split_whitespace().next().unwrap_or(""),
+                    lines: Vec::new(),
+                });
+            }
+            (None, None) => {}
+        }
+    }
+    blocks.extend(open);
+    const SCRIPT: &[&str] = &["ts", "typescript", "js", "javascript", "tsx", "jsx", "mjs"];
+    let chosen = blocks
+        .iter()
+        .find(|b| SCRIPT.contains(&b.lang.to_ascii_lowercase().as_str()))
+        .or_else(|| blocks.iter().find(|b| b.lang.is_empty()))
+        .or_else(|| blocks.first());
+    match chosen {
+        Some(block) => block.lines.join("\n").trim().to_string(),
+        None => text.trim().to_string(),
+    }
 }
 
 /// One JSON tool per MCP tool (tools mode): `server__tool`, sanitised to what every provider
@@ -141,13 +170,41 @@ pub fn classic_tools(api: &ApiState) -> Vec<(ToolDef, usize)> {
 mod tests {
     use super::*;
 
+    fn check(answer: &str, expect: &str) {
+        assert_eq!(extract_code(answer), expect, "from:\n{answer}");
+    }
+
     #[test]
     fn code_is_taken_from_the_first_block() {
-        assert_eq!(
-            extract_code("Here:\n```ts\nreturn 1;\n```\nDone."),
-            "return 1;"
+        check("Here:\n```ts\nreturn 1;\n```\nDone.", "return 1;");
+        check("```\nreturn 2\n```", "return 2");
+        check("return 3", "return 3");
+    }
+
+    /// A fence in the middle of a line is no block (a small model echoed "Reply with the
+    /// script only, in one ```ts code block." and that became the script); a `ts`/`js`
+    /// block wins over one in another language; an unclosed block runs to the end.
+    #[test]
+    fn code_blocks_start_a_line_and_scripts_win() {
+        check(
+            "Reply with the script only, in one ```ts code block.\n```ts\nreturn 4;\n```",
+            "return 4;",
         );
-        assert_eq!(extract_code("```\nreturn 2\n```"), "return 2");
-        assert_eq!(extract_code("return 3"), "return 3");
+        check(
+            "Reply in one ```ts code block. Sure!",
+            "Reply in one ```ts code block. Sure!",
+        );
+        check(
+            "The data:\n```json\n{\"a\": 1}\n```\nThe script:\n```typescript\nreturn 5;\n```",
+            "return 5;",
+        );
+        check("```JS\nreturn 6\n```", "return 6");
+        check("  ```ts\n  return 7;\n  ```", "return 7;");
+        check("```ts\nreturn 8;", "return 8;");
+        check("```sh\nls\n```\n```\nreturn 9\n```", "return 9");
+        check(
+            "```ts\nconst s = `a ``` b`;\nreturn s;\n```",
+            "const s = `a ``` b`;\nreturn s;",
+        );
     }
 }

@@ -1,5 +1,11 @@
 //! The loop: ask the model, carry out its tool calls, feed the results (and errors) back, until
 //! it answers or a limit, a failure streak or a stuck model ends the run.
+//!
+//! Failures are judged per model turn, not per call: the tool calls of one answer all run
+//! (several identical parallel calls included) and the model sees every result before
+//! anything is decided. A turn with a failed call is one failed attempt; the run stops when two
+//! turns in a row bring back the same error, when `maxAttempts` turns in a row failed, or when
+//! a script (or tool call) that failed in an earlier turn is sent again.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -8,7 +14,9 @@ use std::time::Instant;
 use isola_codemode::descriptions::{DESCRIBE, EXECUTE, SEARCH};
 use isola_codemode::{View, ViewOptions};
 use isola_engine::{Engine, ExecOptions, Tools, unwrap_result};
-use isola_llm::{CallRecord, ChatRequest, Message, ToolCall, ToolDef};
+use isola_llm::{
+    CallRecord, ChatRequest, Finish, Message, Reply, Route, Streamed, ToolCall, ToolDef,
+};
 use isola_protocol::ExecError;
 use serde_json::{Map, Value};
 
@@ -20,8 +28,21 @@ use crate::transcript::{Step, Stop, StopReason, Summary, Transcript};
 /// Something the caller may want to show while the run goes on.
 #[derive(Clone, Debug)]
 pub enum AgentEvent {
-    /// A piece of the model's text, as it streams in.
+    /// A piece of the agent model's text, as it streams in.
     Text(String),
+    /// The text since the last [`AgentEvent::Turn`] is void: its attempt failed and was
+    /// retried, or it was cut at the output-token cap and is asked for again.
+    Discard,
+    /// The agent model's answer is complete. Without tool calls its text is the final answer;
+    /// with them, it was what the model said before calling them.
+    Turn { tool_calls: usize },
+    /// A model's answer was cut at the output-token cap (`max_output_tokens`); it is asked
+    /// again with twice the cap when `retrying`, else the run stops.
+    Truncated {
+        role: String,
+        max_output_tokens: Option<u32>,
+        retrying: bool,
+    },
     /// A script is about to run.
     Execution { attempt: u32, code: String },
     /// A script or tool call finished: `summary` is its first line (result or error).
@@ -44,7 +65,10 @@ pub struct Agent {
 struct Handled {
     content: String,
     is_error: bool,
+    /// Ends the run at once (the calls after it in the turn are not run).
     stop: Option<Stop>,
+    /// A failed attempt: if the run goes on, the result says which attempt it was.
+    attempt: bool,
 }
 
 impl Handled {
@@ -53,8 +77,29 @@ impl Handled {
             content,
             is_error: false,
             stop: None,
+            attempt: false,
         }
     }
+
+    /// Not carried out, and ending the run.
+    fn stopped(content: String, stop: Stop) -> Self {
+        Handled {
+            content,
+            is_error: true,
+            stop: Some(stop),
+            attempt: false,
+        }
+    }
+}
+
+/// What the calls of the current model turn did, judged when the turn ends.
+#[derive(Default)]
+struct Turn {
+    /// Signatures of the failures.
+    errors: Vec<String>,
+    /// Normalised scripts (or `tool(arguments)`) that failed.
+    failed: Vec<String>,
+    succeeded: bool,
 }
 
 impl Agent {
@@ -115,6 +160,7 @@ impl Agent {
             tools,
             max_output_tokens: self.config.max_output_tokens,
             temperature: self.config.temperature,
+            tool_choice: self.config.tool_choice,
         };
         let mut messages = history.clone();
         messages.push(Message::User {
@@ -128,45 +174,26 @@ impl Agent {
             calls: Vec::new(),
             summary: Summary::default(),
             failures_in_a_row: 0,
-            last_error: None,
+            last_errors: Vec::new(),
             failed: HashSet::new(),
+            turn: Turn::default(),
         };
         let mut answer = None;
         let stop = loop {
-            if let Some(stop) = run.before_llm_call() {
-                break stop;
-            }
             let request = ChatRequest {
                 messages: messages.clone(),
                 ..base.clone()
             };
-            let chain = &self.models.agent_chain;
-            let result = self
-                .models
-                .gateway
-                .chat("agent", chain, &request, &mut |t: &str| {
-                    on_event(AgentEvent::Text(t.to_string()))
-                })
-                .await;
-            let reply = match result {
+            let reply = match run
+                .ask("agent", &self.models.agent_chain, request, on_event)
+                .await
+            {
                 Ok(reply) => reply,
-                Err(failure) => {
-                    run.account(&failure.calls, on_event);
-                    break Stop {
-                        reason: StopReason::LlmFailed,
-                        message: failure.error.to_string(),
-                    };
-                }
+                Err(stop) => break stop,
             };
-            run.account(&reply.calls, on_event);
-            run.summary.llm_calls += 1;
             let response = reply.response;
-            run.steps.push(Step::Llm {
-                role: "agent".into(),
-                route: reply.route,
-                text: response.text.clone(),
-                tool_calls: response.tool_calls.clone(),
-                usage: response.usage,
+            on_event(AgentEvent::Turn {
+                tool_calls: response.tool_calls.len(),
             });
             messages.push(response.to_message());
             if response.tool_calls.is_empty() {
@@ -176,27 +203,45 @@ impl Agent {
                     message: "the model answered".into(),
                 };
             }
+            // Every call of the turn is carried out before anything is judged, unless one
+            // ends the run outright (a limit, a script that failed in an earlier turn).
             let mut stop = None;
+            let mut results = Vec::new();
             for call in &response.tool_calls {
-                let handled = match &stop {
+                let mut handled = match &stop {
                     Some(_) => Handled {
                         content: "not run: the run was stopped before this call".into(),
                         is_error: true,
                         stop: None,
+                        attempt: false,
                     },
                     None => run.handle(call, on_event).await,
                 };
+                if stop.is_none() {
+                    stop = handled.stop.take();
+                }
+                results.push((call, handled));
+            }
+            let stop = stop
+                .or_else(|| run.end_turn())
+                .or_else(|| run.over_budget());
+            let max = self.config.max_attempts;
+            for (call, handled) in results {
+                let mut content = handled.content;
+                if handled.attempt && stop.is_none() {
+                    content.push_str(&format!(
+                        "\nThis was failed attempt {} of {max}: fix it and try again.\n",
+                        run.failures_in_a_row
+                    ));
+                }
                 messages.push(Message::Tool {
                     call_id: call.id.clone(),
                     name: call.name.clone(),
-                    content: handled.content,
+                    content,
                     is_error: handled.is_error,
                 });
-                if stop.is_none() {
-                    stop = handled.stop;
-                }
             }
-            if let Some(stop) = stop.or_else(|| run.over_budget()) {
+            if let Some(stop) = stop {
                 break stop;
             }
         };
@@ -225,11 +270,13 @@ struct Run<'a> {
     steps: Vec<Step>,
     calls: Vec<CallRecord>,
     summary: Summary,
+    /// Model turns in a row with a failed call.
     failures_in_a_row: u32,
-    /// The last failure's signature, for "the same error twice in a row".
-    last_error: Option<String>,
-    /// Normalised scripts (or `tool(arguments)`) that failed.
+    /// The failures of the last turn, when it had any: "the same error twice in a row".
+    last_errors: Vec<String>,
+    /// Normalised scripts (or `tool(arguments)`) that failed in earlier turns.
     failed: HashSet<String>,
+    turn: Turn,
 }
 
 fn normalise(code: &str) -> String {
@@ -345,47 +392,149 @@ impl Run<'_> {
         })
     }
 
-    /// A failure goes back to the model, unless it ends the run: the same error as the last
-    /// one, or too many in a row.
-    fn failure(&mut self, mut content: String, signature: String) -> Handled {
+    /// Ask a model. Text streams to `on_event` for the agent model. An answer cut at the
+    /// output-token cap is asked for once more with twice the cap; cut again (or with no room
+    /// left in the run's limits), the run stops and says so.
+    async fn ask(
+        &mut self,
+        role: &str,
+        chain: &[Route],
+        mut request: ChatRequest,
+        on_event: &mut (dyn FnMut(AgentEvent) + Send),
+    ) -> Result<Reply, Stop> {
+        let agent = self.agent;
+        let show = role == "agent";
+        let mut retried = false;
+        loop {
+            if let Some(stop) = self.before_llm_call() {
+                return Err(stop);
+            }
+            let result = agent
+                .models
+                .gateway
+                .chat_streaming(role, chain, &request, &mut |s| match s {
+                    Streamed::Text(t) if show => on_event(AgentEvent::Text(t.to_string())),
+                    Streamed::Discard if show => on_event(AgentEvent::Discard),
+                    _ => {}
+                })
+                .await;
+            let reply = match result {
+                Ok(reply) => reply,
+                Err(failure) => {
+                    self.account(&failure.calls, on_event);
+                    return Err(Stop {
+                        reason: StopReason::LlmFailed,
+                        message: failure.error.to_string(),
+                    });
+                }
+            };
+            self.account(&reply.calls, on_event);
+            self.summary.llm_calls += 1;
+            let response = &reply.response;
+            self.steps.push(Step::Llm {
+                role: role.into(),
+                route: reply.route.clone(),
+                text: response.text.clone(),
+                tool_calls: response.tool_calls.clone(),
+                usage: response.usage,
+                finish: Some(response.finish.clone()),
+            });
+            if response.finish != Finish::Length {
+                return Ok(reply);
+            }
+            let cap = reply
+                .calls
+                .last()
+                .and_then(|c| c.max_output_tokens)
+                .or(request.max_output_tokens);
+            let retrying = !retried
+                && cap.is_some()
+                && self.before_llm_call().is_none()
+                && self.over_budget().is_none();
+            if show {
+                on_event(AgentEvent::Discard);
+            }
+            on_event(AgentEvent::Truncated {
+                role: role.to_string(),
+                max_output_tokens: cap,
+                retrying,
+            });
+            if retrying {
+                retried = true;
+                request.max_output_tokens = cap.map(|c| c.saturating_mul(2));
+                continue;
+            }
+            let cap = cap.map_or_else(|| "its".to_string(), |c| format!("{c}"));
+            return Err(Stop {
+                reason: StopReason::Truncated,
+                message: format!(
+                    "stopped: the {role} model's answer was cut at the output-token limit ({cap} tokens){}\nhint: raise it with --max-output-tokens or isola.agent.maxOutputTokens (one provider's: isola.agent.providers.NAME.maxOutputTokens)",
+                    if retried {
+                        ", also when asked again with twice that"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+    }
+
+    /// A failure goes back to the model; whether it ends the run is decided when the turn
+    /// ends ([`Run::end_turn`]).
+    fn failure(&mut self, content: String, signature: String) -> Handled {
+        self.turn.errors.push(signature);
+        Handled {
+            content,
+            is_error: true,
+            stop: None,
+            attempt: true,
+        }
+    }
+
+    fn success(&mut self, content: String) -> Handled {
+        self.turn.succeeded = true;
+        Handled::ok(content)
+    }
+
+    /// Judge the turn whose calls were all carried out: a turn with a failure is one failed
+    /// attempt; it stops the run when it repeats an error of the turn before, or when
+    /// `maxAttempts` turns in a row failed. A turn without failures (and a success) ends the
+    /// streak.
+    fn end_turn(&mut self) -> Option<Stop> {
+        let turn = std::mem::take(&mut self.turn);
+        self.failed.extend(turn.failed);
+        if turn.errors.is_empty() {
+            if turn.succeeded {
+                self.failures_in_a_row = 0;
+                self.last_errors.clear();
+            }
+            return None;
+        }
         self.failures_in_a_row += 1;
-        let same = self.last_error.as_deref() == Some(signature.as_str());
-        self.last_error = Some(signature.clone());
+        let repeated = turn
+            .errors
+            .iter()
+            .find(|e| self.last_errors.contains(e))
+            .cloned();
+        let last = turn.errors.last().cloned().unwrap_or_default();
+        self.last_errors = turn.errors;
         let max = self.config().max_attempts;
-        let stop = if same {
-            Some(Stop {
+        if let Some(signature) = repeated {
+            return Some(Stop {
                 reason: StopReason::SameError,
                 message: format!(
                     "stopped: the model is stuck, the same error came back twice in a row: {}",
                     first_line(&signature)
                 ),
-            })
-        } else if self.failures_in_a_row >= max {
-            Some(Stop {
-                reason: StopReason::Attempts,
-                message: format!(
-                    "stopped after {max} failed attempts in a row (raise it with --max-attempts or isola.agent.maxAttempts); the last error: {}",
-                    first_line(&signature)
-                ),
-            })
-        } else {
-            content.push_str(&format!(
-                "\nThis was failed attempt {} of {max}: fix it and try again.\n",
-                self.failures_in_a_row
-            ));
-            None
-        };
-        Handled {
-            content,
-            is_error: true,
-            stop,
+            });
         }
-    }
-
-    fn success(&mut self, content: String) -> Handled {
-        self.failures_in_a_row = 0;
-        self.last_error = None;
-        Handled::ok(content)
+        (self.failures_in_a_row >= max).then(|| Stop {
+            reason: StopReason::Attempts,
+            message: format!(
+                "stopped after {max} failed attempts in a row (raise it with --max-attempts or isola.agent.maxAttempts); the last error: {}",
+                first_line(&last)
+            ),
+        })
     }
 
     /// A call that could not be carried out (unknown tool, malformed arguments).
@@ -487,6 +636,7 @@ impl Run<'_> {
             content: text,
             is_error: !ok,
             stop: None,
+            attempt: false,
         }
     }
 
@@ -496,11 +646,7 @@ impl Run<'_> {
         on_event: &mut (dyn FnMut(AgentEvent) + Send),
     ) -> Handled {
         if let Some(stop) = self.execution_limit() {
-            return Handled {
-                content: format!("not run: {}", stop.message),
-                is_error: true,
-                stop: Some(stop),
-            };
+            return Handled::stopped(format!("not run: {}", stop.message), stop);
         }
         let key = normalise(&code);
         if self.failed.contains(&key) {
@@ -510,11 +656,7 @@ impl Run<'_> {
                     "stopped: the model is stuck, it sent again a script that had already failed"
                         .into(),
             };
-            return Handled {
-                content: "not run: this script already failed".into(),
-                is_error: true,
-                stop: Some(stop),
-            };
+            return Handled::stopped("not run: this script already failed".into(), stop);
         }
         self.summary.executions += 1;
         if self.failures_in_a_row > 0 {
@@ -554,7 +696,7 @@ impl Run<'_> {
             None => self.success(text),
             Some(e) => {
                 self.summary.failed_executions += 1;
-                self.failed.insert(key);
+                self.turn.failed.push(key);
                 self.failure(text, error_signature(&e))
             }
         }
@@ -566,51 +708,37 @@ impl Run<'_> {
         task: String,
         on_event: &mut (dyn FnMut(AgentEvent) + Send),
     ) -> Handled {
-        if let Some(stop) = self.before_llm_call() {
-            return Handled {
-                content: format!("not run: {}", stop.message),
-                is_error: true,
-                stop: Some(stop),
-            };
-        }
         let request = ChatRequest {
             system: prompts::code_model_system(&self.view),
             messages: vec![Message::User { content: task }],
             tools: Vec::new(),
             max_output_tokens: self.config().max_output_tokens,
             temperature: self.config().temperature,
+            tool_choice: None,
         };
-        let models = &self.agent.models;
-        let result = models
-            .gateway
-            .chat("code", &models.code_chain, &request, &mut |_: &str| {})
-            .await;
-        let reply = match result {
+        let chain = &self.agent.models.code_chain;
+        let reply = match self.ask("code", chain, request, on_event).await {
             Ok(r) => r,
-            Err(failure) => {
-                self.account(&failure.calls, on_event);
-                let message = failure.error.to_string();
-                return Handled {
-                    content: format!("the code model failed: {message}"),
-                    is_error: true,
-                    stop: Some(Stop {
-                        reason: StopReason::LlmFailed,
-                        message,
-                    }),
+            // A script cut at the cap is not run; the agent model hears why and may describe a
+            // smaller function.
+            Err(stop) if stop.reason == StopReason::Truncated => {
+                return self.failure(
+                    format!(
+                        "error: no script was run: {}\n",
+                        stop.message.trim_start_matches("stopped: ")
+                    ),
+                    "code model: cut at the output-token limit".into(),
+                );
+            }
+            Err(stop) => {
+                let content = match stop.reason {
+                    StopReason::LlmFailed => format!("the code model failed: {}", stop.message),
+                    _ => format!("not run: {}", stop.message),
                 };
+                return Handled::stopped(content, stop);
             }
         };
-        self.account(&reply.calls, on_event);
-        self.summary.llm_calls += 1;
-        let text = reply.response.text.clone();
-        self.steps.push(Step::Llm {
-            role: "code".into(),
-            route: reply.route,
-            text: text.clone(),
-            tool_calls: Vec::new(),
-            usage: reply.response.usage,
-        });
-        let code = prompts::extract_code(&text);
+        let code = prompts::extract_code(&reply.response.text);
         if code.is_empty() {
             return self.failure(
                 "error: the code model returned no code\n".into(),
@@ -643,11 +771,7 @@ impl Run<'_> {
             Err(message) => return self.malformed(call, message),
         };
         if let Some(stop) = self.execution_limit() {
-            return Handled {
-                content: format!("not run: {}", stop.message),
-                is_error: true,
-                stop: Some(stop),
-            };
+            return Handled::stopped(format!("not run: {}", stop.message), stop);
         }
         let key = format!("{}({})", call.name, Value::Object(args.clone()));
         if self.failed.contains(&key) {
@@ -658,11 +782,7 @@ impl Run<'_> {
                     call.name
                 ),
             };
-            return Handled {
-                content: "not run: this call already failed".into(),
-                is_error: true,
-                stop: Some(stop),
-            };
+            return Handled::stopped("not run: this call already failed".into(), stop);
         }
         let Some(binding) = self.view.api.bindings.get(index) else {
             return self.malformed(call, format!("there is no tool `{}`", call.name));
@@ -691,7 +811,7 @@ impl Run<'_> {
             self.success(text)
         } else {
             self.summary.failed_executions += 1;
-            self.failed.insert(key);
+            self.turn.failed.push(key);
             let signature = format!("{}: {}", call.name, text);
             self.failure(format!("error: {text}\n"), signature)
         }

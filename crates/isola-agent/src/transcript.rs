@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use isola_llm::{CallRecord, Message, Outcome, ToolCall, Usage};
+use isola_llm::{CallRecord, Finish, Message, Outcome, ToolCall, Usage};
 use isola_protocol::ExecRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -40,6 +40,9 @@ pub enum Step {
         text: String,
         tool_calls: Vec<ToolCall>,
         usage: Usage,
+        /// Why it stopped: `stop`, `toolCalls`, `length` (cut at the output-token cap)...
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        finish: Option<Finish>,
     },
     /// A script ran (code and two-step modes).
     #[serde(rename_all = "camelCase")]
@@ -73,12 +76,15 @@ pub enum StopReason {
     Tokens,
     /// `limits.maxCostUsd` was reached.
     Cost,
-    /// `maxAttempts` failures in a row.
+    /// `maxAttempts` failed turns in a row.
     Attempts,
-    /// The same error twice in a row.
+    /// The same error in two turns in a row.
     SameError,
-    /// Code (or a tool call) that already failed, sent again.
+    /// Code (or a tool call) that already failed in an earlier turn, sent again.
     SameCode,
+    /// The model's answer was cut at the output-token cap, also when asked again with twice
+    /// the cap.
+    Truncated,
     /// The models could not be reached (after retries and fallbacks), or a stream was cut.
     LlmFailed,
 }

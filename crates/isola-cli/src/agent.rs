@@ -9,7 +9,7 @@ use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use isola_agent::{Agent, AgentConfig, AgentEvent, Mode, StopReason, Transcript};
 use isola_config::Config;
-use isola_llm::ProviderKind;
+use isola_llm::{ProviderKind, ToolChoice};
 use isola_mcp::McpHub;
 
 use crate::commands::{backend, connect, load_config, print};
@@ -59,6 +59,22 @@ pub struct AgentArgs {
     /// Ask for whole answers instead of streamed ones.
     #[arg(long)]
     pub no_stream: bool,
+    /// Whether the agent model may (auto), must (required) or must not (none) call a tool
+    /// [default: the provider's, auto]. `required` gets tool calls out of small local models;
+    /// the run then ends at a limit.
+    #[arg(long, value_name = "CHOICE", value_parser = parse_tool_choice)]
+    pub tool_choice: Option<ToolChoice>,
+    /// The output-token cap of every model [default: per provider, 4096 hosted, 2048 local].
+    #[arg(long, value_name = "N")]
+    pub max_output_tokens: Option<u32>,
+    /// The request timeout of every model: the whole answer when not streamed, its first byte
+    /// when streamed, e.g. 5m [default: per provider, 5m hosted, 20m local].
+    #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration_ms)]
+    pub timeout: Option<u64>,
+    /// The longest silence of a streamed answer, e.g. 10m [default: per provider, 2m hosted,
+    /// 10m local: llama.cpp sends nothing while it generates a tool call].
+    #[arg(long, value_name = "DURATION", value_parser = crate::cli::parse_duration_ms)]
+    pub idle_timeout: Option<u64>,
     /// Run scripts inside this process instead of worker processes.
     #[arg(long)]
     pub in_process: bool,
@@ -84,6 +100,11 @@ pub struct ChatArgs {
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
     Mode::parse(s).ok_or_else(|| format!("`{s}` is not a mode (use code, two-step or tools)"))
+}
+
+fn parse_tool_choice(s: &str) -> Result<ToolChoice, String> {
+    ToolChoice::parse(s)
+        .ok_or_else(|| format!("`{s}` is not a tool choice (use auto, required or none)"))
 }
 
 /// The agent settings: the config's `isola.agent`, then the environment, then the flags.
@@ -136,6 +157,18 @@ pub fn agent_config(config: &Config, args: &AgentArgs) -> Result<AgentConfig> {
     if args.no_stream {
         c.stream = false;
     }
+    if let Some(choice) = args.tool_choice {
+        c.tool_choice = Some(choice);
+    }
+    if let Some(n) = args.max_output_tokens {
+        c.max_output_tokens = Some(n);
+    }
+    if let Some(ms) = args.timeout {
+        c.timeout_ms = Some(ms);
+    }
+    if let Some(ms) = args.idle_timeout {
+        c.idle_timeout_ms = Some(ms);
+    }
     Ok(c)
 }
 
@@ -185,7 +218,7 @@ async fn discover_model(c: &AgentConfig) -> Result<Option<String>> {
         .route(&format!("{kind}:_"))
         .map_err(crate::error::user_input)?;
     let url = &route.provider.base_url;
-    let timeout = std::time::Duration::from_millis(c.timeout_ms.min(10_000));
+    let timeout = std::time::Duration::from_millis(c.timeout_ms.unwrap_or(10_000).min(10_000));
     let models = isola_llm::list_models(&route.provider, timeout)
         .await
         .map_err(|e| crate::error::user_input(anyhow!("no model is set, and listing the models at {url} failed: {e}\nhint: pass --model {kind}:NAME")))?;
@@ -222,7 +255,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<ExitCode> 
     let transcript = if args.json {
         session.agent.run(&mut history, &prompt, &mut |_| {}).await
     } else {
-        let mut printer = Printer::default();
+        let mut printer = Printer::new();
         let t = session
             .agent
             .run(&mut history, &prompt, &mut |e| printer.event(e))
@@ -278,7 +311,7 @@ pub async fn chat(config_path: Option<&Path>, args: ChatArgs) -> Result<ExitCode
             }
             _ => {}
         }
-        let mut printer = Printer::default();
+        let mut printer = Printer::new();
         let t = session
             .agent
             .run(&mut history, line, &mut |e| printer.event(e))
@@ -290,14 +323,29 @@ pub async fn chat(config_path: Option<&Path>, args: ChatArgs) -> Result<ExitCode
     Ok(code)
 }
 
-/// Streams the answer to stdout and the progress to stderr.
-#[derive(Default)]
+/// Writes the final answer to stdout and everything else to stderr: the progress, and the
+/// text a model writes before its tool calls. When stdout is a terminal, text streams there as
+/// it arrives (a person is watching; the turns read in order); otherwise each turn's text is
+/// held until the turn ends, then goes to stdout if it is the final answer and to stderr if
+/// tool calls follow, so `isola run ... > answer.txt` captures the answer alone.
 struct Printer {
+    /// Stream text to stdout as it arrives.
+    live: bool,
+    /// The text of the current turn (not live).
+    turn: String,
     /// The last text written to stdout did not end a line.
     open_line: bool,
 }
 
 impl Printer {
+    fn new() -> Self {
+        Printer {
+            live: std::io::stdout().is_terminal(),
+            turn: String::new(),
+            open_line: false,
+        }
+    }
+
     fn out(&mut self, text: &str) {
         let text = crate::term::clean(text, crate::term::Stream::Stdout);
         let mut out = std::io::stdout().lock();
@@ -315,7 +363,40 @@ impl Printer {
 
     fn event(&mut self, e: AgentEvent) {
         match e {
-            AgentEvent::Text(t) => self.out(&t),
+            AgentEvent::Text(t) if self.live => self.out(&t),
+            AgentEvent::Text(t) => self.turn.push_str(&t),
+            AgentEvent::Discard if self.live => {
+                if self.open_line {
+                    self.out("\n");
+                }
+            }
+            AgentEvent::Discard => self.turn.clear(),
+            AgentEvent::Turn { .. } if self.live => {}
+            AgentEvent::Turn { tool_calls: 0 } => {
+                let answer = std::mem::take(&mut self.turn);
+                self.out(&answer);
+            }
+            AgentEvent::Turn { .. } => {
+                let said = std::mem::take(&mut self.turn);
+                if !said.trim().is_empty() {
+                    self.note(said.trim_end());
+                }
+            }
+            AgentEvent::Truncated {
+                role,
+                max_output_tokens,
+                retrying,
+            } => {
+                let cap = max_output_tokens.map_or_else(String::new, |n| format!(" of {n} tokens"));
+                let next = match (retrying, max_output_tokens) {
+                    (true, Some(n)) => format!("; asking again with {}", n.saturating_mul(2)),
+                    (true, None) => "; asking again".to_string(),
+                    (false, _) => String::new(),
+                };
+                self.note(&format!(
+                    "  ✂ the {role} model's answer was cut at the output limit{cap}{next}"
+                ));
+            }
             AgentEvent::Execution { attempt, code } => {
                 let lines = code.lines().count();
                 self.note(&format!(

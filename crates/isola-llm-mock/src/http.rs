@@ -184,7 +184,11 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
     if step.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
     }
-    if let Some(status) = step.status {
+    if !stream && step.silence_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(step.silence_ms)).await;
+    }
+    // A failed generation: an HTTP status when not streamed, an error event when streamed.
+    if let Some(status) = step.status.or(step.stream_error.filter(|_| !stream)) {
         let msg = render::error_body(
             format,
             status,
@@ -235,10 +239,16 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
     if socket.write_all(head.as_bytes()).await.is_err() {
         return;
     }
-    for (i, event) in render::events(format, &step, &model, usage, include_usage, index)
-        .into_iter()
-        .enumerate()
-    {
+    let (mut events, after_text) =
+        render::events(format, &step, &model, usage, include_usage, index);
+    if let Some(code) = step.stream_error {
+        events.truncate(after_text);
+        events.push(render::stream_error_event(format, code));
+    }
+    for (i, event) in events.into_iter().enumerate() {
+        if i == after_text && step.silence_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(step.silence_ms)).await;
+        }
         if step.cut_after == Some(i) {
             // Drop the connection without the terminating chunk: the body is incomplete.
             let _ = socket.flush().await;

@@ -7,7 +7,12 @@
 //!
 //! Faults are steps too: an HTTP status with `Retry-After` ([`Step::status`]), a stream cut
 //! after a number of events ([`Step::cut_after`]), a tool call whose arguments are not JSON
-//! ([`Step::raw_call`]), a slow answer ([`Step::delay_ms`]).
+//! ([`Step::raw_call`]), a slow answer ([`Step::delay_ms`]). So are the ways of a local server
+//! such as llama.cpp's: a failed generation reported inside the stream as
+//! `{"error": {"code": 500, ...}}` (and as that HTTP status when not streamed,
+//! [`Step::stream_error`]), an answer cut at the output-token limit ([`Step::finish`] with
+//! `"length"`), a long silence while it generates a tool call ([`Step::silence_ms`]), and
+//! several identical calls in one answer ([`Step::repeated`]).
 //!
 //! ```
 //! use isola_llm_mock::{MockServer, Step};
@@ -55,6 +60,18 @@ pub struct Step {
     pub cached_tokens: u64,
     /// Wait this long before answering.
     pub delay_ms: u64,
+    /// The finish reason, in OpenAI's words (`stop`, `tool_calls`, `length`...; Anthropic's and
+    /// Gemini's are mapped: `length` is `max_tokens` and `MAX_TOKENS`). By default `tool_calls`
+    /// when there are calls, else `stop`.
+    pub finish: Option<String>,
+    /// Streamed: after the text, an error event carrying this code (llama.cpp's
+    /// `data: {"error": {"code": 500, ...}}`, Anthropic's `error` event, Gemini's error chunk)
+    /// ends the stream. Not streamed: this HTTP status, as the same server answers then.
+    pub stream_error: Option<u16>,
+    /// Streamed: after the text, this long without an event before the tool calls (or the
+    /// finish), as llama.cpp holds the deltas back while its parser decides. Not streamed: a
+    /// wait before answering.
+    pub silence_ms: u64,
 }
 
 /// One tool call of a [`Step`].
@@ -130,6 +147,34 @@ impl Step {
 
     pub fn cached_tokens(mut self, n: u64) -> Self {
         self.cached_tokens = n;
+        self
+    }
+
+    /// The finish reason in OpenAI's words (`"length"`: cut at the output-token limit).
+    pub fn finish(mut self, reason: &str) -> Self {
+        self.finish = Some(reason.to_string());
+        self
+    }
+
+    /// An error event with `code` inside the stream (that HTTP status when not streamed).
+    pub fn stream_error(code: u16) -> Self {
+        Step {
+            stream_error: Some(code),
+            ..Default::default()
+        }
+    }
+
+    pub fn silence_ms(mut self, ms: u64) -> Self {
+        self.silence_ms = ms;
+        self
+    }
+
+    /// The step's tool calls, `n` times over: identical parallel calls in one answer.
+    pub fn repeated(mut self, n: usize) -> Self {
+        let once = std::mem::take(&mut self.tool_calls);
+        for _ in 0..n {
+            self.tool_calls.extend(once.iter().cloned());
+        }
         self
     }
 }

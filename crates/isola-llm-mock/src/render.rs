@@ -49,6 +49,62 @@ pub fn error_body(format: Format, status: u16, message: &str) -> Value {
     }
 }
 
+/// The finish reason in OpenAI's words.
+fn openai_finish(step: &Step) -> String {
+    step.finish.clone().unwrap_or_else(|| {
+        if step.tool_calls.is_empty() {
+            "stop".into()
+        } else {
+            "tool_calls".into()
+        }
+    })
+}
+
+fn anthropic_finish(step: &Step) -> String {
+    match openai_finish(step).as_str() {
+        "stop" => "end_turn".into(),
+        "tool_calls" => "tool_use".into(),
+        "length" => "max_tokens".into(),
+        other => other.to_string(),
+    }
+}
+
+fn gemini_finish(step: &Step) -> String {
+    match openai_finish(step).as_str() {
+        "stop" | "tool_calls" => "STOP".into(),
+        "length" => "MAX_TOKENS".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The error event that ends a stream with `code`, as each format sends it.
+pub fn stream_error_event(format: Format, code: u16) -> String {
+    let message = format!("isola-llm-mock: scripted error {code} inside the stream");
+    match format {
+        // llama.cpp's shape (`format_error_response`).
+        Format::OpenAi => sse(
+            None,
+            &json!({"error": {"code": code, "message": message, "type": if code >= 500 { "server_error" } else { "invalid_request_error" }}}),
+        ),
+        Format::Anthropic => {
+            let kind = match code {
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                c if c >= 500 => "api_error",
+                _ => "invalid_request_error",
+            };
+            sse(
+                Some("error"),
+                &json!({"type": "error", "error": {"type": kind, "message": message}}),
+            )
+        }
+        Format::Gemini => sse(
+            None,
+            &json!({"error": {"code": code, "message": message, "status": if code >= 500 { "INTERNAL" } else { "INVALID_ARGUMENT" }}}),
+        ),
+    }
+}
+
 pub fn full(format: Format, step: &Step, model: &str, usage: Usage, request: usize) -> Value {
     let has_calls = !step.tool_calls.is_empty();
     match format {
@@ -65,7 +121,7 @@ pub fn full(format: Format, step: &Step, model: &str, usage: Usage, request: usi
             }
             json!({
                 "id": format!("chatcmpl-mock-{request}"), "object": "chat.completion", "created": 0, "model": model,
-                "choices": [{"index": 0, "message": message, "finish_reason": if has_calls { "tool_calls" } else { "stop" }}],
+                "choices": [{"index": 0, "message": message, "finish_reason": openai_finish(step)}],
                 "usage": openai_usage(usage),
             })
         }
@@ -79,7 +135,7 @@ pub fn full(format: Format, step: &Step, model: &str, usage: Usage, request: usi
             }
             json!({
                 "id": format!("msg_mock_{request}"), "type": "message", "role": "assistant", "model": model, "content": content,
-                "stop_reason": if has_calls { "tool_use" } else { "end_turn" }, "stop_sequence": null,
+                "stop_reason": anthropic_finish(step), "stop_sequence": null,
                 "usage": anthropic_usage(usage, true),
             })
         }
@@ -92,7 +148,7 @@ pub fn full(format: Format, step: &Step, model: &str, usage: Usage, request: usi
                 parts.push(json!({"functionCall": {"id": call_id(request, i), "name": c.name, "args": arguments_value(&c.arguments)}}));
             }
             json!({
-                "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+                "candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": gemini_finish(step), "index": 0}],
                 "usageMetadata": gemini_usage(usage), "modelVersion": model,
             })
         }
@@ -114,7 +170,8 @@ fn gemini_usage(u: Usage) -> Value {
            "totalTokenCount": u.prompt + u.completion})
 }
 
-/// The stream of server-sent events answering with `step`.
+/// The stream of server-sent events answering with `step`, and the index of the first event
+/// after the text (the first tool call's, or the finish): where a silence or an error goes.
 pub fn events(
     format: Format,
     step: &Step,
@@ -122,9 +179,9 @@ pub fn events(
     usage: Usage,
     include_usage: bool,
     request: usize,
-) -> Vec<String> {
-    let has_calls = !step.tool_calls.is_empty();
+) -> (Vec<String>, usize) {
     let mut out = Vec::new();
+    let after_text;
     match format {
         Format::OpenAi => {
             let id = format!("chatcmpl-mock-{request}");
@@ -142,6 +199,7 @@ pub fn events(
             for p in pieces(&step.text, 24) {
                 out.push(chunk(json!({"content": p}), Value::Null));
             }
+            after_text = out.len();
             for (i, c) in step.tool_calls.iter().enumerate() {
                 out.push(chunk(
                     json!({"tool_calls": [{"index": i, "id": call_id(request, i), "type": "function", "function": {"name": c.name, "arguments": ""}}]}),
@@ -154,10 +212,7 @@ pub fn events(
                     ));
                 }
             }
-            out.push(chunk(
-                json!({}),
-                (if has_calls { "tool_calls" } else { "stop" }).into(),
-            ));
+            out.push(chunk(json!({}), openai_finish(step).into()));
             if include_usage {
                 out.push(sse(None, &json!({"id": id, "object": "chat.completion.chunk", "created": 0, "model": model,
                                            "choices": [], "usage": openai_usage(usage)})));
@@ -183,6 +238,7 @@ pub fn events(
                 ));
                 index += 1;
             }
+            after_text = out.len();
             for (i, c) in step.tool_calls.iter().enumerate() {
                 out.push(sse(
                     Some("content_block_start"),
@@ -202,7 +258,7 @@ pub fn events(
             }
             out.push(sse(
                 Some("message_delta"),
-                &json!({"type": "message_delta", "delta": {"stop_reason": if has_calls { "tool_use" } else { "end_turn" }, "stop_sequence": null},
+                &json!({"type": "message_delta", "delta": {"stop_reason": anthropic_finish(step), "stop_sequence": null},
                         "usage": {"output_tokens": usage.completion}}),
             ));
             out.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
@@ -212,6 +268,7 @@ pub fn events(
             for p in &text {
                 out.push(sse(None, &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": p}]}, "index": 0}], "modelVersion": model})));
             }
+            after_text = out.len();
             let parts: Vec<Value> = step
                 .tool_calls
                 .iter()
@@ -220,10 +277,10 @@ pub fn events(
                 .collect();
             out.push(sse(
                 None,
-                &json!({"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": "STOP", "index": 0}],
+                &json!({"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": gemini_finish(step), "index": 0}],
                         "usageMetadata": gemini_usage(usage), "modelVersion": model}),
             ));
         }
     }
-    out
+    (out, after_text)
 }

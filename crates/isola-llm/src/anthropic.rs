@@ -2,12 +2,11 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::types::{ChatRequest, ChatResponse, Finish, Message, ToolCall, Usage};
-use crate::wire::{StreamStep, error_message, str_at, u64_at};
+use crate::error::CallError;
+use crate::types::{ChatRequest, ChatResponse, Finish, Message, ToolCall, ToolChoice, Usage};
+use crate::wire::{StreamStep, bad_chunk, error_message, str_at, stream_error, u64_at};
 
 pub const VERSION: &str = "2023-06-01";
-/// Anthropic requires `max_tokens`; this is sent when the request sets none.
-pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
 pub fn url(base: &str) -> String {
     // ANTHROPIC_BASE_URL is the host by convention (the SDKs add /v1/messages); accept one that
@@ -18,7 +17,7 @@ pub fn url(base: &str) -> String {
     }
 }
 
-pub fn body(req: &ChatRequest, model: &str, stream: bool) -> Value {
+pub fn body(req: &ChatRequest, model: &str, stream: bool, max_tokens: u32) -> Value {
     let mut messages: Vec<Value> = Vec::new();
     for m in &req.messages {
         match m {
@@ -73,10 +72,7 @@ pub fn body(req: &ChatRequest, model: &str, stream: bool) -> Value {
     }
     let mut body = Map::new();
     body.insert("model".into(), model.into());
-    body.insert(
-        "max_tokens".into(),
-        req.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS).into(),
-    );
+    body.insert("max_tokens".into(), max_tokens.into());
     if !req.system.is_empty() {
         body.insert("system".into(), req.system.clone().into());
     }
@@ -85,6 +81,14 @@ pub fn body(req: &ChatRequest, model: &str, stream: bool) -> Value {
         let tools: Vec<Value> =
             req.tools.iter().map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters})).collect();
         body.insert("tools".into(), tools.into());
+        if let Some(choice) = req.tool_choice {
+            let kind = match choice {
+                ToolChoice::Auto => "auto",
+                ToolChoice::Required => "any",
+                ToolChoice::None => "none",
+            };
+            body.insert("tool_choice".into(), json!({"type": kind}));
+        }
     }
     if let Some(t) = req.temperature {
         body.insert("temperature".into(), t.into());
@@ -182,9 +186,8 @@ impl Stream {
         event: Option<&str>,
         data: &str,
         on_text: &mut dyn FnMut(&str),
-    ) -> Result<StreamStep, String> {
-        let v: Value = serde_json::from_str(data)
-            .map_err(|e| format!("a stream event is not JSON ({e}): {data}"))?;
+    ) -> Result<StreamStep, CallError> {
+        let v: Value = serde_json::from_str(data).map_err(|e| bad_chunk(&e, data))?;
         let kind = event.or_else(|| str_at(&v, "/type")).unwrap_or_default();
         match kind {
             "message_start" => {
@@ -221,9 +224,9 @@ impl Stream {
                 let index = u64_at(&v, "/index") as usize;
                 let Some((_, block)) = self.blocks.iter_mut().rev().find(|(i, _)| *i == index)
                 else {
-                    return Err(format!(
+                    return Err(CallError::Protocol(format!(
                         "a delta for content block {index}, which was never started"
-                    ));
+                    )));
                 };
                 match (block, str_at(&v, "/delta/type")) {
                     (Block::Text, Some("text_delta")) => {
@@ -249,7 +252,8 @@ impl Stream {
                 self.stopped = true;
                 return Ok(StreamStep::Done);
             }
-            "error" => return Err(error_message(&v)),
+            // `overloaded_error` (529), `api_error` (500), `rate_limit_error` (429)...
+            "error" => return Err(stream_error(&v)),
             _ => {} // ping, content_block_stop, and event types added later
         }
         Ok(StreamStep::More)

@@ -17,46 +17,79 @@ pub enum CallError {
         /// From `Retry-After` (seconds or an HTTP-date) or `retry-after-ms`.
         retry_after: Option<Duration>,
     },
-    /// No response (or, in a stream, no further event) within the timeout.
-    #[error("no answer within {} s", .0.as_secs_f64())]
+    /// No response within the request timeout (the whole response when not streamed, its head
+    /// when streamed).
+    #[error("no answer within {} s (the request timeout)", .0.as_secs_f64())]
     Timeout(Duration),
+    /// A streamed answer went silent for longer than the idle timeout.
+    #[error("the stream went silent for {} s (the idle timeout) after {events} events", .after.as_secs_f64())]
+    Idle { after: Duration, events: usize },
     /// The connection could not be made or broke before a response.
     #[error("cannot connect: {0}")]
     Connect(String),
     /// A streamed answer ended before it was complete.
     #[error("the stream was cut after {events} events, before the answer was complete: {message}")]
     StreamCut { events: usize, message: String },
-    /// The provider reported an error inside the stream (Anthropic's `error` event, ...).
-    #[error("the provider reported an error mid-stream: {0}")]
-    StreamError(String),
+    /// The provider reported an error inside the stream: llama.cpp's and OpenAI's
+    /// `{"error": {"code": 500, ...}}` chunk, Anthropic's `error` event, Gemini's error chunk.
+    /// `status` is the HTTP status the error stands for, when it says (a numeric `code`, or an
+    /// error type such as `overloaded_error` or `rate_limit_error`).
+    #[error("the provider reported an error mid-stream{}: {message}", .status.map(|s| format!(" (code {s})")).unwrap_or_default())]
+    StreamError {
+        status: Option<u16>,
+        message: String,
+    },
     /// The response is not what the wire format says it should be.
     #[error("unreadable response: {0}")]
     Protocol(String),
 }
 
+/// Statuses worth another try: rate limits, server errors, timeouts and conflicts.
+fn retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 409 | 429) || status >= 500
+}
+
 impl CallError {
-    /// Worth another try (same model after a pause, or the next in the chain): rate limits,
-    /// server errors, timeouts, connection failures.
+    /// Worth another try (same model after a pause, or the next in the chain): rate limits and
+    /// server errors (as an HTTP status, or as a code inside a stream), request timeouts,
+    /// connection failures.
     pub fn retryable(&self) -> bool {
         match self {
-            CallError::Status { status, .. } => matches!(status, 408 | 409 | 429) || *status >= 500,
+            CallError::Status { status, .. } => retryable_status(*status),
+            CallError::StreamError {
+                status: Some(status),
+                ..
+            } => retryable_status(*status),
             CallError::Timeout(_) | CallError::Connect(_) => true,
-            CallError::StreamCut { .. } | CallError::StreamError(_) | CallError::Protocol(_) => {
-                false
-            }
+            CallError::StreamCut { .. }
+            | CallError::Idle { .. }
+            | CallError::StreamError { status: None, .. }
+            | CallError::Protocol(_) => false,
+        }
+    }
+
+    /// The HTTP status the failure carries (as a status, or as a code inside a stream).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CallError::Status { status, .. } => Some(*status),
+            CallError::StreamError { status, .. } => *status,
+            _ => None,
         }
     }
 
     pub fn outcome(&self) -> Outcome {
-        match self {
-            CallError::Status { status: 429, .. } => Outcome::RateLimited,
-            CallError::Status { status, .. } if *status >= 500 => Outcome::ServerError,
-            CallError::Status { .. } => Outcome::Rejected,
-            CallError::Timeout(_) => Outcome::Timeout,
-            CallError::Connect(_) => Outcome::ConnectError,
-            CallError::StreamCut { .. } => Outcome::StreamCut,
-            CallError::StreamError(_) => Outcome::StreamError,
-            CallError::Protocol(_) => Outcome::ProtocolError,
+        match self.status() {
+            Some(429) => Outcome::RateLimited,
+            Some(s) if s >= 500 => Outcome::ServerError,
+            _ => match self {
+                CallError::Status { .. } => Outcome::Rejected,
+                CallError::Timeout(_) => Outcome::Timeout,
+                CallError::Idle { .. } => Outcome::IdleTimeout,
+                CallError::Connect(_) => Outcome::ConnectError,
+                CallError::StreamCut { .. } => Outcome::StreamCut,
+                CallError::StreamError { .. } => Outcome::StreamError,
+                CallError::Protocol(_) => Outcome::ProtocolError,
+            },
         }
     }
 }
@@ -72,7 +105,10 @@ pub enum Outcome {
     ServerError,
     /// A 4xx other than 408, 409 and 429: the request (or key, or model name) is wrong.
     Rejected,
+    /// No response (or, streamed, no response head) within the request timeout.
     Timeout,
+    /// A stream silent for longer than the idle timeout.
+    IdleTimeout,
     ConnectError,
     StreamCut,
     StreamError,
@@ -88,6 +124,7 @@ impl Outcome {
             Outcome::ServerError => "serverError",
             Outcome::Rejected => "rejected",
             Outcome::Timeout => "timeout",
+            Outcome::IdleTimeout => "idleTimeout",
             Outcome::ConnectError => "connectError",
             Outcome::StreamCut => "streamCut",
             Outcome::StreamError => "streamError",
@@ -156,9 +193,15 @@ fn failure_text(route: &str, error: &CallError, earlier: &[String]) -> String {
             s.push_str("\nhint: check the model name and the base URL (an OpenAI-compatible base URL usually ends in /v1)");
         }
         CallError::Connect(_) => s.push_str("\nhint: check the base URL (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, GEMINI_BASE_URL or the provider's baseUrl)"),
-        CallError::Status { status: 429, .. } | CallError::Timeout(_) => {
+        CallError::Status { status: 429, .. } => {
             s.push_str("\nhint: add a fallback model (--fallback or isola.agent.fallback) or raise isola.agent.retry.maxRetries")
         }
+        CallError::Timeout(_) => s.push_str(
+            "\nhint: a slow (local) server needs a longer request timeout: --timeout, isola.agent.timeoutMs or isola.agent.providers.NAME.timeoutMs; or stream the answer (a stream only has to keep talking)",
+        ),
+        CallError::Idle { .. } => s.push_str(
+            "\nhint: a local server can be silent for minutes while it generates a tool call: raise the idle timeout (--idle-timeout, isola.agent.idleTimeoutMs or isola.agent.providers.NAME.idleTimeoutMs)",
+        ),
         _ => {}
     }
     s

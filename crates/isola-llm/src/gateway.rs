@@ -9,8 +9,8 @@ use crate::cache::ResponseCache;
 use crate::error::{CallError, LlmError, Outcome};
 use crate::price::PriceTable;
 use crate::provider::{ProviderKind, Route};
-use crate::types::{ChatRequest, ChatResponse, Usage};
-use crate::wire;
+use crate::types::{ChatRequest, ChatResponse, Finish, Usage};
+use crate::wire::{self, Timeouts};
 
 /// When and how often to try again.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,8 +55,11 @@ impl RetryPolicy {
 
 pub struct GatewaySettings {
     pub retry: RetryPolicy,
-    /// Wait for the response head, and longest silence within a stream.
-    pub timeout: Duration,
+    /// The request timeout of every call (the whole response when not streamed, the response
+    /// head when streamed), over each provider's own ([`crate::CallLimits`]).
+    pub request_timeout: Option<Duration>,
+    /// The longest silence within a stream, over each provider's own.
+    pub idle_timeout: Option<Duration>,
     /// Stream answers (text reaches the caller as it is generated).
     pub stream: bool,
     pub prices: PriceTable,
@@ -67,12 +70,23 @@ impl Default for GatewaySettings {
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
-            timeout: Duration::from_secs(120),
+            request_timeout: None,
+            idle_timeout: None,
             stream: true,
             prices: PriceTable::default(),
             cache: None,
         }
     }
+}
+
+/// What a streamed request passes to its caller as it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Streamed<'a> {
+    /// A piece of the answer's text.
+    Text(&'a str),
+    /// The text passed so far belongs to an attempt that failed; another attempt follows, and
+    /// its text comes from the start.
+    Discard,
 }
 
 /// One attempt at one model (or one answer from the cache).
@@ -89,6 +103,12 @@ pub struct CallRecord {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// Why the model stopped (an answered call): `stop`, `toolCalls`, `length`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish: Option<Finish>,
+    /// The output-token cap the request carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
     pub usage: Usage,
     pub latency_ms: f64,
     /// `None` when the model has no price in the table.
@@ -130,8 +150,12 @@ impl Gateway {
     pub fn new(settings: GatewaySettings) -> Result<Self, LlmError> {
         // reqwest is built without a TLS provider (as for the MCP client); install ring once.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let connect = settings
+            .request_timeout
+            .unwrap_or(Duration::from_secs(30))
+            .min(Duration::from_secs(30));
         let http = reqwest::Client::builder()
-            .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
+            .connect_timeout(connect)
             .build()
             .map_err(|e| LlmError::Client(e.to_string()))?;
         Ok(Self { http, settings })
@@ -141,13 +165,43 @@ impl Gateway {
         &self.settings
     }
 
-    /// Ask the first model of `chain` that answers. Text is passed to `on_text` as it arrives.
+    /// Ask the first model of `chain` that answers. Text is passed to `on_text` as it arrives
+    /// (that of a failed attempt included: see [`Gateway::chat_streaming`] to be told).
     pub async fn chat(
         &self,
         role: &str,
         chain: &[Route],
         req: &ChatRequest,
         on_text: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<Reply, Failure> {
+        self.chat_streaming(role, chain, req, &mut |s| {
+            if let Streamed::Text(t) = s {
+                on_text(t)
+            }
+        })
+        .await
+    }
+
+    /// The effective timeouts of a call to `route`.
+    pub fn timeouts(&self, route: &Route) -> Timeouts {
+        let limits = &route.provider.limits;
+        Timeouts {
+            request: self
+                .settings
+                .request_timeout
+                .unwrap_or(limits.request_timeout),
+            idle: self.settings.idle_timeout.unwrap_or(limits.idle_timeout),
+        }
+    }
+
+    /// [`Gateway::chat`], telling `on` when text already passed must be discarded because its
+    /// attempt failed and another follows.
+    pub async fn chat_streaming(
+        &self,
+        role: &str,
+        chain: &[Route],
+        req: &ChatRequest,
+        on: &mut (dyn FnMut(Streamed<'_>) + Send),
     ) -> Result<Reply, Failure> {
         let mut calls = Vec::new();
         let mut earlier: Vec<String> = Vec::new();
@@ -163,9 +217,9 @@ impl Gateway {
                 && let Some(response) = cache.get(key)
             {
                 if !response.text.is_empty() {
-                    on_text(&response.text);
+                    on(Streamed::Text(&response.text));
                 }
-                calls.push(self.record(
+                let mut record = self.record(
                     role,
                     route,
                     1,
@@ -176,7 +230,10 @@ impl Gateway {
                     &response.usage,
                     Some(0.0),
                     None,
-                ));
+                );
+                record.finish = Some(response.finish.clone());
+                record.max_output_tokens = Some(wire::max_output_tokens(route, req));
+                calls.push(record);
                 return Ok(Reply {
                     response,
                     route: route.to_string(),
@@ -193,20 +250,25 @@ impl Gateway {
                 let span = tracing::info_span!("llm_call", route = %route, attempt);
                 let _guard = span.enter();
                 let started = Instant::now();
+                let max_output_tokens = wire::max_output_tokens(route, req);
+                let mut shown = false;
                 let result = wire::call(
                     &self.http,
                     route,
                     req,
                     self.settings.stream,
-                    self.settings.timeout,
-                    on_text,
+                    self.timeouts(route),
+                    &mut |t: &str| {
+                        shown = true;
+                        on(Streamed::Text(t))
+                    },
                 )
                 .await;
                 let latency = started.elapsed();
                 match result {
                     Ok(response) => {
                         let cost = self.settings.prices.cost(&route.model, &response.usage);
-                        calls.push(self.record(
+                        let mut record = self.record(
                             role,
                             route,
                             attempt,
@@ -217,7 +279,10 @@ impl Gateway {
                             &response.usage,
                             cost,
                             None,
-                        ));
+                        );
+                        record.finish = Some(response.finish.clone());
+                        record.max_output_tokens = Some(max_output_tokens);
+                        calls.push(record);
                         if let (Some(cache), Some(key)) = (&self.settings.cache, &key) {
                             cache.put(key, &response);
                         }
@@ -229,23 +294,25 @@ impl Gateway {
                     }
                     Err(error) => {
                         tracing::warn!("{route} failed (attempt {attempt}): {error}");
-                        let status = match &error {
-                            CallError::Status { status, .. } => Some(*status),
-                            _ => None,
-                        };
-                        calls.push(self.record(
+                        let mut record = self.record(
                             role,
                             route,
                             attempt,
                             error.outcome(),
                             latency,
                             waited,
-                            status,
+                            error.status(),
                             &Usage::default(),
                             // Failed calls are not billed.
                             Some(0.0),
                             Some(error.to_string()),
-                        ));
+                        );
+                        record.max_output_tokens = Some(max_output_tokens);
+                        calls.push(record);
+                        if shown && error.retryable() {
+                            // Whatever comes next (a retry or the next model) starts afresh.
+                            on(Streamed::Discard);
+                        }
                         if !error.retryable() {
                             return Err(Failure {
                                 error: LlmError::Failed {
@@ -323,6 +390,8 @@ impl Gateway {
             attempt,
             outcome,
             status,
+            finish: None,
+            max_output_tokens: None,
             usage: *usage,
             latency_ms: latency.as_secs_f64() * 1000.0,
             cost_usd,

@@ -3,8 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::types::{ChatRequest, ChatResponse, Finish, Message, ToolCall, Usage};
-use crate::wire::{StreamStep, error_message, str_at, u64_at};
+use crate::error::CallError;
+use crate::types::{ChatRequest, ChatResponse, Finish, Message, ToolCall, ToolChoice, Usage};
+use crate::wire::{StreamStep, bad_chunk, error_message, str_at, stream_error, u64_at};
 
 pub fn url(base: &str, model: &str, stream: bool) -> String {
     let base = base.strip_suffix("/v1beta").unwrap_or(base);
@@ -15,7 +16,7 @@ pub fn url(base: &str, model: &str, stream: bool) -> String {
     }
 }
 
-pub fn body(req: &ChatRequest) -> Value {
+pub fn body(req: &ChatRequest, max_tokens: u32) -> Value {
     let mut contents: Vec<Value> = Vec::new();
     for m in &req.messages {
         match m {
@@ -82,11 +83,20 @@ pub fn body(req: &ChatRequest) -> Value {
             .map(|t| json!({"name": t.name, "description": t.description, "parametersJsonSchema": t.parameters}))
             .collect();
         body.insert("tools".into(), json!([{"functionDeclarations": decls}]));
+        if let Some(choice) = req.tool_choice {
+            let mode = match choice {
+                ToolChoice::Auto => "AUTO",
+                ToolChoice::Required => "ANY",
+                ToolChoice::None => "NONE",
+            };
+            body.insert(
+                "toolConfig".into(),
+                json!({"functionCallingConfig": {"mode": mode}}),
+            );
+        }
     }
     let mut generation = Map::new();
-    if let Some(n) = req.max_output_tokens {
-        generation.insert("maxOutputTokens".into(), n.into());
-    }
+    generation.insert("maxOutputTokens".into(), max_tokens.into());
     if let Some(t) = req.temperature {
         generation.insert("temperature".into(), t.into());
     }
@@ -121,17 +131,16 @@ impl Stream {
         _event: Option<&str>,
         data: &str,
         on_text: &mut dyn FnMut(&str),
-    ) -> Result<StreamStep, String> {
-        let v: Value = serde_json::from_str(data)
-            .map_err(|e| format!("a stream chunk is not JSON ({e}): {data}"))?;
-        self.chunk(&v, on_text)?;
+    ) -> Result<StreamStep, CallError> {
+        let v: Value = serde_json::from_str(data).map_err(|e| bad_chunk(&e, data))?;
+        if v.get("error").is_some() {
+            return Err(stream_error(&v));
+        }
+        self.chunk(&v, on_text);
         Ok(StreamStep::More)
     }
 
-    fn chunk(&mut self, v: &Value, on_text: &mut dyn FnMut(&str)) -> Result<(), String> {
-        if v.get("error").is_some() {
-            return Err(error_message(v));
-        }
+    fn chunk(&mut self, v: &Value, on_text: &mut dyn FnMut(&str)) {
         if let Some(m) = str_at(v, "/modelVersion") {
             self.model = m.to_string();
         }
@@ -144,7 +153,7 @@ impl Stream {
             };
         }
         let Some(candidate) = v.pointer("/candidates/0") else {
-            return Ok(());
+            return;
         };
         for part in candidate
             .pointer("/content/parts")
@@ -176,7 +185,6 @@ impl Stream {
         if let Some(r) = str_at(candidate, "/finishReason") {
             self.finish = Some(r.to_string());
         }
-        Ok(())
     }
 
     pub fn finish(self) -> Result<ChatResponse, String> {
@@ -194,7 +202,10 @@ impl Stream {
 }
 
 pub fn parse(body: &Value) -> Result<ChatResponse, String> {
+    if body.get("error").is_some() {
+        return Err(error_message(body));
+    }
     let mut s = Stream::default();
-    s.chunk(body, &mut |_| {})?;
+    s.chunk(body, &mut |_| {});
     s.finish()
 }

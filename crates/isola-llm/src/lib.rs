@@ -43,8 +43,10 @@ mod wire;
 
 pub use cache::ResponseCache;
 pub use error::{CallError, LlmError, Outcome};
-pub use gateway::{CallRecord, Failure, Gateway, GatewaySettings, Reply, RetryPolicy};
+pub use gateway::{CallRecord, Failure, Gateway, GatewaySettings, Reply, RetryPolicy, Streamed};
 pub use price::{Price, PriceTable};
-pub use provider::{Provider, ProviderKind, ProviderSettings, Providers, Route};
-pub use types::{ChatRequest, ChatResponse, Finish, Message, ToolCall, ToolDef, Usage};
-pub use wire::{list_models, parse as parse_response, request as build_request};
+pub use provider::{
+    CallLimits, Provider, ProviderKind, ProviderSettings, Providers, Route, is_local_url,
+};
+pub use types::{ChatRequest, ChatResponse, Finish, Message, ToolCall, ToolChoice, ToolDef, Usage};
+pub use wire::{Timeouts, list_models, parse as parse_response, request as build_request};

@@ -3,14 +3,15 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::error::CallError;
 use crate::types::{ChatRequest, ChatResponse, Finish, Message, ToolCall, Usage};
-use crate::wire::{StreamStep, error_message, str_at, u64_at};
+use crate::wire::{StreamStep, bad_chunk, error_message, str_at, stream_error, u64_at};
 
 pub fn url(base: &str) -> String {
     format!("{base}/chat/completions")
 }
 
-pub fn body(req: &ChatRequest, model: &str, stream: bool) -> Value {
+pub fn body(req: &ChatRequest, model: &str, stream: bool, max_tokens: u32) -> Value {
     let mut messages = Vec::new();
     if !req.system.is_empty() {
         messages.push(json!({"role": "system", "content": req.system}));
@@ -44,11 +45,12 @@ pub fn body(req: &ChatRequest, model: &str, stream: bool) -> Value {
             .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
             .collect();
         body.insert("tools".into(), tools.into());
+        if let Some(choice) = req.tool_choice {
+            body.insert("tool_choice".into(), choice.as_str().into());
+        }
     }
-    if let Some(n) = req.max_output_tokens {
-        // `max_tokens` is what every compatible server understands.
-        body.insert("max_tokens".into(), n.into());
-    }
+    // `max_tokens` is what every compatible server understands.
+    body.insert("max_tokens".into(), max_tokens.into());
     if let Some(t) = req.temperature {
         body.insert("temperature".into(), t.into());
     }
@@ -134,18 +136,19 @@ pub struct Stream {
 impl Stream {
     pub fn event(
         &mut self,
-        _event: Option<&str>,
+        event: Option<&str>,
         data: &str,
         on_text: &mut dyn FnMut(&str),
-    ) -> Result<StreamStep, String> {
+    ) -> Result<StreamStep, CallError> {
         if data.trim() == "[DONE]" {
             self.done = true;
             return Ok(StreamStep::Done);
         }
-        let chunk: Value = serde_json::from_str(data)
-            .map_err(|e| format!("a stream chunk is not JSON ({e}): {data}"))?;
-        if chunk.get("error").is_some_and(|e| !e.is_null()) {
-            return Err(error_message(&chunk));
+        let chunk: Value = serde_json::from_str(data).map_err(|e| bad_chunk(&e, data))?;
+        // llama.cpp (and OpenAI) report a failed generation as `{"error": {"code": 500, ...}}`
+        // inside the stream; some servers name the event `error` too.
+        if chunk.get("error").is_some_and(|e| !e.is_null()) || event == Some("error") {
+            return Err(stream_error(&chunk));
         }
         if let Some(m) = str_at(&chunk, "/model") {
             self.model = m.to_string();
@@ -171,7 +174,9 @@ impl Stream {
                     .and_then(Value::as_u64)
                     .unwrap_or(self.calls.len().saturating_sub(1) as u64) as usize;
             if index > 1024 {
-                return Err(format!("tool call index {index} is out of range"));
+                return Err(CallError::Protocol(format!(
+                    "tool call index {index} is out of range"
+                )));
             }
             while self.calls.len() <= index {
                 self.calls.push(Default::default());

@@ -12,10 +12,20 @@
 //! | `openai` | `OPENAI_API_KEY` | `OPENAI_BASE_URL` (`https://api.openai.com/v1`) |
 //! | `anthropic` | `ANTHROPIC_API_KEY` | `ANTHROPIC_BASE_URL` (`https://api.anthropic.com`) |
 //! | `gemini` | `GEMINI_API_KEY`, else `GOOGLE_API_KEY` | `GEMINI_BASE_URL` (`https://generativelanguage.googleapis.com`) |
+//!
+//! Each provider has [`CallLimits`]: the output-token cap sent when a request sets none, the
+//! request timeout and the stream's idle timeout. A provider whose base URL is on this machine
+//! or a private network (`localhost`, `127.0.0.1`, `10.x`, `192.168.x`, `*.local`, a host name
+//! without a dot such as a container's) is a local server (llama.cpp, Ollama, vLLM on a CPU or
+//! a small GPU) and gets [`CallLimits::LOCAL`]; any other gets [`CallLimits::HOSTED`]. The
+//! provider's settings (`local`, `maxOutputTokens`, `timeoutMs`, `idleTimeoutMs`) override
+//! them.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -118,6 +128,82 @@ pub struct ProviderSettings {
     pub api_key_env: Option<String>,
     /// Extra HTTP headers (OpenRouter's `HTTP-Referer`, a proxy's auth...).
     pub headers: BTreeMap<String, String>,
+    /// Whether this is a local server (slow defaults, see [`CallLimits::LOCAL`]); by default,
+    /// whether the base URL's host is on this machine or a private network.
+    pub local: Option<bool>,
+    /// The output-token cap sent when a request sets none.
+    pub max_output_tokens: Option<u32>,
+    /// The request timeout: the whole response when not streamed, the response head when
+    /// streamed.
+    pub timeout_ms: Option<u64>,
+    /// The longest silence between two events of a streamed answer.
+    pub idle_timeout_ms: Option<u64>,
+}
+
+/// The output-token cap and the timeouts of calls to one provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallLimits {
+    /// Sent as the cap when a request sets none.
+    pub max_output_tokens: u32,
+    /// The whole response when not streamed; the response head when streamed.
+    pub request_timeout: Duration,
+    /// The longest silence between two events of a stream.
+    pub idle_timeout: Duration,
+}
+
+impl CallLimits {
+    /// Hosted APIs: fast, and answering within seconds.
+    pub const HOSTED: CallLimits = CallLimits {
+        max_output_tokens: 4096,
+        request_timeout: Duration::from_secs(300),
+        idle_timeout: Duration::from_secs(120),
+    };
+
+    /// A local server on a CPU: a few tokens a second, a long prompt takes minutes to read,
+    /// and llama.cpp sends nothing while it generates a tool call (its parser holds the deltas
+    /// back: a 232 s silence was seen). A smaller cap keeps a model that never stops from
+    /// running until its context is full.
+    pub const LOCAL: CallLimits = CallLimits {
+        max_output_tokens: 2048,
+        request_timeout: Duration::from_secs(1200),
+        idle_timeout: Duration::from_secs(600),
+    };
+}
+
+/// Whether a base URL's host is on this machine or a private network: loopback, private and
+/// link-local addresses, `localhost`, `*.local`, `*.internal`, and a host name without a dot
+/// (a container or LAN name).
+pub fn is_local_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host_port.split(':').next().unwrap_or(""),
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() {
+        return false;
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return match ip {
+            IpAddr::V4(v4) => {
+                v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified()
+            }
+            IpAddr::V6(v6) => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    // fc00::/7 (unique local) and fe80::/10 (link-local)
+                    || (v6.segments()[0] & 0xfe00) == 0xfc00
+                    || (v6.segments()[0] & 0xffc0) == 0xfe80
+            }
+        };
+    }
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.ends_with(".local")
+        || host.ends_with(".internal")
+        || !host.contains('.')
 }
 
 /// A provider ready to call.
@@ -130,6 +216,9 @@ pub struct Provider {
     pub base_url: String,
     pub api_key: Option<String>,
     pub headers: BTreeMap<String, String>,
+    /// A local server (see [`is_local_url`] and [`ProviderSettings::local`]).
+    pub local: bool,
+    pub limits: CallLimits,
 }
 
 impl fmt::Debug for Provider {
@@ -140,6 +229,8 @@ impl fmt::Debug for Provider {
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("local", &self.local)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -231,12 +322,31 @@ impl Providers<'_> {
             Some(var) => env(var),
             None => kind.key_vars().iter().find_map(|v| env(v)),
         };
+        let local = settings.local.unwrap_or_else(|| is_local_url(&base_url));
+        let defaults = if local {
+            CallLimits::LOCAL
+        } else {
+            CallLimits::HOSTED
+        };
+        let limits = CallLimits {
+            max_output_tokens: settings
+                .max_output_tokens
+                .unwrap_or(defaults.max_output_tokens),
+            request_timeout: settings
+                .timeout_ms
+                .map_or(defaults.request_timeout, Duration::from_millis),
+            idle_timeout: settings
+                .idle_timeout_ms
+                .map_or(defaults.idle_timeout, Duration::from_millis),
+        };
         Ok(Provider {
             name: name.to_string(),
             kind,
             base_url: base_url.trim_end_matches('/').to_string(),
             api_key,
             headers: settings.headers,
+            local,
+            limits,
         })
     }
 }
@@ -310,5 +420,35 @@ mod tests {
         );
         let e = route("llama3", &[]).unwrap_err().to_string();
         assert!(e.contains("hint:"), "{e}");
+    }
+
+    /// A base URL on this machine or a private network gets the slow server's defaults.
+    #[test]
+    fn local_servers_get_local_limits() {
+        for url in [
+            "http://127.0.0.1:8080/v1",
+            "http://localhost:11434/v1",
+            "http://[::1]:8000/v1",
+            "http://192.168.1.20:8000/v1",
+            "http://10.0.0.5/v1",
+            "http://ollama:11434/v1",
+            "http://gpu-box.local:8000/v1",
+            "http://user:pw@172.16.0.9:8000",
+        ] {
+            assert!(is_local_url(url), "{url}");
+        }
+        for url in [
+            "https://api.openai.com/v1",
+            "https://openrouter.ai/api/v1",
+            "http://8.8.8.8/v1",
+            "https://api.anthropic.com",
+        ] {
+            assert!(!is_local_url(url), "{url}");
+        }
+        let r = route("openai:m", &[("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")]).unwrap();
+        assert!(r.provider.local);
+        assert_eq!(r.provider.limits, CallLimits::LOCAL);
+        let r = route("openai:m", &[]).unwrap();
+        assert_eq!(r.provider.limits, CallLimits::HOSTED);
     }
 }

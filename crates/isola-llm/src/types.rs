@@ -59,11 +59,46 @@ pub struct ChatRequest {
     pub messages: Vec<Message>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolDef>,
-    /// Cap on the answer's tokens (Anthropic requires one; 4096 is sent when unset there).
+    /// Cap on the answer's tokens; when unset, the provider's
+    /// [`crate::CallLimits::max_output_tokens`] is sent (every request carries a cap, so a model
+    /// that never stops cannot run until its context is full).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_output_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
+    /// Whether the model may, must or must not call a tool; the provider's default (auto) when
+    /// unset. Sent only with tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+}
+
+/// Whether the model may (`auto`), must (`required`) or must not (`none`) call a tool.
+///
+/// Each wire format says it its own way: OpenAI's `tool_choice` (`"required"`), Anthropic's
+/// `tool_choice.type` (`"any"`), Gemini's `toolConfig.functionCallingConfig.mode` (`"ANY"`).
+/// With `required`, llama.cpp's server constrains the output to tool calls with a grammar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolChoice {
+    Auto,
+    Required,
+    None,
+}
+
+impl ToolChoice {
+    pub const ALL: [ToolChoice; 3] = [ToolChoice::Auto, ToolChoice::Required, ToolChoice::None];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolChoice::Auto => "auto",
+            ToolChoice::Required => "required",
+            ToolChoice::None => "none",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ToolChoice> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
 }
 
 /// Why the model stopped.
@@ -78,6 +113,18 @@ pub enum Finish {
     Length,
     /// Anything else the provider said (`content_filter`, `SAFETY`, ...).
     Other(String),
+}
+
+impl Finish {
+    /// `stop`, `toolCalls`, `length`, or the provider's own word.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Finish::Stop => "stop",
+            Finish::ToolCalls => "toolCalls",
+            Finish::Length => "length",
+            Finish::Other(s) => s,
+        }
+    }
 }
 
 /// Token counts of one call, normalised across providers: `input_tokens` includes the cached

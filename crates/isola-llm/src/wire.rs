@@ -36,6 +36,50 @@ pub fn error_message(v: &Value) -> String {
     clip(&v.to_string(), 500)
 }
 
+/// The HTTP status an error body stands for, when it says: a numeric `code` (llama.cpp, Gemini,
+/// vLLM), else a known error type (Anthropic's `overloaded_error`, OpenAI's `server_error`,
+/// Gemini's `UNAVAILABLE`...).
+pub fn error_status(v: &Value) -> Option<u16> {
+    let e = v.get("error").filter(|e| e.is_object()).unwrap_or(v);
+    let code = e.get("code");
+    if let Some(n) = code
+        .and_then(Value::as_u64)
+        .or_else(|| code.and_then(Value::as_str).and_then(|s| s.parse().ok()))
+        && (100..600).contains(&n)
+    {
+        return u16::try_from(n).ok();
+    }
+    let names = [
+        str_at(e, "/type"),
+        str_at(e, "/status"),
+        code.and_then(Value::as_str),
+    ];
+    names.into_iter().flatten().find_map(|name| match name {
+        "overloaded_error" => Some(529),
+        "api_error" | "server_error" | "internal_error" | "INTERNAL" => Some(500),
+        "UNAVAILABLE" | "service_unavailable" => Some(503),
+        "timeout_error" | "DEADLINE_EXCEEDED" => Some(504),
+        "rate_limit_error" | "rate_limit_exceeded" | "RESOURCE_EXHAUSTED" => Some(429),
+        _ => None,
+    })
+}
+
+/// A provider's error inside a stream.
+pub fn stream_error(v: &Value) -> CallError {
+    CallError::StreamError {
+        status: error_status(v),
+        message: error_message(v),
+    }
+}
+
+/// A stream chunk that is not JSON.
+pub fn bad_chunk(e: &serde_json::Error, data: &str) -> CallError {
+    CallError::Protocol(format!(
+        "a stream chunk is not JSON ({e}): {}",
+        clip(data, 300)
+    ))
+}
+
 fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
@@ -67,7 +111,7 @@ impl Parser {
         event: Option<&str>,
         data: &str,
         on_text: &mut dyn FnMut(&str),
-    ) -> Result<StreamStep, String> {
+    ) -> Result<StreamStep, CallError> {
         match self {
             Parser::OpenAi(s) => s.event(event, data, on_text),
             Parser::Anthropic(s) => s.event(event, data, on_text),
@@ -84,17 +128,39 @@ impl Parser {
     }
 }
 
+/// The output-token cap a request to `route` carries: the request's own, else the provider's.
+pub fn max_output_tokens(route: &Route, req: &ChatRequest) -> u32 {
+    req.max_output_tokens
+        .unwrap_or(route.provider.limits.max_output_tokens)
+}
+
 /// The URL and body of a request.
 pub fn request(route: &Route, req: &ChatRequest, stream: bool) -> (String, Value) {
     let base = &route.provider.base_url;
+    let max = max_output_tokens(route, req);
     match route.provider.kind {
-        ProviderKind::OpenAi => (openai::url(base), openai::body(req, &route.model, stream)),
+        ProviderKind::OpenAi => (
+            openai::url(base),
+            openai::body(req, &route.model, stream, max),
+        ),
         ProviderKind::Anthropic => (
             anthropic::url(base),
-            anthropic::body(req, &route.model, stream),
+            anthropic::body(req, &route.model, stream, max),
         ),
-        ProviderKind::Gemini => (gemini::url(base, &route.model, stream), gemini::body(req)),
+        ProviderKind::Gemini => (
+            gemini::url(base, &route.model, stream),
+            gemini::body(req, max),
+        ),
     }
+}
+
+/// How long one call may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The whole response when not streamed; the response head when streamed.
+    pub request: Duration,
+    /// The longest silence between two events of a stream.
+    pub idle: Duration,
 }
 
 /// Parse a complete (non-streamed) response body.
@@ -107,13 +173,14 @@ pub fn parse(kind: ProviderKind, body: &Value) -> Result<ChatResponse, String> {
 }
 
 /// Send one request and read the whole answer. Text is passed to `on_text` as it streams in.
-/// `timeout` bounds the wait for the response head and every silence within a stream.
+/// Not streamed, the whole response must arrive within `timeouts.request`; streamed, its head
+/// must, and then no two events may be further apart than `timeouts.idle`.
 pub async fn call(
     http: &reqwest::Client,
     route: &Route,
     req: &ChatRequest,
     stream: bool,
-    timeout: Duration,
+    timeouts: Timeouts,
     on_text: &mut (dyn FnMut(&str) + Send),
 ) -> Result<ChatResponse, CallError> {
     let provider = &route.provider;
@@ -133,20 +200,24 @@ pub async fn call(
         builder = builder.header(k, v);
     }
     tracing::debug!(%url, model = %route.model, stream, "LLM request");
-    let response = match tokio::time::timeout(timeout, builder.send()).await {
-        Err(_) => return Err(CallError::Timeout(timeout)),
-        Ok(Err(e)) if e.is_timeout() => return Err(CallError::Timeout(timeout)),
+    let deadline = tokio::time::Instant::now() + timeouts.request;
+    let response = match tokio::time::timeout_at(deadline, builder.send()).await {
+        Err(_) => return Err(CallError::Timeout(timeouts.request)),
+        Ok(Err(e)) if e.is_timeout() => return Err(CallError::Timeout(timeouts.request)),
         Ok(Err(e)) => return Err(CallError::Connect(error_chain(&e))),
         Ok(Ok(r)) => r,
     };
     let status = response.status();
     if !status.is_success() {
         let retry_after = retry_after(response.headers());
-        let text = tokio::time::timeout(timeout, response.text())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+        let text = tokio::time::timeout(
+            timeouts.request.min(Duration::from_secs(30)),
+            response.text(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
         let message = match serde_json::from_str::<Value>(&text) {
             Ok(v) => error_message(&v),
             Err(_) if text.trim().is_empty() => {
@@ -166,9 +237,10 @@ pub async fn call(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if !(stream && is_sse) {
-        // Not streamed (or a server that ignored `stream: true`): one JSON body.
-        let bytes = match tokio::time::timeout(timeout, response.bytes()).await {
-            Err(_) => return Err(CallError::Timeout(timeout)),
+        // Not streamed (or a server that ignored `stream: true`): one JSON body, due by the
+        // same deadline as the head.
+        let bytes = match tokio::time::timeout_at(deadline, response.bytes()).await {
+            Err(_) => return Err(CallError::Timeout(timeouts.request)),
             Ok(Err(e)) => {
                 return Err(CallError::StreamCut {
                     events: 0,
@@ -193,11 +265,11 @@ pub async fn call(
     let mut parser = Parser::new(provider.kind);
     let mut count = 0usize;
     loop {
-        let next = match tokio::time::timeout(timeout, events.next()).await {
+        let next = match tokio::time::timeout(timeouts.idle, events.next()).await {
             Err(_) => {
-                return Err(CallError::StreamCut {
+                return Err(CallError::Idle {
+                    after: timeouts.idle,
                     events: count,
-                    message: format!("no event for {} s", timeout.as_secs_f64()),
                 });
             }
             Ok(n) => n,
@@ -213,10 +285,9 @@ pub async fn call(
             Some(Ok(event)) => {
                 let Some(data) = event.data else { continue };
                 count += 1;
-                match parser.event(event.event.as_deref(), &data, on_text) {
-                    Ok(StreamStep::More) => {}
-                    Ok(StreamStep::Done) => break,
-                    Err(message) => return Err(CallError::StreamError(message)),
+                match parser.event(event.event.as_deref(), &data, on_text)? {
+                    StreamStep::More => {}
+                    StreamStep::Done => break,
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! - [`fixtures`]: where the test fixtures are (the real MCP servers installed from npm, the
 //!   captured tool lists, the workspace's own binaries), failing with the command to run when
 //!   one is missing: a silently skipped test proves nothing.
+//! - [`llama`]: a real llama.cpp server with a small model (`scripts/setup-llama.sh`).
 //! - [`tools`]: tool sources for the engine that need no server ([`tools::FakeTools`],
 //!   [`tools::InstantTools`]).
 //! - binaries: `isola-conformance-client` (Isola's MCP client under the official conformance
@@ -17,4 +18,5 @@
 //! ```
 
 pub mod fixtures;
+pub mod llama;
 pub mod tools;

@@ -12,14 +12,15 @@ use isola_mcp::McpHub;
 use isola_worker::Backend;
 use serde_json::{Value, json};
 
-struct Setup {
+pub struct Setup {
     _dir: tempfile::TempDir,
-    data: String,
-    hub: Arc<McpHub>,
-    engine: Arc<Engine>,
+    pub data: String,
+    pub hub: Arc<McpHub>,
+    pub engine: Arc<Engine>,
 }
 
-async fn setup() -> Setup {
+/// server-filesystem on a temporary `data/` holding `a.txt`, behind an in-process engine.
+pub async fn setup() -> Setup {
     let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../fixtures/servers/node_modules/.bin/mcp-server-filesystem");
     assert!(
@@ -369,4 +370,186 @@ async fn chat_history_carries_over() {
     let roles: Vec<&str> = sent.iter().map(|m| m["role"].as_str().unwrap()).collect();
     assert_eq!(roles, ["system", "user", "assistant", "user"]);
     assert_eq!(history.len(), 4);
+}
+
+/// The output-token cap each request carried (`max_tokens`).
+fn caps(server: &MockServer) -> Vec<Option<u64>> {
+    server
+        .requests()
+        .iter()
+        .map(|r| r.body["max_tokens"].as_u64())
+        .collect()
+}
+
+/// An answer cut at the output-token cap (`finish_reason: "length"`) is not the final answer:
+/// it is asked for again with twice the cap, and every call records its finish reason.
+#[tokio::test]
+async fn an_answer_cut_at_the_cap_is_asked_again_with_twice_the_cap() {
+    let s = setup().await;
+    let server = MockServer::start(vec![
+        Step::text("The file says alp").finish("length"),
+        Step::text("The file says alpha."),
+    ])
+    .unwrap();
+    let mut events = Vec::new();
+    let t = agent(&s, &server, |_| {})
+        .run(&mut Vec::new(), "What does a.txt say?", &mut |e| {
+            events.push(format!("{e:?}"))
+        })
+        .await;
+    assert_eq!(t.stop.reason, StopReason::Answered, "{:?}", t.stop);
+    assert_eq!(t.answer.as_deref(), Some("The file says alpha."));
+    // A local server (the scripted one is on 127.0.0.1) gets a cap of 2048 by default.
+    assert_eq!(caps(&server), [Some(2048), Some(4096)]);
+    let finishes: Vec<Option<isola_llm::Finish>> =
+        t.llm_calls.iter().map(|c| c.finish.clone()).collect();
+    assert_eq!(
+        finishes,
+        [
+            Some(isola_llm::Finish::Length),
+            Some(isola_llm::Finish::Stop)
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("Truncated") && e.contains("retrying: true")),
+        "{events:?}"
+    );
+    // The cut answer is not part of the conversation.
+    assert_eq!(t.messages.len(), 2, "{:?}", t.messages);
+    assert_eq!(t.summary.llm_calls, 2);
+}
+
+/// Cut again with twice the cap: the run stops and says so, with no answer.
+#[tokio::test]
+async fn an_answer_cut_twice_stops_the_run_saying_so() {
+    let s = setup().await;
+    let server = MockServer::start(vec![
+        Step::text("It was the best of").finish("length"),
+        Step::text("It was the best of times, it was the worst").finish("length"),
+        Step::text("unused"),
+    ])
+    .unwrap();
+    let t = run(
+        &agent(&s, &server, |c| c.max_output_tokens = Some(100)),
+        "Tell me a story.",
+    )
+    .await;
+    assert_eq!(t.stop.reason, StopReason::Truncated, "{:?}", t.stop);
+    assert_eq!(t.answer, None);
+    assert!(
+        t.stop.message.contains(
+            "the agent model's answer was cut at the output-token limit (200 tokens), also when asked again with twice that"
+        ) && t.stop.message.contains("hint: raise it with --max-output-tokens"),
+        "{}",
+        t.stop.message
+    );
+    assert_eq!(caps(&server), [Some(100), Some(200)]);
+    assert_eq!(server.remaining(), 1);
+}
+
+/// Several identical calls in one answer (llama.cpp's small models do this), the first of
+/// which fails: all of them run, the model sees every error, and stuck detection waits for its
+/// next turn. The model then fixes the script and answers.
+#[tokio::test]
+async fn identical_parallel_calls_are_judged_per_turn() {
+    let s = setup().await;
+    let server = MockServer::start(vec![
+        execute("return missing.x").repeated(3),
+        execute("return 1 + 1"),
+        Step::text("It is 2."),
+    ])
+    .unwrap();
+    let t = run(&agent(&s, &server, |_| {}), "Compute 1 + 1.").await;
+    assert_eq!(t.stop.reason, StopReason::Answered, "{:?}", t.stop);
+    assert_eq!((t.summary.executions, t.summary.failed_executions), (4, 3));
+    let reqs = server.requests();
+    let results: Vec<String> = reqs[1].body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(results.len(), 3);
+    for r in &results {
+        assert!(
+            r.contains("ReferenceError: missing is not defined")
+                && r.contains("failed attempt 1 of 4"),
+            "{r}"
+        );
+    }
+}
+
+/// The same in tools mode: identical failing calls in one turn are not "a repeated call".
+#[tokio::test]
+async fn tools_mode_identical_parallel_calls_are_judged_per_turn() {
+    let s = setup().await;
+    let bad = json!({"path": "/outside/the/allowed/dir.txt"});
+    let server = MockServer::start(vec![
+        Step::call("fs__read_text_file", bad).repeated(2),
+        Step::call(
+            "fs__read_text_file",
+            json!({"path": format!("{}/a.txt", s.data)}),
+        ),
+        Step::text("It says alpha."),
+    ])
+    .unwrap();
+    let t = run(&agent(&s, &server, |c| c.mode = Mode::Tools), "Read it.").await;
+    assert_eq!(t.stop.reason, StopReason::Answered, "{:?}", t.stop);
+    assert_eq!((t.summary.executions, t.summary.failed_executions), (3, 2));
+}
+
+/// The code model of two-step mode echoed its instruction (with a fence mid-line) before the
+/// script: the script is the block that starts a line.
+#[tokio::test]
+async fn two_step_takes_the_fenced_block_not_an_echoed_fence() {
+    let s = setup().await;
+    let server = MockServer::start(vec![
+        Step::call("run_task", json!({"task": "Return 6 times 7."})),
+        Step::text(
+            "Reply with the script only, in one ```ts code block.\n```ts\nreturn 6 * 7;\n```",
+        ),
+        Step::text("42"),
+    ])
+    .unwrap();
+    let t = run(&agent(&s, &server, |c| c.mode = Mode::TwoStep), "6 × 7?").await;
+    assert_eq!(t.stop.reason, StopReason::Answered, "{:?}", t.stop);
+    let code: Vec<&str> = t
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            isola_agent::Step::Execution { code, record, .. } => {
+                assert!(record.ok, "{record:?}");
+                Some(code.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(code, ["return 6 * 7;"]);
+}
+
+/// `toolChoice` goes to the agent model (not to the code model, which has no tools).
+#[tokio::test]
+async fn tool_choice_is_sent_to_the_agent_model() {
+    let s = setup().await;
+    let server = MockServer::start(vec![
+        Step::call("run_task", json!({"task": "Return 1."})),
+        Step::text("```ts\nreturn 1;\n```"),
+        Step::text("1"),
+    ])
+    .unwrap();
+    let t = run(
+        &agent(&s, &server, |c| {
+            c.mode = Mode::TwoStep;
+            c.tool_choice = Some(isola_llm::ToolChoice::Required);
+        }),
+        "One?",
+    )
+    .await;
+    assert_eq!(t.stop.reason, StopReason::Answered, "{:?}", t.stop);
+    let reqs = server.requests();
+    assert_eq!(reqs[0].body["tool_choice"], "required");
+    assert_eq!(reqs[1].body.get("tool_choice"), None);
 }

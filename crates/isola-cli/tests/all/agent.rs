@@ -636,3 +636,143 @@ fn chat_keeps_history_and_summarises_each_turn() {
     assert_eq!(second.as_array().unwrap().len(), 4, "{second}");
     assert_eq!(second[1]["content"], "I am Ada.");
 }
+
+/// stdout is the final answer alone: what the model says before its tool calls, and an answer
+/// cut at the output cap (asked again), go to stderr or nowhere.
+#[test]
+fn stdout_is_the_final_answer_alone() {
+    let p = Project::new();
+    let server = MockServer::start(vec![
+        execute("return await everything.getSum({ a: 40, b: 2 })")
+            .with_text("Let me add them with the tool first."),
+        Step::text("The sum is forty").finish("length"),
+        Step::text("The sum is 42."),
+    ])
+    .unwrap();
+    let out = run(
+        &p,
+        &server,
+        "Add 40 and 2 with the tool.",
+        &["--model", "openai:gpt-4o"],
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    assert_eq!(out.stdout(), "The sum is 42.\n");
+    let err = out.stderr();
+    let said = err
+        .find("Let me add them with the tool first.")
+        .expect(&err);
+    assert!(said < err.find("▸ execute #1").unwrap(), "{err}");
+    assert!(
+        err.contains(
+            "✂ the agent model's answer was cut at the output limit of 2048 tokens; asking again with 4096"
+        ),
+        "{err}"
+    );
+}
+
+/// llama.cpp's failed generation inside a stream (`data: {"error": {"code": 500}}`) is retried
+/// like an HTTP 500, and the text of the failed attempt never reaches stdout.
+#[test]
+fn a_server_error_inside_the_stream_is_retried() {
+    let p = Project::new();
+    let server = MockServer::start(vec![
+        Step {
+            stream_error: Some(500),
+            ..Step::text("Half an ans")
+        },
+        Step::text("The whole answer."),
+    ])
+    .unwrap();
+    let out = run(
+        &p,
+        &server,
+        "Say something.",
+        &["--model", "openai:gpt-4o-mini"],
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    assert_eq!(out.stdout(), "The whole answer.\n");
+    assert!(
+        out.stderr().contains(
+            "↻ openai:gpt-4o-mini serverError: the provider reported an error mid-stream (code 500)"
+        ),
+        "{}",
+        out.stderr()
+    );
+}
+
+/// The flags for slow local servers: the tool choice and the output cap are sent; a silence
+/// longer than --idle-timeout (streamed) or an answer later than --timeout (not streamed) ends
+/// the run with the setting to raise.
+#[test]
+fn local_server_flags() {
+    let p = Project::new();
+    let silent = || execute("return 1").silence_ms(2000);
+    // One streamed run, then a run not streamed: a timeout is retried twice.
+    let server = MockServer::start(vec![silent(), silent(), silent(), silent()]).unwrap();
+    let out = run(
+        &p,
+        &server,
+        "Run it.",
+        &[
+            "--model",
+            "openai:local",
+            "--tool-choice",
+            "required",
+            "--max-output-tokens",
+            "64",
+            "--idle-timeout",
+            "400ms",
+        ],
+    );
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    let err = out.stderr();
+    assert!(
+        err.contains("stopped: the model openai:local failed: the stream went silent for 0.4 s (the idle timeout)")
+            && err.contains("hint: a local server can be silent for minutes")
+            && err.contains("--idle-timeout"),
+        "{err}"
+    );
+    let sent = &server.requests()[0].body;
+    assert_eq!(
+        (sent["tool_choice"].as_str(), sent["max_tokens"].as_u64()),
+        (Some("required"), Some(64))
+    );
+    let out = run(
+        &p,
+        &server,
+        "Run it.",
+        &[
+            "--model",
+            "openai:local",
+            "--no-stream",
+            "--timeout",
+            "400ms",
+            "--json",
+        ],
+    );
+    assert_eq!(out.code(), 1, "{}", out.stderr());
+    let t = out.json();
+    assert_eq!(t["llmCalls"][0]["outcome"], "timeout", "{}", t["llmCalls"]);
+    assert_eq!(t["llmCalls"].as_array().unwrap().len(), 3);
+    assert!(
+        t["stop"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within 0.4 s (the request timeout)"),
+        "{}",
+        t["stop"]
+    );
+    let parsed = Run(Command::new(env!("CARGO_BIN_EXE_isola"))
+        .args(["run", "x", "--tool-choice", "always"])
+        .current_dir(p.path())
+        .output()
+        .unwrap());
+    assert_eq!(parsed.code(), 2);
+    assert!(
+        parsed
+            .stderr()
+            .contains("`always` is not a tool choice (use auto, required or none)"),
+        "{}",
+        parsed.stderr()
+    );
+}

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use isola_llm::{
-    ChatRequest, Finish, Gateway, GatewaySettings, LlmError, Message, Outcome, ProviderSettings,
-    Providers, ResponseCache, RetryPolicy, Route, ToolCall, ToolDef,
+    CallError, CallLimits, ChatRequest, Finish, Gateway, GatewaySettings, LlmError, Message,
+    Outcome, ProviderSettings, Providers, ResponseCache, RetryPolicy, Route, Streamed, ToolCall,
+    ToolChoice, ToolDef,
 };
 use isola_llm_mock::{MockServer, Step};
 use serde_json::json;
@@ -38,7 +39,8 @@ fn gateway(stream: bool) -> Gateway {
             initial_backoff: Duration::from_millis(10),
             ..Default::default()
         },
-        timeout: Duration::from_secs(5),
+        request_timeout: Some(Duration::from_secs(5)),
+        idle_timeout: Some(Duration::from_secs(5)),
         ..Default::default()
     })
     .unwrap()
@@ -276,12 +278,13 @@ async fn cut_stream_is_a_clear_error() {
 #[tokio::test]
 async fn timeouts_fall_back() {
     let server = MockServer::start(vec![
-        Step::text("late").delay_ms(1500),
+        Step::text("late").delay_ms(5000),
         Step::text("on time"),
     ])
     .unwrap();
     let gw = Gateway::new(GatewaySettings {
-        timeout: Duration::from_millis(300),
+        // Room for the scripted server's first token count (it loads its tokenizer).
+        request_timeout: Some(Duration::from_millis(2000)),
         retry: RetryPolicy {
             max_retries: 0,
             ..Default::default()
@@ -368,4 +371,267 @@ async fn rejected_requests_are_not_retried() {
         failure.error
     );
     assert_eq!(server.requests().len(), 1);
+}
+
+const FORMATS: [&str; 3] = [
+    "openai:gpt-4o-mini",
+    "anthropic:claude-haiku-4-5",
+    "gemini:gemini-2.5-flash",
+];
+
+/// A failed generation reported inside the stream with a 5xx code (llama.cpp's
+/// `data: {"error": {"code": 500, ...}}`, Anthropic's `error` event, Gemini's error chunk) is
+/// retried as the same failure as an HTTP 500 is, and the text of the failed attempt is
+/// discarded. Not streamed, the same step is an HTTP 500, handled the same way.
+#[tokio::test]
+async fn a_server_error_inside_a_stream_is_retried_like_its_status() {
+    for spec in FORMATS {
+        for stream in [true, false] {
+            let failed = Step {
+                stream_error: Some(500),
+                ..Step::text("Half an answer, then")
+            };
+            let server = MockServer::start(vec![failed, Step::text("The whole answer.")]).unwrap();
+            let mut seen = Vec::new();
+            let reply = gateway(stream)
+                .chat_streaming("agent", &[route(&server, spec)], &request(), &mut |s| {
+                    seen.push(match s {
+                        Streamed::Text(t) => t.to_string(),
+                        Streamed::Discard => "<discard>".to_string(),
+                    })
+                })
+                .await
+                .unwrap_or_else(|f| panic!("{spec} stream={stream}: {}", f.error));
+            assert_eq!(reply.response.text, "The whole answer.");
+            let outcomes: Vec<(Outcome, Option<u16>)> =
+                reply.calls.iter().map(|c| (c.outcome, c.status)).collect();
+            assert_eq!(
+                outcomes,
+                [(Outcome::ServerError, Some(500)), (Outcome::Ok, None)],
+                "{spec} stream={stream}"
+            );
+            let shown = seen.concat();
+            if stream {
+                assert!(
+                    shown.starts_with("Half an answer, then<discard>"),
+                    "{spec}: {shown}"
+                );
+                assert!(
+                    reply.calls[0]
+                        .error
+                        .as_deref()
+                        .unwrap()
+                        .contains("mid-stream (code 500)"),
+                    "{:?}",
+                    reply.calls[0].error
+                );
+            }
+            assert!(shown.ends_with("The whole answer."), "{spec}: {shown}");
+        }
+    }
+}
+
+/// An error inside a stream with a 4xx code (the request is wrong) is not retried.
+#[tokio::test]
+async fn a_client_error_inside_a_stream_is_not_retried() {
+    let server = MockServer::start(vec![Step::stream_error(400), Step::text("unused")]).unwrap();
+    let failure = gateway(true)
+        .chat(
+            "agent",
+            &[route(&server, "openai:m")],
+            &request(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+    let LlmError::Failed { error, .. } = &failure.error else {
+        panic!("{:?}", failure.error)
+    };
+    assert!(
+        matches!(
+            error,
+            CallError::StreamError {
+                status: Some(400),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// An answer cut at the output-token limit says so, in the response and in its call record;
+/// every request carries a cap (the provider's default when the request sets none: here a
+/// local server's).
+#[tokio::test]
+async fn finish_reasons_and_the_output_cap_are_recorded() {
+    for spec in FORMATS {
+        for stream in [true, false] {
+            let server = MockServer::start(vec![
+                Step::text("This answer stops in the mid").finish("length"),
+                Step::text("Short."),
+            ])
+            .unwrap();
+            let gw = gateway(stream);
+            let chain = [route(&server, spec)];
+            let cut = gw
+                .chat("agent", &chain, &request(), &mut |_| {})
+                .await
+                .unwrap();
+            assert_eq!(
+                cut.response.finish,
+                Finish::Length,
+                "{spec} stream={stream}"
+            );
+            assert_eq!(cut.calls[0].finish, Some(Finish::Length));
+            assert_eq!(
+                cut.calls[0].max_output_tokens,
+                Some(CallLimits::LOCAL.max_output_tokens)
+            );
+            let mut req = request();
+            req.max_output_tokens = Some(77);
+            let whole = gw.chat("agent", &chain, &req, &mut |_| {}).await.unwrap();
+            assert_eq!(
+                whole.calls[0].finish,
+                Some(Finish::Stop),
+                "{spec} stream={stream}"
+            );
+            let sent: Vec<Option<u64>> = server
+                .requests()
+                .iter()
+                .map(|r| {
+                    r.body
+                        .get("max_tokens")
+                        .or_else(|| r.body.pointer("/generationConfig/maxOutputTokens"))
+                        .and_then(serde_json::Value::as_u64)
+                })
+                .collect();
+            assert_eq!(
+                sent,
+                [
+                    Some(u64::from(CallLimits::LOCAL.max_output_tokens)),
+                    Some(77)
+                ],
+                "{spec}"
+            );
+        }
+    }
+}
+
+/// A stream may be silent for longer than the request timeout (llama.cpp sends nothing while
+/// it generates a tool call): only the idle timeout bounds a silence, and when it is exceeded
+/// the error names it and how to raise it. (The request timeout leaves room for the scripted
+/// server's first token count, which loads its tokenizer.)
+#[tokio::test]
+async fn a_long_silence_before_a_tool_call_is_bounded_by_the_idle_timeout() {
+    let silent = || {
+        Step::text("Let me look.")
+            .and_call("add", json!({"a": 1, "b": 2}))
+            .silence_ms(2500)
+    };
+    let server = MockServer::start(vec![silent(), silent()]).unwrap();
+    let settings = |idle_ms: u64| GatewaySettings {
+        request_timeout: Some(Duration::from_millis(2000)),
+        idle_timeout: Some(Duration::from_millis(idle_ms)),
+        retry: RetryPolicy {
+            max_retries: 0,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let chain = [route(&server, "openai:m")];
+    let patient = Gateway::new(settings(10_000)).unwrap();
+    let reply = patient
+        .chat("agent", &chain, &request(), &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(reply.response.tool_calls[0].name, "add");
+    let impatient = Gateway::new(settings(300)).unwrap();
+    let failure = impatient
+        .chat("agent", &chain, &request(), &mut |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(failure.calls[0].outcome, Outcome::IdleTimeout);
+    let text = failure.error.to_string();
+    assert!(
+        text.contains("the stream went silent for 0.3 s (the idle timeout)")
+            && text.contains("hint:")
+            && text.contains("idleTimeoutMs"),
+        "{text}"
+    );
+}
+
+/// Not streamed, the whole answer must arrive within the request timeout.
+#[tokio::test]
+async fn unstreamed_answers_are_bounded_by_the_request_timeout() {
+    let server = MockServer::start(vec![Step::text("late").silence_ms(1200)]).unwrap();
+    let gw = Gateway::new(GatewaySettings {
+        stream: false,
+        request_timeout: Some(Duration::from_millis(300)),
+        retry: RetryPolicy {
+            max_retries: 0,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .unwrap();
+    let failure = gw
+        .chat(
+            "agent",
+            &[route(&server, "openai:m")],
+            &request(),
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+    let text = failure.error.to_string();
+    assert!(
+        text.contains("no answer within 0.3 s (the request timeout)") && text.contains("timeoutMs"),
+        "{text}"
+    );
+}
+
+/// `toolChoice` in each format's words.
+#[tokio::test]
+async fn tool_choice_in_each_format() {
+    for (spec, choice, pointer, expect) in [
+        (
+            "openai:m",
+            ToolChoice::Required,
+            "/tool_choice",
+            json!("required"),
+        ),
+        ("openai:m", ToolChoice::None, "/tool_choice", json!("none")),
+        (
+            "anthropic:claude-haiku-4-5",
+            ToolChoice::Required,
+            "/tool_choice",
+            json!({"type": "any"}),
+        ),
+        (
+            "gemini:gemini-2.5-flash",
+            ToolChoice::Required,
+            "/toolConfig/functionCallingConfig/mode",
+            json!("ANY"),
+        ),
+        (
+            "gemini:gemini-2.5-flash",
+            ToolChoice::Auto,
+            "/toolConfig/functionCallingConfig/mode",
+            json!("AUTO"),
+        ),
+    ] {
+        let server = MockServer::start(vec![Step::text("ok")]).unwrap();
+        let mut req = request();
+        req.tool_choice = Some(choice);
+        gateway(false)
+            .chat("agent", &[route(&server, spec)], &req, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            server.requests()[0].body.pointer(pointer),
+            Some(&expect),
+            "{spec}"
+        );
+    }
 }
