@@ -278,13 +278,14 @@ async fn cut_stream_is_a_clear_error() {
 #[tokio::test]
 async fn timeouts_fall_back() {
     let server = MockServer::start(vec![
-        Step::text("late").delay_ms(5000),
+        Step::text("late").delay_ms(60_000),
         Step::text("on time"),
     ])
     .unwrap();
     let gw = Gateway::new(GatewaySettings {
-        // Room for the scripted server's first token count (it loads its tokenizer).
-        request_timeout: Some(Duration::from_millis(2000)),
+        // Room for the scripted server's first token count (it loads its tokenizer), also on a
+        // loaded machine; far below the late answer's delay.
+        request_timeout: Some(Duration::from_millis(8000)),
         retry: RetryPolicy {
             max_retries: 0,
             ..Default::default()
