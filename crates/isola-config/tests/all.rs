@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use isola_config::{ConfigError, IsolaSettings, ServerConfig, load_config, parse_config_with_env};
 
+mod fuzz;
+
 const FILE: &str = "/cfg/isola.json";
 
 fn env(name: &str) -> Option<String> {
