@@ -94,8 +94,19 @@ const SETTINGS_KEYS: &[&str] = &[
 /// The default of `isola.maxScriptBytes`: 1 MiB of TypeScript.
 pub const DEFAULT_MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
 
-/// The hardening layers of a worker process, by the names its `Ready` message gives them.
-pub const HARDENING_LAYERS: &[&str] = &["no_new_privs", "rlimits", "seccomp"];
+/// The hardening layers of a worker process, by the names its `Ready` message gives them: its
+/// own namespaces (where the kernel allows them), then the process limits and the filter.
+pub const HARDENING_LAYERS: &[&str] = &[
+    "user_ns",
+    "mount_ns",
+    "net_ns",
+    "ipc_ns",
+    "uts_ns",
+    "pid_ns",
+    "no_new_privs",
+    "rlimits",
+    "seccomp",
+];
 /// Headers the Streamable HTTP transport sets itself; a config may not override them.
 const RESERVED_HEADERS: &[&str] = &["accept", "mcp-session-id", "last-event-id"];
 

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use isola_config::{ConfigError, IsolaSettings, ServerConfig, load_config, parse_config_with_env};
 
+mod fuzz;
+
 const FILE: &str = "/cfg/isola.json";
 
 fn env(name: &str) -> Option<String> {
@@ -462,9 +464,17 @@ fn required_hardening_names_known_layers() {
     let config =
         parse(r#"{"mcpServers": {}, "isola": {"requireHardening": ["seccomp"]}}"#).unwrap();
     assert_eq!(config.settings.require_hardening, ["seccomp"]);
+    let config = parse(
+        r#"{"mcpServers": {}, "isola": {"requireHardening": ["net_ns", "mount_ns", "pid_ns"]}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        config.settings.require_hardening,
+        ["net_ns", "mount_ns", "pid_ns"]
+    );
     check(
         r#"{"mcpServers": {}, "isola": {"requireHardening": ["selinux"]}}"#,
-        "isola.requireHardening[0]: no hardening layer `selinux`\nhint: the layers are no_new_privs, rlimits, seccomp",
+        "isola.requireHardening[0]: no hardening layer `selinux`\nhint: the layers are user_ns, mount_ns, net_ns, ipc_ns, uts_ns, pid_ns, no_new_privs, rlimits, seccomp",
     );
     check(
         r#"{"mcpServers": {}, "isola": {"requireHardening": "seccomp"}}"#,

@@ -46,9 +46,9 @@ pub fn error_text(result: &Value) -> String {
     }
 }
 
-/// How deep a value from the sandbox may be nested (serde_json's own bound, which keeps the
-/// host's stack safe).
-pub const MAX_DEPTH: usize = 128;
+/// How deep a value from the sandbox may be nested: serde_json's own bound, which keeps the
+/// host's stack safe (its recursion limit of 128 admits 127 levels of arrays and objects).
+pub const MAX_DEPTH: usize = 127;
 
 /// Why a value from the sandbox is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -318,10 +318,196 @@ mod tests {
         );
         let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
         assert_eq!(parse_guest_json(&deep), Err(GuestJsonError::TooDeep));
+        // Found by the generator below: 128 levels were refused as "more than 128".
+        let at = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_guest_json(&at(MAX_DEPTH)).is_ok());
+        assert_eq!(
+            parse_guest_json(&at(MAX_DEPTH + 1)),
+            Err(GuestJsonError::TooDeep)
+        );
         assert!(matches!(
             parse_guest_json("{"),
             Err(GuestJsonError::Invalid(_))
         ));
+    }
+
+    /// Property test on the stable toolchain (a bounded number of cases from a seed: random,
+    /// printed on failure, or `ISOLA_FUZZ_SEED`): JSON text as the sandbox writes it, from
+    /// generated values with strings of arbitrary UTF-16 (lone surrogates written as escapes,
+    /// pairs as characters, a backslash before `ud83d`), nested up to past the limit, wide and
+    /// long, comes back as the value with each lone surrogate kept as the text of its escape;
+    /// past [`MAX_DEPTH`] it is refused as too deep; damaged text is refused, never a panic.
+    #[test]
+    fn generated_guest_json_comes_back_as_written() {
+        let seed = std::env::var("ISOLA_FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| fastrand::u64(..));
+        let mut rng = fastrand::Rng::with_seed(seed);
+        for case in 0..600 {
+            let depth = match rng.u8(..4) {
+                0 => rng.usize(MAX_DEPTH - 3..MAX_DEPTH + 4),
+                _ => rng.usize(..6),
+            };
+            let (text, expect) = guest_value(&mut rng, depth);
+            let got = parse_guest_json(&text);
+            let short: String = text.chars().take(300).collect();
+            if nesting(&expect) > MAX_DEPTH {
+                assert!(
+                    got == Err(GuestJsonError::TooDeep),
+                    "seed {seed}, case {case}: {short}"
+                );
+            } else if got.as_ref() != Ok(&expect) {
+                panic!("seed {seed}, case {case}: got {got:?} for {short}");
+            }
+            // The same text damaged: any answer but a panic.
+            let mut bytes = text.into_bytes();
+            let i = rng.usize(..bytes.len());
+            const DAMAGE: &[u8] = b"\\\"u{}[],:d8";
+            bytes[i] = DAMAGE[rng.usize(..DAMAGE.len())];
+            if let Ok(damaged) = String::from_utf8(bytes) {
+                let _ = parse_guest_json(&damaged);
+            }
+        }
+        // Big: a 16 MiB string of escapes, a million-item array.
+        let big = format!("\"{}\"", "\\ud800".repeat(16 * 1024 * 1024 / 6));
+        assert!(parse_guest_json(&big).is_ok());
+        let wide = format!("[{}1]", "1,".repeat(1_000_000));
+        assert_eq!(
+            parse_guest_json(&wide).map(|v| v.as_array().map(Vec::len)),
+            Ok(Some(1_000_001))
+        );
+    }
+
+    /// Levels of arrays and objects in `v` (a scalar is 0).
+    fn nesting(v: &Value) -> usize {
+        match v {
+            Value::Array(a) => 1 + a.iter().map(nesting).max().unwrap_or(0),
+            Value::Object(o) => 1 + o.values().map(nesting).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// A value `depth` levels deep as the sandbox's `JSON.stringify` writes it, and the value
+    /// the host should make of it.
+    fn guest_value(rng: &mut fastrand::Rng, depth: usize) -> (String, Value) {
+        if depth == 0 {
+            return match rng.u8(..5) {
+                0 => guest_string(rng),
+                1 => ("null".into(), Value::Null),
+                2 => {
+                    let n = rng.i32(..);
+                    (n.to_string(), json!(n))
+                }
+                3 => ("true".into(), json!(true)),
+                _ => {
+                    // A long string: a big value is not a different value.
+                    let s = "x".repeat(rng.usize(..2_000));
+                    (format!("\"{s}\""), json!(s))
+                }
+            };
+        }
+        let width = rng.usize(1..4);
+        if rng.bool() {
+            let items: Vec<(String, Value)> = (0..width)
+                .map(|i| {
+                    let d = child_depth(rng, i, depth);
+                    guest_value(rng, d)
+                })
+                .collect();
+            let text = items
+                .iter()
+                .map(|(t, _)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            (
+                format!("[{text}]"),
+                Value::Array(items.into_iter().map(|(_, v)| v).collect()),
+            )
+        } else {
+            let mut text = Vec::new();
+            let mut map = serde_json::Map::new();
+            for i in 0..width {
+                let (kt, kv) = guest_string(rng);
+                let Value::String(key) = kv else {
+                    unreachable!()
+                };
+                if map.contains_key(&key) {
+                    continue;
+                }
+                let d = child_depth(rng, i, depth);
+                let (vt, vv) = guest_value(rng, d);
+                text.push(format!("{kt}:{vt}"));
+                map.insert(key, vv);
+            }
+            if map.is_empty() {
+                return ("[]".into(), json!([]));
+            }
+            (format!("{{{}}}", text.join(",")), Value::Object(map))
+        }
+    }
+
+    /// The depth of child `i` of a value `depth` deep: the first carries the depth, the others
+    /// stay shallow (so the values stay small).
+    fn child_depth(rng: &mut fastrand::Rng, i: usize, depth: usize) -> usize {
+        if i == 0 {
+            depth - 1
+        } else {
+            rng.usize(..depth.min(3))
+        }
+    }
+
+    /// A string of random UTF-16 units as the sandbox writes it, and the string the host makes.
+    fn guest_string(rng: &mut fastrand::Rng) -> (String, Value) {
+        let mut text = String::from("\"");
+        let mut value = String::new();
+        let mut after_high = false;
+        for _ in 0..rng.usize(..8) {
+            let pick = rng.u8(..9);
+            // A lone high surrogate then a low one would be a pair: not lone any more.
+            let pick = if after_high && pick == 1 { 8 } else { pick };
+            after_high = pick == 0;
+            match pick {
+                0 => {
+                    let unit = rng.u16(0xD800..0xDC00);
+                    text.push_str(&format!("\\u{unit:x}"));
+                    value.push_str(&format!("\\u{unit:x}"));
+                }
+                1 => {
+                    let unit = rng.u16(0xDC00..0xE000);
+                    text.push_str(&format!("\\u{unit:x}"));
+                    value.push_str(&format!("\\u{unit:x}"));
+                }
+                2 => {
+                    text.push('😀');
+                    value.push('😀');
+                }
+                3 => {
+                    text.push_str("\\\\ud83d");
+                    value.push_str("\\ud83d");
+                }
+                4 => {
+                    text.push_str("\\\"");
+                    value.push('"');
+                }
+                5 => {
+                    text.push_str("\\n\\u0000");
+                    value.push_str("\n\0");
+                }
+                6 => {
+                    // A pair written as escapes is one character.
+                    text.push_str("\\ud83d\\ude00");
+                    value.push('😀');
+                }
+                _ => {
+                    let c = ['a', 'é', '\u{2028}', 'ж', ' '][rng.usize(..5)];
+                    text.push(c);
+                    value.push(c);
+                }
+            }
+        }
+        text.push('"');
+        (text, Value::String(value))
     }
 
     #[test]

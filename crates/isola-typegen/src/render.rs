@@ -215,7 +215,7 @@ impl Plan {
         let _ = writeln!(
             out,
             "/** Tools of MCP server {}. */",
-            json_string(&ns.server)
+            escape_comment(&json_string(&ns.server))
         );
         let _ = writeln!(out, "declare namespace {} {{", ns.ident);
         let mut emitted = vec![false; self.types.len()];

@@ -2,8 +2,9 @@
 //!
 //! The process holds nothing but the script. It is started with an empty environment and only
 //! its channel (stdin for host → worker frames, stdout for worker → host frames; stderr is
-//! `/dev/null`). Before it reads its first request it hardens itself: no new privileges, no
-//! core dumps, no file writes, no new file descriptors.
+//! `/dev/null`). Before it reads its first request it hardens itself: its own namespaces where
+//! the kernel allows them (see `namespaces`), no new privileges, no core dumps, no file
+//! writes, no new file descriptors, and the system-call filter.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -32,7 +33,13 @@ const ANSWER_POLL_CAP: Duration = Duration::from_millis(1);
 pub fn worker_main() -> i32 {
     // Read before the filter forbids opening files.
     crate::several_cpus();
-    let hardening = harden();
+    // Namespaces first: they need system calls the filter forbids (and may fork, see there).
+    let mut hardening = crate::namespaces::enter();
+    if std::env::args().any(|a| a == "--probe") {
+        print!("{}", crate::namespaces::probe());
+        return 0;
+    }
+    hardening.extend(harden());
     if std::env::args().any(|a| a == "--self-check") {
         return if crate::seccomp::forbidden_calls_fail() {
             0

@@ -26,6 +26,7 @@
 
 mod child;
 mod inproc;
+mod namespaces;
 mod pool;
 mod seccomp;
 mod spin;

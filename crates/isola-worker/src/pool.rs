@@ -359,12 +359,18 @@ impl Worker {
                 }
             }
         }
-        for layer in ready.hardening.iter().filter(|l| !l.active) {
-            tracing::warn!(
-                layer = %layer.name,
-                reason = layer.detail.as_deref().unwrap_or(""),
-                "a sandbox worker runs without one of its hardening layers"
-            );
+        // Said once per process: every worker of this host has the same kernel to work with.
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let missing: Vec<&isola_protocol::Layer> =
+            ready.hardening.iter().filter(|l| !l.active).collect();
+        if !missing.is_empty() && !WARNED.swap(true, Ordering::Relaxed) {
+            for layer in missing {
+                tracing::warn!(
+                    layer = %layer.name,
+                    reason = layer.detail.as_deref().unwrap_or(""),
+                    "sandbox workers run without one of their hardening layers"
+                );
+            }
         }
         worker.ready = ready;
         Ok(worker)

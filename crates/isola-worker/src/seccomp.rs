@@ -18,6 +18,43 @@ pub fn install() -> Result<(), String> {
         .map_err(|e| format!("cannot install the seccomp filter: {e}"))
 }
 
+/// The reaper's filter (see `namespaces`): it only waits for its child and exits.
+pub fn install_reaper() -> Result<(), String> {
+    let program = reaper_filter()?;
+    seccompiler::apply_filter(&program)
+        .map_err(|e| format!("cannot install the seccomp filter: {e}"))
+}
+
+#[cfg(target_arch = "x86_64")]
+fn reaper_filter() -> Result<BpfProgram, String> {
+    let rules: BTreeMap<i64, Vec<SeccompRule>> = [
+        libc::SYS_wait4,
+        libc::SYS_waitid,
+        libc::SYS_rt_sigreturn,
+        libc::SYS_restart_syscall,
+        libc::SYS_exit,
+        libc::SYS_exit_group,
+    ]
+    .iter()
+    .map(|s| (*s, Vec::new()))
+    .collect();
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Allow,
+        seccompiler::TargetArch::x86_64,
+    )
+    .map_err(|e| format!("bad seccomp rule: {e}"))?;
+    filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| format!("cannot compile the seccomp filter: {e}"))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn reaper_filter() -> Result<BpfProgram, String> {
+    Err("the seccomp filter is only defined for x86_64".into())
+}
+
 #[cfg(target_arch = "x86_64")]
 fn filter() -> Result<BpfProgram, String> {
     let err = |e: seccompiler::BackendError| format!("bad seccomp rule: {e}");

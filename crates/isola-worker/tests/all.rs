@@ -191,7 +191,7 @@ async fn workers_have_an_empty_environment_and_only_their_channel() {
         ))
         .await
         .unwrap();
-    let pid = session.pid().unwrap();
+    let pid = sandbox_pid(session.pid().unwrap());
     let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
     assert!(
         environ.is_empty(),
@@ -284,8 +284,16 @@ async fn workers_report_their_protocol_and_hardening() {
     let ready = pool.ready().unwrap();
     assert_eq!(ready.protocol, isola_protocol::PROTOCOL_VERSION);
     let names: Vec<&str> = ready.hardening.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["no_new_privs", "rlimits", "seccomp"]);
-    assert!(ready.hardening.iter().all(|l| l.active), "{ready:?}");
+    assert_eq!(names, LAYERS);
+    let always = ["no_new_privs", "rlimits", "seccomp"];
+    assert!(
+        ready
+            .hardening
+            .iter()
+            .filter(|l| always.contains(&l.name.as_str()))
+            .all(|l| l.active),
+        "{ready:?}"
+    );
     // A required layer the worker has: fine; one it does not know: refused, naming it.
     let command = WorkerCommand {
         program: env!("CARGO_BIN_EXE_isola-worker").into(),
@@ -331,4 +339,239 @@ async fn under_load_the_pool_grows_to_its_maximum_and_keeps_its_workers() {
         pool.starts()
     );
     assert_eq!(pool.idle_count(), 3);
+}
+
+/// Every layer a worker reports, in the order it applies them.
+const LAYERS: [&str; 9] = [
+    "user_ns",
+    "mount_ns",
+    "net_ns",
+    "ipc_ns",
+    "uts_ns",
+    "pid_ns",
+    "no_new_privs",
+    "rlimits",
+    "seccomp",
+];
+
+/// The process that runs the scripts: in its own PID namespace the worker is the only child of
+/// the process the host started (the reaper), else that process itself.
+fn sandbox_pid(pid: u32) -> u32 {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        if after.split_whitespace().nth(1) == Some(pid.to_string().as_str()) {
+            children.push(child);
+        }
+    }
+    assert!(children.len() <= 1, "the worker has children {children:?}");
+    children.first().copied().unwrap_or(pid)
+}
+
+/// A worker kept busy for a while, its `Ready` and the pid of the process running the script.
+async fn busy_worker(command: WorkerCommand) -> (Session, isola_protocol::Ready, u32) {
+    let backend = Backend::Workers(WorkerPool::new(command, 0));
+    let session = backend
+        .start(request(
+            "await new Promise(r => setTimeout(r, 60000)); return 1",
+            Limits::default(),
+        ))
+        .await
+        .unwrap();
+    let ready = session.ready().unwrap().clone();
+    let pid = sandbox_pid(session.pid().unwrap());
+    (session, ready, pid)
+}
+
+fn worker() -> WorkerCommand {
+    WorkerCommand {
+        program: env!("CARGO_BIN_EXE_isola-worker").into(),
+        args: vec![],
+    }
+}
+
+/// A worker started where the kernel gives it no namespace at all (as in a container whose
+/// profile forbids them): the wrapper's own user namespace sets every namespace limit to 0.
+fn worker_without_namespaces() -> WorkerCommand {
+    WorkerCommand {
+        program: "/usr/bin/unshare".into(),
+        args: vec![
+            "--user".into(),
+            "--map-root-user".into(),
+            "/bin/sh".into(),
+            "-c".into(),
+            "for n in user mnt net ipc uts pid; do echo 0 > /proc/sys/user/max_${n}_namespaces || exit 1; done; exec \"$0\"".into(),
+            env!("CARGO_BIN_EXE_isola-worker").into(),
+        ],
+    }
+}
+
+/// The namespace `kind` (`net`, `mnt`, ...) of process `pid`.
+fn ns(pid: &str, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// The layers a worker reports as its namespaces are the ones it really is in: each one
+/// reported active differs from the host's, each one reported inactive is the host's. Where
+/// they are active, the sandbox sees no network interface but `lo`, no file of the host, and is
+/// the first process of its PID namespace.
+#[tokio::test]
+async fn workers_report_the_namespaces_they_are_really_in() {
+    let (session, ready, pid) = busy_worker(worker()).await;
+    let pid_s = pid.to_string();
+    let pairs = [
+        ("user_ns", "user"),
+        ("mount_ns", "mnt"),
+        ("net_ns", "net"),
+        ("ipc_ns", "ipc"),
+        ("uts_ns", "uts"),
+        ("pid_ns", "pid"),
+    ];
+    for (layer, kind) in pairs {
+        let active = ready.layer(layer).unwrap().active;
+        let own = ns(&pid_s, kind) != ns("self", kind);
+        // The mount layer means an empty root, not just a namespace of its own.
+        if layer != "mount_ns" {
+            assert_eq!(active, own, "{layer}: reported {active}, {ready:?}");
+        } else if !own {
+            assert!(!active, "{ready:?}");
+        }
+    }
+    if ready.layer("net_ns").unwrap().active {
+        let dev = std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap();
+        let interfaces: Vec<&str> = dev
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(str::trim)
+            .collect();
+        assert_eq!(interfaces, ["lo"], "{dev}");
+    }
+    if ready.layer("mount_ns").unwrap().active {
+        let root: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/root"))
+            .unwrap()
+            .collect();
+        assert!(root.is_empty(), "the sandbox's root holds {root:?}");
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mounts")).unwrap();
+        assert_eq!(mounts.lines().count(), 1, "{mounts}");
+        assert!(mounts.starts_with("isola / tmpfs ro,"), "{mounts}");
+    }
+    if ready.layer("pid_ns").unwrap().active {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+        assert!(nspid.ends_with("\t1"), "{nspid}");
+        assert_ne!(pid, session.pid().unwrap());
+    }
+    session.abort();
+}
+
+/// From inside, where the kernel allows namespaces: an empty root, no host files, only `lo`,
+/// its own hostname, PID 1.
+#[test]
+fn inside_its_namespaces_a_worker_sees_nothing_of_the_host() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_isola-worker"))
+        .arg("--probe")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let seen = String::from_utf8(out.stdout).unwrap();
+    // Whether this kernel gives an unprivileged process namespaces: if so, all of them.
+    let allowed = std::process::Command::new("/usr/bin/unshare")
+        .args(["--user", "--map-root-user", "--net", "--mount", "/bin/true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if allowed {
+        assert_eq!(
+            seen,
+            "root: \nhostname: isola\npid: 1\nuid: 0\n/etc/passwd visible: false\ninterfaces: lo\n"
+        );
+    } else {
+        assert!(seen.contains("/etc/passwd visible: true"), "{seen}");
+    }
+}
+
+/// Without namespaces a worker still runs, reports each namespace inactive with the kernel's
+/// reason and keeps its other layers; a config that requires one refuses such a worker.
+#[tokio::test]
+async fn without_namespaces_workers_fall_back_and_say_so() {
+    let (session, ready, pid) = busy_worker(worker_without_namespaces()).await;
+    let names: Vec<&str> = ready.hardening.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, LAYERS);
+    for layer in &ready.hardening {
+        let namespace = layer.name.ends_with("_ns");
+        assert_eq!(layer.active, !namespace, "{layer:?}");
+        if namespace {
+            let detail = layer.detail.as_deref().unwrap();
+            assert!(
+                detail.starts_with("the kernel refused a new ")
+                    && detail.ends_with("No space left on device (os error 28)"),
+                "{detail}"
+            );
+        }
+    }
+    assert_eq!(
+        ns(&pid.to_string(), "net"),
+        ns(&session.pid().unwrap().to_string(), "net")
+    );
+    session.abort();
+    // Scripts still run.
+    let backend = Backend::Workers(WorkerPool::new(worker_without_namespaces(), 0));
+    let outcome = drive(&backend, "return await t.echo({a: 1})", Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(value(&outcome), serde_json::json!({"a": 1}));
+    // Required: refused, naming the layer and why.
+    let strict = WorkerPool::with_required(worker_without_namespaces(), 0, vec!["net_ns".into()]);
+    let err = strict.checkout().await.err().unwrap().to_string();
+    assert!(
+        err.contains("runs without `net_ns`, which the config requires: the kernel refused a new network namespace"),
+        "{err}"
+    );
+    // Where the kernel allows them, requiring them is fine.
+    let mut want: Vec<String> = Vec::new();
+    if WorkerPool::new(worker(), 0)
+        .checkout()
+        .await
+        .unwrap()
+        .ready()
+        .hardening
+        .iter()
+        .all(|l| l.active)
+    {
+        want = LAYERS.iter().map(|s| s.to_string()).collect();
+    }
+    let all = WorkerPool::with_required(worker(), 0, want);
+    assert!(all.checkout().await.is_ok());
+}
+
+/// Killing the process the host started (the reaper, in a PID namespace) kills the sandbox.
+#[tokio::test]
+async fn killing_the_worker_kills_the_process_in_its_pid_namespace() {
+    let (session, _, pid) = busy_worker(worker()).await;
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !matches!(
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().next()),
+                Some("Z" | "X")
+            )
+        })
+    };
+    assert!(alive(pid));
+    session.abort();
+    let until = Instant::now() + Duration::from_secs(2);
+    while alive(pid) && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!alive(pid), "the sandbox {pid} outlived its worker");
 }

@@ -46,6 +46,19 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// `pid`'s children and theirs, all the way down (a worker in its own PID namespace is the
+/// child of the process the host started).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut all = children(pid);
+    let mut i = 0;
+    while i < all.len() {
+        let more = children(all[i]);
+        all.extend(more);
+        i += 1;
+    }
+    all
+}
+
 fn kill_9_and_check(host: &mut std::process::Child, descendants: &[u32]) {
     assert!(!descendants.is_empty());
     let killed = Instant::now();
@@ -79,7 +92,7 @@ fn kill_9_of_isola_mcp_leaves_no_worker_or_server() {
     // Two servers and two warm workers.
     let pid = host.id();
     wait_for("the servers and workers", || children(pid).len() >= 4);
-    kill_9_and_check(&mut host, &children(pid));
+    kill_9_and_check(&mut host, &descendants(pid));
 }
 
 #[test]
@@ -101,7 +114,7 @@ fn kill_9_of_isola_exec_stops_a_worker_stuck_in_a_native_operation() {
                 .is_some_and(|(_, rest)| rest.split_whitespace().next() == Some("R"))
         })
     };
-    wait_for("a busy worker", || children(pid).into_iter().any(busy));
+    wait_for("a busy worker", || descendants(pid).into_iter().any(busy));
     std::thread::sleep(Duration::from_millis(200));
-    kill_9_and_check(&mut host, &children(pid));
+    kill_9_and_check(&mut host, &descendants(pid));
 }

@@ -42,7 +42,9 @@ fn tools_lists_servers_states_and_functions() {
     let text = p.isola(&["tools"]).stdout();
     assert!(text.contains("everything  [connected]"), "{text}");
     assert!(
-        text.contains("sandbox: worker processes; hardening: no_new_privs ✓, rlimits ✓, seccomp ✓"),
+        text.contains("sandbox: worker processes; hardening: user_ns ")
+            && text.contains(", pid_ns ")
+            && text.contains("no_new_privs ✓, rlimits ✓, seccomp ✓"),
         "{text}"
     );
     assert!(

@@ -76,7 +76,7 @@ async fn deep_values_are_refused_saying_the_depth_and_the_limit() {
         rec.result
             .as_str()
             .unwrap()
-            .contains("nested more than 128 levels deep; the limit is 128"),
+            .contains("nested more than 127 levels deep; the limit is 127"),
         "{:?}",
         rec.result
     );
@@ -86,7 +86,7 @@ async fn deep_values_are_refused_saying_the_depth_and_the_limit() {
     assert!(
         error
             .message
-            .contains("t.echo cannot be sent: it is nested more than 128 levels deep"),
+            .contains("t.echo cannot be sent: it is nested more than 127 levels deep"),
         "{}",
         error.message
     );

@@ -4,6 +4,7 @@
 
 mod entry;
 mod errors;
+mod fuzz;
 mod hostile;
 mod mapping;
 mod node;

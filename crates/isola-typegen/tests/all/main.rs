@@ -5,6 +5,7 @@
 mod api;
 mod compact;
 mod fixtures;
+mod fuzz;
 mod idents;
 mod schema;
 mod support;
