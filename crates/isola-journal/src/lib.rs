@@ -46,7 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use entry::{Entry, FORMAT, Omitted, UnknownCall, chain_hash, sha256};
 pub use replay::{Replayed, recording, replay};
-pub use state::{StateLimits, StateTools};
+pub use state::{STATE_SERVER, StateLimits, StateTools, state_server};
 
 /// Why a journal operation failed.
 #[derive(Debug, thiserror::Error)]

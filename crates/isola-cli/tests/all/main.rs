@@ -8,6 +8,7 @@ mod config;
 mod conformance;
 mod exec;
 mod inspector;
+mod journal;
 mod lifetime;
 mod mcp;
 mod mcp_http;

@@ -68,6 +68,9 @@ pub fn isola_in(dir: &Path, args: &[&str]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_isola"))
         .args(args)
         .current_dir(dir)
+        // The journal's default store, inside the test's directory.
+        .env("XDG_DATA_HOME", dir.join(".isola-data"))
+        .env_remove("ISOLA_STORE")
         .output()
         .unwrap();
     Run(output)
