@@ -35,7 +35,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Exec(args) => exec(cli.config.as_deref(), cli.store.as_deref(), args).await,
         Command::Run(args) => crate::agent::run(cli.config.as_deref(), args).await,
         Command::Chat(args) => crate::agent::chat(cli.config.as_deref(), args).await,
-        Command::Mcp(args) => crate::mcp::run(cli.config.as_deref(), args).await,
+        Command::Mcp(args) => {
+            crate::mcp::run(cli.config.as_deref(), cli.store.as_deref(), args).await
+        }
         Command::Journal(c) => {
             crate::journal::journal(cli.config.as_deref(), cli.store.as_deref(), c).await
         }

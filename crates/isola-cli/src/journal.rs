@@ -236,6 +236,44 @@ impl Journaled {
     }
 }
 
+/// `isola mcp`'s journal: every `execute` is journaled; each client session (an HTTP
+/// `Mcp-Session-Id`, or the one stdio client of this process) is a session.
+pub struct McpJournal {
+    journal: Journal,
+    engine: Arc<Engine>,
+    /// The stdio client's session: one per process.
+    stdio_session: String,
+}
+
+impl McpJournal {
+    pub fn new(j: &Journaled, engine: Arc<Engine>) -> Self {
+        Self {
+            journal: j.journal.clone(),
+            engine,
+            stdio_session: format!("mcp-{}", isola_journal::new_execution_id()),
+        }
+    }
+}
+
+impl isola_server::ExecHook for McpJournal {
+    fn before(&self, exec: &isola_server::ExecContext<'_>, options: &mut ExecOptions) {
+        let session = match &exec.http_session {
+            Some(s) => format!("mcp-{s}"),
+            None => self.stdio_session.clone(),
+        };
+        let origin = match &exec.client {
+            Some(c) => format!("mcp:{c}"),
+            None => "mcp".to_string(),
+        };
+        let begin = Begin::new(exec.code, &origin)
+            .session(Some(session))
+            .file("script.ts");
+        self.journal
+            .begin(begin, &self.engine.api())
+            .attach(options);
+    }
+}
+
 /// The record as JSON, with `execution` (its journal id) first.
 pub fn with_execution_id(record: &ExecRecord, id: Option<&str>) -> Result<Value> {
     let value = serde_json::to_value(record)?;

@@ -117,6 +117,7 @@ pub fn serve_mcp_http(dir: &Path, extra: &[&str]) -> McpHttp {
         .args(["mcp", "--http", "127.0.0.1:0"])
         .args(extra)
         .current_dir(dir)
+        .env("XDG_DATA_HOME", dir.join(".isola-data"))
         .env_remove("ISOLA_MCP_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
