@@ -126,6 +126,10 @@ enum Cmd {
     Flush(oneshot::Sender<Result<(), String>>),
 }
 
+/// How long entries no flush waits for may be gathered before they are committed (a crash
+/// can lose at most this much of them; an acknowledged flush is never lost).
+const GATHER_MS: u64 = 5;
+
 /// Counters of a journal's writer (for benchmarks and `--json` reports).
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -263,15 +267,23 @@ async fn writer(
     let mut ops = Vec::new();
     let mut acks = Vec::new();
     while let Some(cmd) = rx.recv().await {
-        let mut take = |cmd: Cmd, ops: &mut Vec<WriteOp>| match cmd {
+        let take = |cmd: Cmd, ops: &mut Vec<WriteOp>, acks: &mut Vec<_>| match cmd {
             Cmd::Write(w) => ops.extend(w),
             Cmd::Flush(a) => acks.push(a),
         };
-        take(cmd, &mut ops);
+        take(cmd, &mut ops, &mut acks);
+        // Entries nobody waits for (read-only calls, logs) are gathered for up to
+        // GATHER_MS before they are committed; a flush (a call about to be sent, the end)
+        // commits at once.
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(GATHER_MS);
         while ops.len() < 4096 {
             match rx.try_recv() {
-                Ok(cmd) => take(cmd, &mut ops),
-                Err(_) => break,
+                Ok(cmd) => take(cmd, &mut ops, &mut acks),
+                Err(_) if !acks.is_empty() => break,
+                Err(_) => match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(cmd)) => take(cmd, &mut ops, &mut acks),
+                    Ok(None) | Err(_) => break,
+                },
             }
         }
         let already = match failed.lock() {
