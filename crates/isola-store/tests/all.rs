@@ -2,7 +2,6 @@
 //! throwaway cluster from `isola_test_support::postgres`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-
 use std::sync::Arc;
 
 use isola_store::{
