@@ -2,7 +2,8 @@
 # Run Isola's whole test suite on a fresh machine: check the code's own rules (cargo fmt, clippy
 # with warnings denied, no unused dependency: cargo-machete from crates.io), install what the
 # tests need from the package registries (from npm: the real MCP servers, TypeScript, Node 22,
-# the MCP conformance suite and Inspector; from PyPI: the Python MCP SDK), then every Rust test
+# the MCP conformance suite and Inspector; from PyPI: the Python MCP SDK; from Debian:
+# PostgreSQL), then every Rust test
 # (nextest) and the doc tests.
 # Each install is idempotent (`npm ci` from the lock files); a test whose fixture is missing fails
 # and names the command to run.
@@ -23,6 +24,10 @@ npm ci --prefix fixtures/node22 --no-audit --no-fund --loglevel=error
 npm ci --prefix fixtures/conformance --no-audit --no-fund --loglevel=error
 if ! python3 -c "import mcp" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r fixtures/python-requirements.txt
+fi
+# Debian's PostgreSQL (the store's conformance suite starts a throwaway cluster of it).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  apt-get update && apt-get install -y postgresql
 fi
 scripts/setup-peers.sh # npm + PyPI: the peers `isola-bench peers` measures (its smoke test runs them)
 scripts/setup-llama.sh

@@ -10,6 +10,7 @@
 //! # }
 //! ```
 
+pub mod journal;
 pub mod peers;
 pub mod tokens;
 

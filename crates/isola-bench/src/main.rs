@@ -73,6 +73,26 @@ enum BenchCommand {
         #[arg(long)]
         in_process: bool,
     },
+    /// What the journal costs: read-only MCP calls with it off and on, side-effecting calls per
+    /// second on SQLite and PostgreSQL at concurrency 1 and 16, replay of 1,000 calls, bytes per
+    /// call.
+    Journal {
+        /// Server name in the config (must have an `echo` tool, e.g. server-everything).
+        #[arg(long, default_value = "everything")]
+        server: String,
+        #[arg(long, default_value_t = 100)]
+        calls: u32,
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
+        /// Side-effecting calls per measurement.
+        #[arg(long, default_value_t = 1000)]
+        side_calls: u32,
+        /// Skip PostgreSQL (otherwise a throwaway cluster is started, see isola-test-support).
+        #[arg(long)]
+        no_postgres: bool,
+        #[arg(long)]
+        in_process: bool,
+    },
     /// Isola against the Code Mode engines users would pick instead (Cloudflare's codemode on
     /// workerd, UTCP code-mode, quickjs-emscripten, Monty and FastMCP's CodeMode, deno), side by
     /// side in one run: the peers installed by scripts/setup-peers.sh.
@@ -260,6 +280,66 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
             .map_err(|e| anyhow!(e))?;
             hub.shutdown().await;
             print(&report)?;
+        }
+        BenchCommand::Journal {
+            server,
+            calls,
+            rounds,
+            side_calls,
+            no_postgres,
+            in_process,
+        } => {
+            let config = load_config(config)?;
+            let hub = connect(&config).await;
+            let backend = backend(&config, in_process)?;
+            let path = std::env::temp_dir().join(format!("isola-bench-{}.db", std::process::id()));
+            let sqlite: Arc<dyn isola_store::Store> =
+                Arc::new(isola_store::SqliteStore::open(&path).await?);
+            let api = isola_engine::ApiState::build(&isola_engine::Tools::servers(hub.as_ref()));
+            let ns = api
+                .api
+                .namespaces
+                .iter()
+                .find(|n| n.server == server)
+                .map(|n| n.ident.clone())
+                .ok_or_else(|| anyhow!("server `{server}` has no tools (is it connected?)"))?;
+            let mut out = isola_bench::journal::mcp_on_off(
+                hub.clone(),
+                backend,
+                &ns,
+                sqlite.clone(),
+                calls,
+                rounds,
+            )
+            .await
+            .map_err(|e| anyhow!(e))?;
+            let mut stores = vec![sqlite.clone()];
+            let _pg = if no_postgres {
+                None
+            } else {
+                let mut pg = isola_test_support::postgres::PgCluster::start()?;
+                let url = pg.create_db("bench")?;
+                stores.push(isola_store::open(&isola_store::StoreUrl::parse(&url)?).await?);
+                Some(pg)
+            };
+            for store in &stores {
+                for concurrency in [1, 16] {
+                    out +=
+                        &isola_bench::journal::side_effects(store.clone(), side_calls, concurrency)
+                            .await
+                            .map_err(|e| anyhow!(e))?;
+                }
+            }
+            for store in &stores {
+                out += &isola_bench::journal::replay(store.clone(), 1000, rounds)
+                    .await
+                    .map_err(|e| anyhow!(e))?;
+            }
+            hub.shutdown().await;
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            print(&out)?;
         }
         BenchCommand::Peers {
             smoke,

@@ -16,6 +16,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "ISOLA_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// Where the journal, sessions and state live: sqlite:PATH, postgres://..., or none (no
+    /// journal) [default: isola.store, else sqlite:$XDG_DATA_HOME/isola/isola.db].
+    #[arg(long, global = true, env = "ISOLA_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
     /// More logging on stderr (-v info, -vv debug). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -53,6 +58,15 @@ pub enum Command {
     /// Serve Code Mode to an MCP host (Claude Desktop, Claude Code, Cursor, ...) over stdio, or
     /// Streamable HTTP with --http.
     Mcp(crate::mcp::McpArgs),
+    /// The journal of executions: list, show, export (JSON Lines), verify, prune.
+    #[command(subcommand)]
+    Journal(crate::journal::JournalCommand),
+    /// Sessions: executions grouped by name, and their durable state.
+    #[command(subcommand)]
+    Sessions(crate::journal::SessionsCommand),
+    /// Run a journaled execution again from its recorded inputs and results, calling no tool;
+    /// report whether it did the same or where it diverged.
+    Replay(crate::journal::ReplayArgs),
 }
 
 #[derive(Args, Debug)]
@@ -65,6 +79,10 @@ pub struct ExecArgs {
     /// Print the trace of tool calls after the result.
     #[arg(long)]
     pub trace: bool,
+    /// Run in this session: its durable `state` is the script's, and the journal groups its
+    /// executions under the name.
+    #[arg(long, value_name = "NAME")]
+    pub session: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Run the sandbox inside this process instead of a worker process (faster to start, but

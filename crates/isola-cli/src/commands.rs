@@ -22,11 +22,31 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             servers,
             compact,
             tokens,
-        } => types(cli.config.as_deref(), &servers, compact, tokens).await,
-        Command::Exec(args) => exec(cli.config.as_deref(), args).await,
+        } => {
+            types(
+                cli.config.as_deref(),
+                cli.store.as_deref(),
+                &servers,
+                compact,
+                tokens,
+            )
+            .await
+        }
+        Command::Exec(args) => exec(cli.config.as_deref(), cli.store.as_deref(), args).await,
         Command::Run(args) => crate::agent::run(cli.config.as_deref(), args).await,
         Command::Chat(args) => crate::agent::chat(cli.config.as_deref(), args).await,
-        Command::Mcp(args) => crate::mcp::run(cli.config.as_deref(), args).await,
+        Command::Mcp(args) => {
+            crate::mcp::run(cli.config.as_deref(), cli.store.as_deref(), args).await
+        }
+        Command::Journal(c) => {
+            crate::journal::journal(cli.config.as_deref(), cli.store.as_deref(), c).await
+        }
+        Command::Sessions(c) => {
+            crate::journal::sessions(cli.config.as_deref(), cli.store.as_deref(), c).await
+        }
+        Command::Replay(a) => {
+            crate::journal::replay(cli.config.as_deref(), cli.store.as_deref(), a).await
+        }
     }
 }
 
@@ -109,13 +129,19 @@ async fn sandbox_status(config: &Config) -> Result<isola_protocol::Ready, String
 
 async fn types(
     config: Option<&Path>,
+    store: Option<&str>,
     only: &[String],
     compact: bool,
     tokens: bool,
 ) -> Result<ExitCode> {
     let config = load_config(config)?;
     let hub = connect(&config).await;
-    let api = isola_engine::ApiState::build(&isola_engine::Tools::servers(hub.as_ref()));
+    let mut servers = isola_engine::Tools::servers(hub.as_ref());
+    // Scripts get the durable `state` namespace whenever there is a store.
+    if crate::journal::store_url(store, Some(&config))? != isola_store::StoreUrl::None {
+        servers.push(isola_journal::state_server());
+    }
+    let api = isola_engine::ApiState::build(&servers);
     for name in only {
         if !api
             .api
@@ -158,26 +184,35 @@ async fn types(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn exec(config_path: Option<&Path>, args: ExecArgs) -> Result<ExitCode> {
+async fn exec(config_path: Option<&Path>, store: Option<&str>, args: ExecArgs) -> Result<ExitCode> {
     let (source, file_name) = read_script(&args.file)?;
     let config = load_config(config_path)?;
     let mut limits = config.settings.limits.clone();
     args.limits.apply(&mut limits);
+    // The journal's store (recovering what a crashed run left), before any server starts.
+    let journaled = crate::journal::Journaled::open(store, &config, args.session.clone()).await?;
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
-    let engine = engine(&config, hub.clone(), backend, limits);
-    let record = engine
-        .execute(
-            &source,
-            ExecOptions {
-                file_name,
-                ..ExecOptions::default()
-            },
-        )
-        .await;
+    let engine = match &journaled {
+        Some(j) => Engine::new(j.tools(hub.clone()), backend, limits)
+            .with_max_script_bytes(config.settings.max_script_bytes),
+        None => engine(&config, hub.clone(), backend, limits),
+    };
+    let mut options = ExecOptions {
+        file_name: file_name.clone(),
+        ..ExecOptions::default()
+    };
+    let exec_id = journaled
+        .as_ref()
+        .map(|j| j.begin(&engine, &source, &file_name, &mut options));
+    let record = engine.execute(&source, options).await;
+    if let Some(j) = journaled {
+        j.close().await;
+    }
     hub.shutdown().await;
     if args.json {
-        print(&format!("{}\n", serde_json::to_string_pretty(&record)?))?;
+        let value = crate::journal::with_execution_id(&record, exec_id.as_deref())?;
+        print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
     } else {
         // Both streams are cleaned when either is a terminal: 2>&1 is common.
         let tty = std::io::stdout().is_terminal() || std::io::stderr().is_terminal();

@@ -4,6 +4,7 @@ mod agent;
 mod cli;
 mod commands;
 mod error;
+mod journal;
 mod mcp;
 mod render;
 mod term;

@@ -62,7 +62,11 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{s}` resolves to no address"))
 }
 
-pub async fn run(config_path: Option<&Path>, args: McpArgs) -> Result<ExitCode> {
+pub async fn run(
+    config_path: Option<&Path>,
+    store: Option<&str>,
+    args: McpArgs,
+) -> Result<ExitCode> {
     let config = load_config(config_path)?;
     let mut limits = config.settings.limits.clone();
     args.limits.apply(&mut limits);
@@ -80,19 +84,23 @@ pub async fn run(config_path: Option<&Path>, args: McpArgs) -> Result<ExitCode> 
         ),
         None => None,
     };
+    // The journal (recovering what a crashed run left) before any server starts.
+    let journaled = crate::journal::Journaled::open(store, &config, None).await?;
     let hub = connect(&config).await;
-    let engine = Arc::new(crate::commands::engine(
-        &config,
-        hub.clone(),
-        backend,
-        limits,
-    ));
-    let server = IsolaServer::new(
-        engine,
+    let engine = Arc::new(match &journaled {
+        Some(j) => isola_engine::Engine::new(j.tools(hub.clone()), backend, limits)
+            .with_max_script_bytes(config.settings.max_script_bytes),
+        None => crate::commands::engine(&config, hub.clone(), backend, limits),
+    });
+    let mut server = IsolaServer::new(
+        engine.clone(),
         ViewOptions {
             embed_max_tokens: args.embed_max_tokens,
         },
     );
+    if let Some(j) = &journaled {
+        server = server.with_hook(Arc::new(crate::journal::McpJournal::new(j, engine)));
+    }
     let watcher = server.watch_hub(&hub);
     let view = server.view();
     eprintln!(
@@ -119,6 +127,9 @@ pub async fn run(config_path: Option<&Path>, args: McpArgs) -> Result<ExitCode> 
     };
     shutdown.cancel();
     watcher.abort();
+    if let Some(j) = journaled {
+        j.close().await;
+    }
     hub.shutdown().await;
     result?;
     Ok(ExitCode::SUCCESS)

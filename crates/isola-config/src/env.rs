@@ -31,6 +31,8 @@ pub const ISOLA_CODE_MODEL: &str = "ISOLA_CODE_MODEL";
 pub const ISOLA_DENO: &str = "ISOLA_DENO";
 pub const ISOLA_FIXTURE_SERVERS: &str = "ISOLA_FIXTURE_SERVERS";
 pub const RUST_LOG: &str = "RUST_LOG";
+pub const ISOLA_STORE: &str = "ISOLA_STORE";
+pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 
 /// Every variable Isola itself reads.
 pub const VARS: &[EnvVar] = &[
@@ -43,6 +45,16 @@ pub const VARS: &[EnvVar] = &[
         RUST_LOG,
         "every command",
         "log filter for stderr (tracing's syntax); -v and -vv set a default",
+    ),
+    var(
+        ISOLA_STORE,
+        "exec, journal, sessions, replay",
+        "where the journal, sessions and state live (sqlite:PATH, postgres://..., none); --store wins",
+    ),
+    var(
+        XDG_DATA_HOME,
+        "exec, journal, sessions, replay",
+        "the default store is $XDG_DATA_HOME/isola/isola.db (else ~/.local/share/isola/isola.db)",
     ),
     var(
         ISOLA_MCP_TOKEN,

@@ -89,6 +89,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "startupTimeoutMs",
     "requireHardening",
     "agent",
+    "store",
 ];
 
 /// The default of `isola.maxScriptBytes`: 1 MiB of TypeScript.
@@ -251,6 +252,10 @@ pub struct IsolaSettings {
     /// checks them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<Value>,
+    /// Where the journal, sessions and state are kept (`sqlite:PATH`, `postgres://...`,
+    /// `none`), as written: `isola-store` parses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 impl Default for IsolaSettings {
@@ -264,6 +269,7 @@ impl Default for IsolaSettings {
             startup_timeout_ms: 30_000,
             require_hardening: Vec::new(),
             agent: None,
+            store: None,
         }
     }
 }
@@ -876,6 +882,10 @@ impl Walker<'_> {
                 }
                 settings.require_hardening.push(name.to_string());
             }
+        }
+        if let Some(store) = object.get("store") {
+            let text = self.string(store, "isola.store")?;
+            settings.store = Some(self.expand(text, "isola.store")?);
         }
         if let Some(agent) = object.get("agent") {
             self.object(agent, "isola.agent", "an object")?;

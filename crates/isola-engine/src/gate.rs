@@ -10,7 +10,10 @@
 //!   deadline clock is stopped meanwhile;
 //! - [`Verdict::Simulate`]: the host answers with the given result instead of calling the tool
 //!   (plan mode's placeholders, replay's recorded results);
-//! - [`Verdict::Abort`]: the execution stops before the call (a replay that diverges).
+//! - [`Verdict::Abort`]: the execution stops before the call (a replay that diverges);
+//! - [`Verdict::After`]: decide once a future resolves, without holding the execution: the
+//!   sandbox is not told and the deadline clock runs (a write-ahead journal waits for its
+//!   flush so).
 //!
 //! [`Gates`] chains them: each is asked in order, and the first that does not allow decides.
 //! Put the strictest first. No gate at all is the default, and costs nothing.
@@ -77,6 +80,9 @@ pub enum Verdict {
     Simulate(CallResult),
     /// Stop the execution before the call.
     Abort(ExecError),
+    /// Decide when `0` resolves; meanwhile the call waits, the script runs on, and the
+    /// deadline clock is not stopped (unlike a hold). For short waits: a journal's flush.
+    After(BoxFuture<'static, Decision>),
 }
 
 impl fmt::Debug for Verdict {
@@ -87,6 +93,7 @@ impl fmt::Debug for Verdict {
             Verdict::Hold { reason, .. } => f.debug_struct("Hold").field("reason", reason).finish(),
             Verdict::Simulate(r) => f.debug_tuple("Simulate").field(r).finish(),
             Verdict::Abort(e) => f.debug_tuple("Abort").field(e).finish(),
+            Verdict::After(_) => f.write_str("After"),
         }
     }
 }
@@ -99,6 +106,8 @@ pub enum Ruling {
     Hold(String),
     Simulate(CallResult),
     Abort(ExecError),
+    /// Waiting for a [`Verdict::After`]'s decision.
+    After,
 }
 
 impl Verdict {
@@ -110,6 +119,7 @@ impl Verdict {
             Verdict::Hold { reason, decision } => (Ruling::Hold(reason), Some(decision)),
             Verdict::Simulate(r) => (Ruling::Simulate(r), None),
             Verdict::Abort(e) => (Ruling::Abort(e), None),
+            Verdict::After(decision) => (Ruling::After, Some(decision)),
         }
     }
 

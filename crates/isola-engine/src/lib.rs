@@ -50,7 +50,7 @@ use machine::{Effect, Ending, Execution, Input, Setup};
 pub use observer::{Event, Flow, Observer};
 pub use record::unwrap_result;
 pub use replay::{Recorder, Recording, ReplayGate};
-pub use tools::{ToolError, Tools};
+pub use tools::{CallMeta, IDEMPOTENCY_KEY_META, ToolError, Tools};
 
 /// Options of one execution.
 #[derive(Default)]
@@ -68,6 +68,11 @@ pub struct ExecOptions {
     /// Replay a recording: its clock and seed, its answers in its order, no tool called for
     /// them (see [`replay`]).
     pub replay: Option<Replay>,
+    /// The execution's id (a journal's): tool sources get it with each call
+    /// ([`Tools::call_with`]), upstream servers as the idempotency key `<id>:<seq>`.
+    pub execution_id: Option<String>,
+    /// The session it belongs to, for tool sources that keep per-session data (`state`).
+    pub session: Option<String>,
 }
 
 /// A recording to replay, and what happens after it.
@@ -208,6 +213,8 @@ impl Engine {
             mut observers,
             gates: own_gates,
             replay,
+            execution_id,
+            session,
             ..
         } = options;
 
@@ -270,6 +277,7 @@ impl Engine {
         machine.started(&request);
 
         let t1 = Instant::now();
+        let exec_session = session;
         let session = tokio::select! {
             s = self.backend.start(request) => s,
             () = cancelled(&cancel) => Err(isola_worker::BackendError::Channel("cancelled".into())),
@@ -301,7 +309,16 @@ impl Engine {
         });
         let _running = Running::enter(&self.running);
         let ending = self
-            .drive(&mut machine, session, &api, &gates, &cancel)
+            .drive(
+                &mut machine,
+                session,
+                &api,
+                &gates,
+                &cancel,
+                execution_id
+                    .as_deref()
+                    .map(|e| (e, exec_session.as_deref())),
+            )
             .await;
         timings.run_ms = ms(run_start.elapsed());
 
@@ -353,6 +370,7 @@ impl Engine {
         api: &ApiState,
         gates: &Gates,
         cancel: &Option<CancellationToken>,
+        who: Option<(&str, Option<&str>)>,
     ) -> Ending {
         let mut session = Some(session);
         let mut inflight = FuturesUnordered::new();
@@ -390,6 +408,7 @@ impl Engine {
                         }
                         Effect::Dispatch {
                             id,
+                            seq,
                             binding,
                             arguments,
                         } => {
@@ -399,7 +418,17 @@ impl Engine {
                             inflight.push(
                                 async move {
                                     let started = Instant::now();
-                                    let result = tools.call(server, tool, arguments).await;
+                                    let result = match who {
+                                        Some((execution, session)) => {
+                                            let meta = CallMeta {
+                                                execution,
+                                                session,
+                                                seq,
+                                            };
+                                            tools.call_with(meta, server, tool, arguments).await
+                                        }
+                                        None => tools.call(server, tool, arguments).await,
+                                    };
                                     (id, result, started.elapsed())
                                 }
                                 .instrument(span),

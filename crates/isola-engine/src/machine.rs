@@ -73,6 +73,8 @@ pub enum Effect {
     /// [`Input::CallFinished`].
     Dispatch {
         id: u32,
+        /// The call's place among the execution's calls (`CallIntent::seq`).
+        seq: u32,
         binding: usize,
         arguments: Map<String, Value>,
     },
@@ -106,6 +108,8 @@ enum Stage {
     Checking,
     /// Held by a gate.
     Held,
+    /// Waiting for a gate's [`crate::Verdict::After`] (not a hold: nothing is stopped).
+    After,
     /// Allowed; waiting for a slot under `maxConcurrency`.
     Queued,
     /// Sent to the tool.
@@ -117,6 +121,8 @@ enum Stage {
 #[derive(Debug)]
 struct Pending {
     stage: Stage,
+    /// Its place among the calls of the execution.
+    seq: u32,
     binding: usize,
     trace: CallTrace,
     arguments: Map<String, Value>,
@@ -447,6 +453,7 @@ impl Execution {
             id,
             Pending {
                 stage: Stage::Checking,
+                seq,
                 binding: binding as usize,
                 trace,
                 arguments,
@@ -473,6 +480,7 @@ impl Execution {
             id,
             Pending {
                 stage: Stage::Answered(result),
+                seq: u32::MAX,
                 binding: 0,
                 trace,
                 arguments: Map::new(),
@@ -499,6 +507,11 @@ impl Execution {
             }
             Ruling::Simulate(result) => self.settle_without_sending(id, result),
             Ruling::Abort(error) => self.stop(error),
+            Ruling::After => {
+                if let Some(p) = self.calls.get_mut(&id) {
+                    p.stage = Stage::After;
+                }
+            }
             Ruling::Hold(reason) => {
                 if let Some(p) = self.calls.get_mut(&id) {
                     p.stage = Stage::Held;
@@ -519,8 +532,31 @@ impl Execution {
     }
 
     fn decided(&mut self, id: u32, decision: Decision) {
-        if !matches!(self.calls.get(&id).map(|p| &p.stage), Some(Stage::Held)) {
-            return;
+        match self.calls.get(&id).map(|p| &p.stage) {
+            Some(Stage::Held) => {}
+            // A quiet wait: no hold to end, nothing to tell observers but the outcome.
+            Some(Stage::After) => {
+                return match decision {
+                    Decision::Allow => {
+                        if let Some(p) = self.calls.get_mut(&id) {
+                            p.stage = Stage::Checking;
+                        }
+                        self.allow(id);
+                    }
+                    Decision::Deny(denial) => {
+                        if !self.observers.is_empty() {
+                            self.emit(Event::Denied {
+                                id,
+                                denial: &denial,
+                            });
+                        }
+                        let result = denial.result(&self.function_of(id));
+                        self.settle_without_sending(id, result);
+                    }
+                    Decision::Simulate(result) => self.settle_without_sending(id, result),
+                };
+            }
+            _ => return,
         }
         self.held -= 1;
         if self.held == 0 {
@@ -597,6 +633,7 @@ impl Execution {
             self.running += 1;
             self.effects.push(Effect::Dispatch {
                 id,
+                seq: p.seq,
                 binding: p.binding,
                 arguments: std::mem::take(&mut p.arguments),
             });

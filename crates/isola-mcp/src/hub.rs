@@ -331,7 +331,23 @@ impl McpHub {
         args: Map<String, Value>,
     ) -> Result<CallToolResult, CallError> {
         let span = tracing::info_span!("mcp.call", server, tool);
-        self.call_inner(server, tool, args).instrument(span).await
+        self.call_inner(server, tool, args, None)
+            .instrument(span)
+            .await
+    }
+
+    /// [`McpHub::call`] with the request's `_meta` (an idempotency key, say).
+    pub async fn call_with_meta(
+        &self,
+        server: &str,
+        tool: &str,
+        args: Map<String, Value>,
+        meta: Option<Map<String, Value>>,
+    ) -> Result<CallToolResult, CallError> {
+        let span = tracing::info_span!("mcp.call", server, tool);
+        self.call_inner(server, tool, args, meta)
+            .instrument(span)
+            .await
     }
 
     async fn call_inner(
@@ -339,6 +355,7 @@ impl McpHub {
         server: &str,
         tool: &str,
         args: Map<String, Value>,
+        meta: Option<Map<String, Value>>,
     ) -> Result<CallToolResult, CallError> {
         let slot = self.slot(server).ok_or_else(|| CallError::UnknownServer {
             server: server.to_owned(),
@@ -352,7 +369,10 @@ impl McpHub {
                 reason,
             })?;
         let ms = self.inner.shared.call_timeout_ms;
-        let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
+        let mut params = CallToolRequestParams::new(tool.to_owned()).with_arguments(args);
+        if let Some(meta) = meta {
+            params.meta = Some(rmcp::model::RequestMetaObject::from(meta));
+        }
         let started = std::time::Instant::now();
         // Dropping the call future on timeout sends `notifications/cancelled`.
         let outcome =

@@ -48,8 +48,24 @@ pub struct IsolaServer {
     shared: Arc<Shared>,
 }
 
+/// Told of each `execute` before it runs (the journal attaches itself to the options).
+pub trait ExecHook: Send + Sync {
+    fn before(&self, exec: &ExecContext<'_>, options: &mut ExecOptions);
+}
+
+/// What a hook learns of one `execute`.
+#[derive(Clone, Debug)]
+pub struct ExecContext<'a> {
+    pub code: &'a str,
+    /// The client's name (`clientInfo.name`), when it gave one.
+    pub client: Option<String>,
+    /// The Streamable HTTP session (`Mcp-Session-Id`); `None` over stdio (one client).
+    pub http_session: Option<String>,
+}
+
 struct Shared {
     engine: Arc<Engine>,
+    hook: Option<Arc<dyn ExecHook>>,
     options: ViewOptions,
     view: RwLock<Arc<View>>,
     /// For `subscriptions/listen` streams (protocol 2026-07-28).
@@ -75,12 +91,23 @@ impl IsolaServer {
         IsolaServer {
             shared: Arc::new(Shared {
                 engine,
+                hook: None,
                 options,
                 view: RwLock::new(Arc::new(view)),
                 changes,
                 peers: Mutex::new(Vec::new()),
             }),
         }
+    }
+
+    /// Call `hook` before every execution. Only on a server not yet cloned.
+    pub fn with_hook(mut self, hook: Arc<dyn ExecHook>) -> IsolaServer {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.hook = Some(hook);
+        } else {
+            tracing::error!("IsolaServer::with_hook on a shared server: the hook is ignored");
+        }
+        self
     }
 
     /// The current view of the API.
@@ -182,12 +209,25 @@ impl IsolaServer {
             observers.push(Box::new(Progress { tx }));
             tokio::spawn(forward_progress(rx, token, context.peer.clone()))
         });
-        let options = ExecOptions {
+        let mut options = ExecOptions {
             file_name: "script.ts".into(),
             cancel: Some(context.ct.clone()),
             observers,
             ..ExecOptions::default()
         };
+        if let Some(hook) = &self.shared.hook {
+            let exec = ExecContext {
+                code,
+                client: context.peer.peer_info().map(|i| i.client_info.name.clone()),
+                http_session: context
+                    .extensions
+                    .get::<::http::request::Parts>()
+                    .and_then(|p| p.headers.get("mcp-session-id"))
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            };
+            hook.before(&exec, &mut options);
+        }
         let span = tracing::info_span!("mcp.execute", request = %context.id);
         let record = self
             .shared

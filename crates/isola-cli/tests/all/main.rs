@@ -9,6 +9,7 @@ mod conformance;
 mod exec;
 mod hostile;
 mod inspector;
+mod journal;
 mod lifetime;
 mod mcp;
 mod mcp_http;

@@ -30,6 +30,8 @@ fn python_client(transport: &str, mode: &str) {
             transport,
             mode,
         ])
+        .env("XDG_DATA_HOME", p.path().join(".isola-data"))
+        .env_remove("ISOLA_STORE")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -42,6 +44,21 @@ fn python_client(transport: &str, mode: &str) {
         stdout.contains(&format!("all passed ({transport}, {mode})")),
         "{stdout}\n{stderr}"
     );
+    // Every execute was journaled, in a session of its MCP client.
+    let list = p
+        .isola(&["journal", "list", "--limit", "1000", "--json"])
+        .json();
+    let rows = list.as_array().unwrap();
+    assert!(!rows.is_empty(), "nothing journaled");
+    for row in rows {
+        assert!(row["origin"].as_str().unwrap().starts_with("mcp"), "{row}");
+        assert!(
+            row["session"].as_str().unwrap().starts_with("mcp-"),
+            "{row}"
+        );
+    }
+    assert!(rows.iter().any(|r| r["status"] == serde_json::json!("ok")));
+    assert_eq!(p.isola(&["journal", "verify"]).code(), 0);
 }
 
 #[test]

@@ -68,6 +68,9 @@ pub fn isola_in(dir: &Path, args: &[&str]) -> Run {
     let output = Command::new(env!("CARGO_BIN_EXE_isola"))
         .args(args)
         .current_dir(dir)
+        // The journal's default store, inside the test's directory.
+        .env("XDG_DATA_HOME", dir.join(".isola-data"))
+        .env_remove("ISOLA_STORE")
         .output()
         .unwrap();
     Run(output)
@@ -114,6 +117,7 @@ pub fn serve_mcp_http(dir: &Path, extra: &[&str]) -> McpHttp {
         .args(["mcp", "--http", "127.0.0.1:0"])
         .args(extra)
         .current_dir(dir)
+        .env("XDG_DATA_HOME", dir.join(".isola-data"))
         .env_remove("ISOLA_MCP_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -42,7 +42,10 @@ def text_of(result):
 async def connect(extra_args, config=CONFIG, **client_options):
     args = ["mcp", "--config", config, *extra_args]
     if TRANSPORT == "stdio":
-        params = StdioServerParameters(command=ISOLA, args=args, cwd=PROJECT)
+        # The journal's store in the project (the SDK passes only a few variables on).
+        store = os.environ.get("XDG_DATA_HOME")
+        env = {"XDG_DATA_HOME": store} if store else None
+        params = StdioServerParameters(command=ISOLA, args=args, cwd=PROJECT, env=env)
         async with Client(params, mode=MODE, **client_options) as client:
             yield client
         return
@@ -139,7 +142,8 @@ return {{ sum, firstLines: files.map((f: any) => f.content.split("\\n")[0]) }};
 
         resources = (await client.list_resources()).resources
         uris = [str(r.uri) for r in resources]
-        assert uris == ["isola://types", "isola://types/everything", "isola://types/fs"], uris
+        # `state` (durable session state) is part of the API whenever there is a store.
+        assert uris == ["isola://types", "isola://types/everything", "isola://types/fs", "isola://types/state"], uris
         read = await client.read_resource("isola://types/fs")
         assert "declare namespace fs {" in read.contents[0].text and "namespace everything" not in read.contents[0].text
         ok("resources: the declarations, all and per server")

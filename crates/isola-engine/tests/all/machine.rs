@@ -123,6 +123,7 @@ fn a_call_is_checked_sent_and_answered_unwrapped() {
         [
             Effect::Dispatch {
                 id: 1,
+                seq: 0,
                 binding,
                 arguments,
             },
@@ -335,6 +336,59 @@ fn gates_allow_deny_simulate_and_abort() {
     );
     assert!(dispatched(&effects).is_empty());
     assert_eq!(stopped_with(effects).kind, ErrorKind::Divergence);
+}
+
+#[test]
+fn a_call_after_a_wait_is_sent_without_holding_the_sandbox() {
+    let mut m = exec(Limits::default(), true);
+    m.begin();
+    let deadline = m.deadline().unwrap();
+    step(&mut m, call(1, "t.echo", json!({})));
+    let effects = step(
+        &mut m,
+        Input::Verdict {
+            id: 1,
+            ruling: Ruling::After,
+        },
+    );
+    // Not sent yet, and nothing told to the sandbox; the clock runs.
+    assert!(dispatched(&effects).is_empty());
+    assert!(sent(&effects).is_empty());
+    assert_eq!(m.deadline(), Some(deadline));
+    let effects = step(
+        &mut m,
+        Input::Decided {
+            id: 1,
+            decision: Decision::Allow,
+        },
+    );
+    assert_eq!(dispatched(&effects), [1]);
+    assert!(sent(&effects).is_empty(), "no Resume: there was no hold");
+    // A wait that ends in a denial answers the call without sending it.
+    step(&mut m, call(2, "t.echo", json!({})));
+    step(
+        &mut m,
+        Input::Verdict {
+            id: 2,
+            ruling: Ruling::After,
+        },
+    );
+    let effects = step(
+        &mut m,
+        Input::Decided {
+            id: 2,
+            decision: Decision::Deny(Denial::new("JournalError", "not recorded")),
+        },
+    );
+    assert!(dispatched(&effects).is_empty());
+    assert!(matches!(
+        &sent(&effects)[..],
+        [HostMsg::CallDone {
+            id: 2,
+            result: CallResult::Err { .. },
+            ..
+        }]
+    ));
 }
 
 #[test]

@@ -1,0 +1,152 @@
+//! `isola-bench journal`: what the journal costs. The same 100 read-only calls to a real MCP
+//! server with the journal off and on (alternating rounds), side-effecting calls per second
+//! (each written ahead) at concurrency 1 and 16 on SQLite and PostgreSQL (a throwaway cluster),
+//! the replay of an execution of 1,000 calls, and journal bytes per call.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use isola_engine::{Engine, ExecOptions, Tools};
+use isola_journal::{Begin, Journal, JournalConfig};
+use isola_protocol::Limits;
+use isola_store::Store;
+use isola_test_support::tools::InstantTools;
+use isola_worker::Backend;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+async fn run(
+    engine: &Engine,
+    journal: Option<&Journal>,
+    code: &str,
+) -> Result<(f64, String), String> {
+    let mut options = ExecOptions::default();
+    let id = journal.map(|j| {
+        let exec = j.begin(Begin::new(code, "bench"), &engine.api());
+        exec.attach(&mut options);
+        exec.id
+    });
+    let t = Instant::now();
+    let rec = engine.execute(code, options).await;
+    if let Some(j) = journal {
+        j.flush().await?;
+    }
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    if !rec.ok {
+        return Err(format!("the run failed: {:?}", rec.error));
+    }
+    Ok((ms, id.unwrap_or_default()))
+}
+
+/// 100 read-only `echo` calls to a real server, journal off and on in alternating rounds.
+pub async fn mcp_on_off(
+    hub: Arc<dyn Tools>,
+    backend: Backend,
+    ns: &str,
+    store: Arc<dyn Store>,
+    calls: u32,
+    rounds: u32,
+) -> Result<String, String> {
+    let engine = Engine::new(hub, backend, Limits::default());
+    let journal = Journal::start(store, JournalConfig::default());
+    let code = format!(
+        "for (let i = 0; i < {calls}; i++) {{ await {ns}.echo({{ message: 'm' + i }}); }}\nreturn {calls};"
+    );
+    let (mut off, mut on) = (Vec::new(), Vec::new());
+    // One warm-up of each, then alternate.
+    run(&engine, None, &code).await?;
+    run(&engine, Some(&journal), &code).await?;
+    let before = journal.stats().bytes.load(Ordering::Relaxed);
+    for _ in 0..rounds {
+        off.push(run(&engine, None, &code).await?.0);
+        on.push(run(&engine, Some(&journal), &code).await?.0);
+    }
+    let bytes = journal.stats().bytes.load(Ordering::Relaxed) - before;
+    let (off, on) = (median(off), median(on));
+    Ok(format!(
+        "{calls} read-only calls to {ns}.echo, median of {rounds} rounds: journal off {off:.1} ms, on {on:.1} ms: {:+.1}% ({:.1} µs per call); {:.0} journal bytes per call\n",
+        (on / off - 1.0) * 100.0,
+        (on - off) * 1000.0 / f64::from(calls),
+        bytes as f64 / f64::from(rounds * calls),
+    ))
+}
+
+/// Side-effecting calls (an instant tool with no `readOnlyHint`, so each intent is committed
+/// before its call is sent) per second, at `concurrency` calls in flight.
+pub async fn side_effects(
+    store: Arc<dyn Store>,
+    calls: u32,
+    concurrency: u32,
+) -> Result<String, String> {
+    let engine = Engine::new(
+        Arc::new(InstantTools::NOOP),
+        Backend::InProcess,
+        Limits {
+            max_tool_calls: calls + 10,
+            max_concurrency: concurrency.max(1),
+            deadline_ms: 600_000,
+            ..Limits::default()
+        },
+    );
+    let journal = Journal::start(store.clone(), JournalConfig::default());
+    let code = format!(
+        "let i = 0; await Promise.all(Array.from({{ length: {concurrency} }}, async () => {{ while (i < {calls}) {{ i++; await bench.noop({{}}); }} }})); return i;"
+    );
+    let s = journal.stats();
+    let (c0, e0, b0) = (
+        s.commits.load(Ordering::Relaxed),
+        s.entries.load(Ordering::Relaxed),
+        s.bytes.load(Ordering::Relaxed),
+    );
+    let (ms, _) = run(&engine, Some(&journal), &code).await?;
+    let (commits, entries, bytes) = (
+        s.commits.load(Ordering::Relaxed) - c0,
+        s.entries.load(Ordering::Relaxed) - e0,
+        s.bytes.load(Ordering::Relaxed) - b0,
+    );
+    Ok(format!(
+        "{} {calls} side-effecting calls, concurrency {concurrency}: {:.0} calls/s ({ms:.0} ms); {commits} commits for {entries} entries ({:.2} commits per call); {:.0} bytes per call\n",
+        store.kind(),
+        f64::from(calls) / ms * 1000.0,
+        commits as f64 / f64::from(calls),
+        bytes as f64 / f64::from(calls),
+    ))
+}
+
+/// Record an execution of `calls` calls, then time `isola replay`'s work on it.
+pub async fn replay(store: Arc<dyn Store>, calls: u32, rounds: u32) -> Result<String, String> {
+    let engine = Engine::new(
+        Arc::new(InstantTools::NOOP),
+        Backend::InProcess,
+        Limits {
+            max_tool_calls: calls + 10,
+            ..Limits::default()
+        },
+    );
+    let journal = Journal::start(store.clone(), JournalConfig::default());
+    let code = format!(
+        "let s = 0; for (let i = 0; i < {calls}; i++) {{ await bench.noop({{ i }}); s += Math.random() > 2 ? 1 : 0; }} return [s, Date.now() > 0];"
+    );
+    let (_, id) = run(&engine, Some(&journal), &code).await?;
+    journal.close().await;
+    let mut times = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let r = isola_journal::replay(&*store, &id, Backend::InProcess)
+            .await
+            .map_err(|e| e.to_string())?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        if r.outcome != "same" {
+            return Err(format!("the replay was {}: {:?}", r.outcome, r.difference));
+        }
+    }
+    Ok(format!(
+        "replay of an execution of {calls} calls ({}, loading its entries included): median {:.1} ms of {rounds}\n",
+        store.kind(),
+        median(times)
+    ))
+}

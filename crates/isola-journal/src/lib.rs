@@ -1,0 +1,1082 @@
+//! The journal: every execution recorded as an append-only, hash-chained sequence of
+//! [`Entry`]s in an [`isola_store::Store`].
+//!
+//! A [`Journal`] owns one writer task that takes batches of writes from a bounded channel and
+//! commits whatever is waiting in one transaction (group commit). For each execution,
+//! [`Journal::begin`] gives an [`ExecJournal`]: an observer of the engine (it turns events into
+//! entries) and a gate (it makes the intent of a call that is not known to be read-only durable
+//! *before* the call is sent: the gate answers [`isola_engine::Verdict::After`] with the flush,
+//! so the call waits for the commit while the script runs on).
+//!
+//! ```no_run
+//! # async fn demo(engine: &isola_engine::Engine, store: std::sync::Arc<dyn isola_store::Store>) {
+//! use isola_journal::{Begin, Journal, JournalConfig};
+//! let journal = Journal::start(store, JournalConfig::default());
+//! let code = "return 1";
+//! let exec = journal.begin(Begin::new(code, "cli"), &engine.api());
+//! let mut options = isola_engine::ExecOptions::default();
+//! exec.attach(&mut options);
+//! let record = engine.execute(code, options).await;
+//! journal.close().await;
+//! # let _ = record; }
+//! ```
+//!
+//! After a crash, [`recover`] marks the executions of dead processes `interrupted` and lists
+//! the calls whose intent has no outcome as *unknown* (never re-sent). [`verify`] checks every
+//! chain. [`replay`] runs a recorded execution again from its entries alone.
+
+mod entry;
+mod replay;
+mod state;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::future::BoxFuture;
+use isola_engine::observer::Input;
+use isola_engine::{
+    ApiState, CallGate, CallIntent, Decision, Denial, Event, ExecOptions, Flow, Observer, Verdict,
+};
+use isola_protocol::{CallResult, ExecRecord};
+use isola_store::{EntryRow, ExecQuery, ExecRow, Store, StoreError, WriteOp};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+pub use entry::{Entry, FORMAT, Omitted, UnknownCall, chain_hash, sha256};
+pub use replay::{Replayed, recording, replay};
+pub use state::{STATE_SERVER, StateLimits, StateTools, state_server};
+
+/// Why a journal operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An entry in the store is not one this version reads.
+    #[error("entry {seq} of execution {execution} cannot be read: {problem}")]
+    BadEntry {
+        execution: String,
+        seq: i64,
+        problem: String,
+    },
+    /// No such execution.
+    #[error("no execution `{0}` in the journal\nhint: `isola journal list` shows the ids")]
+    NoExecution(String),
+    /// The execution cannot be replayed (what it lacks is said).
+    #[error("execution {execution} cannot be replayed: {problem}")]
+    NotReplayable { execution: String, problem: String },
+}
+
+/// What the journal keeps and hides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalConfig {
+    /// Call results larger than this (bytes of JSON) are stored as their hash and size.
+    pub max_result_bytes: u64,
+    /// Object keys whose values are replaced by `"[redacted]"` before anything is stored: a
+    /// key matches a pattern when, lower-cased without `_`, `-` and spaces, it ends with the
+    /// pattern (so `password`, `db_password` and `dbPassword` match `password`; `max_tokens`
+    /// does not match `token`).
+    pub redact: Vec<String>,
+    /// Writes waiting for the writer at most; an execution whose events find it full is
+    /// stopped (the store is stalled) rather than run unrecorded.
+    pub capacity: usize,
+}
+
+/// The keys redacted by default.
+pub const DEFAULT_REDACT: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "authorization",
+    "cookie",
+    "privatekey",
+    "credential",
+    "credentials",
+];
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            max_result_bytes: 256 * 1024,
+            redact: DEFAULT_REDACT.iter().map(|s| s.to_string()).collect(),
+            capacity: 16 * 1024,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A new execution id: 12 hex digits of milliseconds then 8 random ones (sortable by time).
+pub fn new_execution_id() -> String {
+    format!("{:012x}{:08x}", now_ms(), fastrand::u32(..))
+}
+
+enum Cmd {
+    Write(Vec<WriteOp>),
+    /// Acknowledged once everything sent before it is committed.
+    Flush(oneshot::Sender<Result<(), String>>),
+}
+
+/// How long entries no flush waits for may be gathered before they are committed (a crash
+/// can lose at most this much of them; an acknowledged flush is never lost).
+const GATHER_MS: u64 = 5;
+
+/// Counters of a journal's writer (for benchmarks and `--json` reports).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Transactions committed.
+    pub commits: AtomicU64,
+    /// Entries written.
+    pub entries: AtomicU64,
+    /// Bytes of entry bodies written.
+    pub bytes: AtomicU64,
+}
+
+/// The journal of one process: the writer task and what executions share.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Cmd>,
+    store: Arc<dyn Store>,
+    config: JournalConfig,
+    redactor: Redactor,
+    owner: String,
+    /// Set when a write failed: every execution stops, no call is sent unrecorded.
+    failed: Arc<Mutex<Option<String>>>,
+    stats: Arc<Stats>,
+    /// The API fingerprints already written by this process, by API.
+    apis: Mutex<Vec<(usize, String, Arc<ApiState>)>>,
+}
+
+impl Journal {
+    /// Start the writer task (on the current tokio runtime).
+    pub fn start(store: Arc<dyn Store>, config: JournalConfig) -> Self {
+        let (tx, rx) = mpsc::channel(config.capacity.max(16));
+        let failed = Arc::new(Mutex::new(None));
+        let stats = Arc::new(Stats::default());
+        tokio::spawn(writer(store.clone(), rx, failed.clone(), stats.clone()));
+        let redactor = Redactor::new(&config.redact);
+        Self {
+            inner: Arc::new(Inner {
+                tx,
+                store,
+                config,
+                redactor,
+                owner: owner(),
+                failed,
+                stats,
+                apis: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Wait until everything sent so far is committed.
+    pub async fn flush(&self) -> Result<(), String> {
+        flush(&self.inner.tx).await
+    }
+
+    /// Flush; the writer ends when the last clone is dropped.
+    pub async fn close(self) {
+        if let Err(e) = self.flush().await {
+            tracing::error!("the journal's last writes failed: {e}");
+        }
+    }
+
+    /// Journal one execution: attach the result to its [`ExecOptions`].
+    pub fn begin(&self, begin: Begin, api: &Arc<ApiState>) -> ExecJournal {
+        let id = begin.execution.clone().unwrap_or_else(new_execution_id);
+        let fingerprint = self.fingerprint(api);
+        let read_only = read_only_set(api);
+        let shared = Arc::new(Shared {
+            journal: self.inner.clone(),
+            id: id.clone(),
+            state: Mutex::new(ExecState {
+                next: 0,
+                prev: String::new(),
+                started: false,
+                seqs: HashMap::new(),
+            }),
+            read_only,
+            fingerprint,
+            begin,
+        });
+        ExecJournal { id, shared }
+    }
+
+    fn fingerprint(&self, api: &Arc<ApiState>) -> String {
+        let key = Arc::as_ptr(api) as usize;
+        let mut apis = match self.inner.apis.lock() {
+            Ok(a) => a,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((_, fp, _)) = apis.iter().find(|(k, _, _)| *k == key) {
+            return fp.clone();
+        }
+        let body = api_snapshot(api);
+        let fp = sha256(body.as_bytes());
+        let _ = self.inner.tx.try_send(Cmd::Write(vec![WriteOp::Api {
+            fingerprint: fp.clone(),
+            body,
+        }]));
+        // Keep the Arc, so the pointer is not reused by another API while cached.
+        apis.push((key, fp.clone(), api.clone()));
+        if apis.len() > 16 {
+            apis.remove(0);
+        }
+        fp
+    }
+}
+
+async fn flush(tx: &mpsc::Sender<Cmd>) -> Result<(), String> {
+    let (ack, done) = oneshot::channel();
+    tx.send(Cmd::Flush(ack))
+        .await
+        .map_err(|_| "the journal's writer has stopped".to_string())?;
+    done.await
+        .map_err(|_| "the journal's writer has stopped".to_string())?
+}
+
+/// The writer: commit whatever is waiting, in one transaction, then acknowledge the flushes
+/// that were waiting behind it.
+async fn writer(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Cmd>,
+    failed: Arc<Mutex<Option<String>>>,
+    stats: Arc<Stats>,
+) {
+    let mut ops = Vec::new();
+    let mut acks = Vec::new();
+    while let Some(cmd) = rx.recv().await {
+        let take = |cmd: Cmd, ops: &mut Vec<WriteOp>, acks: &mut Vec<_>| match cmd {
+            Cmd::Write(w) => ops.extend(w),
+            Cmd::Flush(a) => acks.push(a),
+        };
+        take(cmd, &mut ops, &mut acks);
+        // Entries nobody waits for (read-only calls, logs) are gathered for up to
+        // GATHER_MS before they are committed; a flush (a call about to be sent, the end)
+        // commits at once.
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(GATHER_MS);
+        while ops.len() < 4096 {
+            match rx.try_recv() {
+                Ok(cmd) => take(cmd, &mut ops, &mut acks),
+                Err(_) if !acks.is_empty() => break,
+                Err(_) => match tokio::time::timeout_at(until, rx.recv()).await {
+                    Ok(Some(cmd)) => take(cmd, &mut ops, &mut acks),
+                    Ok(None) | Err(_) => break,
+                },
+            }
+        }
+        let already = match failed.lock() {
+            Ok(f) => f.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let result = match already {
+            Some(e) => Err(e),
+            None if ops.is_empty() => Ok(()),
+            None => {
+                let (n, bytes) = ops.iter().fold((0, 0), |(n, b), op| match op {
+                    WriteOp::Entry(e) => (n + 1, b + e.body.len() as u64),
+                    _ => (n, b),
+                });
+                match store.apply(std::mem::take(&mut ops)).await {
+                    Ok(()) => {
+                        stats.commits.fetch_add(1, Ordering::Relaxed);
+                        stats.entries.fetch_add(n, Ordering::Relaxed);
+                        stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        tracing::error!("the journal cannot write: {message}");
+                        if let Ok(mut f) = failed.lock() {
+                            *f = Some(message.clone());
+                        }
+                        Err(message)
+                    }
+                }
+            }
+        };
+        ops.clear();
+        for ack in acks.drain(..) {
+            let _ = ack.send(result.clone());
+        }
+    }
+}
+
+/// What an execution is, for its `started` entry.
+#[derive(Clone, Debug, Default)]
+pub struct Begin {
+    /// Its id (a new one when `None`).
+    pub execution: Option<String>,
+    pub session: Option<String>,
+    pub origin: String,
+    pub file: String,
+    pub code: String,
+    pub replay_of: Option<String>,
+}
+
+impl Begin {
+    pub fn new(code: &str, origin: &str) -> Self {
+        Self {
+            code: code.to_string(),
+            origin: origin.to_string(),
+            ..Self::default()
+        }
+    }
+
+    pub fn session(mut self, session: Option<String>) -> Self {
+        self.session = session;
+        self
+    }
+
+    pub fn file(mut self, file: &str) -> Self {
+        self.file = file.to_string();
+        self
+    }
+}
+
+struct Shared {
+    journal: Arc<Inner>,
+    id: String,
+    state: Mutex<ExecState>,
+    read_only: Vec<(String, String)>,
+    fingerprint: String,
+    begin: Begin,
+}
+
+struct ExecState {
+    next: i64,
+    prev: String,
+    started: bool,
+    /// The seq of each call under way, by sandbox id.
+    seqs: HashMap<u32, u32>,
+}
+
+/// One execution's journal: its id, an observer and a gate for [`ExecOptions`].
+pub struct ExecJournal {
+    pub id: String,
+    shared: Arc<Shared>,
+}
+
+impl ExecJournal {
+    /// Add the observer and the write-ahead gate (last: stricter gates decide first), and set
+    /// the execution id and session (the idempotency key's source, `state`'s session).
+    pub fn attach(&self, options: &mut ExecOptions) {
+        options.observers.push(Box::new(JournalObserver {
+            shared: self.shared.clone(),
+        }));
+        options.gates.push(Arc::new(WriteAhead {
+            shared: self.shared.clone(),
+        }));
+        options.execution_id = Some(self.id.clone());
+        options.session = self.shared.begin.session.clone();
+    }
+}
+
+struct JournalObserver {
+    shared: Arc<Shared>,
+}
+
+impl Shared {
+    fn failure(&self) -> Option<String> {
+        match self.journal.failed.lock() {
+            Ok(f) => f.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Chain `entries` and send them (with `extra` ops after).
+    fn write(&self, entries: Vec<Entry>, extra: Vec<WriteOp>) -> Flow {
+        if let Some(e) = self.failure() {
+            return Flow::Stop(format!("the journal cannot write: {e}"));
+        }
+        let mut st = match self.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        let mut ops = Vec::with_capacity(entries.len() + extra.len() + 2);
+        let at = now_ms();
+        for entry in entries {
+            let body = match serde_json::to_string(&entry) {
+                Ok(b) => b,
+                Err(e) => return Flow::Stop(format!("the journal cannot encode an entry: {e}")),
+            };
+            let hash = chain_hash(&st.prev, &self.id, st.next, &body);
+            ops.push(WriteOp::Entry(EntryRow {
+                exec_id: self.id.clone(),
+                seq: st.next,
+                kind: entry.kind().to_string(),
+                at_ms: at,
+                body,
+                prev: std::mem::replace(&mut st.prev, hash.clone()),
+                hash,
+            }));
+            st.next += 1;
+        }
+        ops.extend(extra);
+        match self.journal.tx.try_send(Cmd::Write(ops)) {
+            Ok(()) => Flow::Continue,
+            Err(mpsc::error::TrySendError::Full(_)) => Flow::Stop(format!(
+                "the journal's store is not keeping up ({} writes waiting); stopped rather than run unrecorded",
+                self.journal.config.capacity
+            )),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Flow::Stop("the journal's writer has stopped".into())
+            }
+        }
+    }
+
+    /// The `started` entry and the execution row, the first time.
+    fn start_ops(
+        &self,
+        request: Option<&isola_protocol::ExecRequest>,
+    ) -> (Vec<Entry>, Vec<WriteOp>) {
+        let b = &self.begin;
+        let started = Entry::Started {
+            format: FORMAT,
+            execution: self.id.clone(),
+            session: b.session.clone(),
+            origin: b.origin.clone(),
+            file: b.file.clone(),
+            code: b.code.clone(),
+            code_hash: sha256(b.code.as_bytes()),
+            api: self.fingerprint.clone(),
+            limits: request.map(|r| r.limits.clone()),
+            clock_ms: request.map(|r| r.clock_ms),
+            seed: request.map(|r| r.seed),
+            replay_of: b.replay_of.clone(),
+        };
+        let at = now_ms();
+        let mut pre = Vec::new();
+        if let Some(s) = &b.session {
+            pre.push(WriteOp::Session {
+                name: s.clone(),
+                at_ms: at,
+            });
+        }
+        pre.push(WriteOp::Execution(ExecRow {
+            id: self.id.clone(),
+            session: b.session.clone(),
+            origin: b.origin.clone(),
+            status: "running".into(),
+            started_ms: at,
+            ended_ms: None,
+            code_hash: sha256(b.code.as_bytes()),
+            owner: self.journal.owner.clone(),
+            entries: 0,
+            head: String::new(),
+            summary: None,
+        }));
+        (vec![started], pre)
+    }
+
+    /// Send the execution row before the entries (they reference it).
+    fn write_first(&self, entries: Vec<Entry>, pre: Vec<WriteOp>, extra: Vec<WriteOp>) -> Flow {
+        if pre.is_empty() {
+            return self.write(entries, extra);
+        }
+        // The row goes in the same batch, ahead of the entries.
+        if let Some(e) = self.failure() {
+            return Flow::Stop(format!("the journal cannot write: {e}"));
+        }
+        match self.journal.tx.try_send(Cmd::Write(pre)) {
+            Ok(()) => self.write(entries, extra),
+            Err(_) => Flow::Stop("the journal's store is not keeping up".into()),
+        }
+    }
+
+    fn redacted(&self, v: &Value) -> Value {
+        let mut v = v.clone();
+        self.journal.redactor.redact(&mut v);
+        v
+    }
+
+    fn is_read_only(&self, server: &str, tool: &str) -> bool {
+        self.read_only.iter().any(|(s, t)| s == server && t == tool)
+    }
+}
+
+impl Observer for JournalObserver {
+    fn event(&mut self, event: &Event<'_>) -> Flow {
+        let sh = &self.shared;
+        let first = {
+            let mut st = match sh.state.lock() {
+                Ok(s) => s,
+                Err(p) => p.into_inner(),
+            };
+            !std::mem::replace(&mut st.started, true)
+        };
+        let (mut entries, pre) = if first {
+            let request = match event {
+                Event::Started { request } => Some(*request),
+                _ => None,
+            };
+            sh.start_ops(request)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let mut extra = Vec::new();
+        match event {
+            Event::Started { .. } => {}
+            Event::Call { id, call } => {
+                if let Ok(mut st) = sh.state.lock() {
+                    st.seqs.insert(*id, call.seq);
+                }
+                entries.push(Entry::Call {
+                    seq: call.seq,
+                    id: *id,
+                    function: call.function.clone(),
+                    server: call.server.clone(),
+                    tool: call.tool.clone(),
+                    arguments: sh.redacted(&call.arguments),
+                    read_only: sh.is_read_only(&call.server, &call.tool),
+                    idempotency_key: format!("{}:{}", sh.id, call.seq),
+                });
+            }
+            Event::Denied { id, denial } => entries.push(Entry::Gate {
+                id: *id,
+                decision: "denied".into(),
+                reason: Some(format!("{}: {}", denial.name, denial.message)),
+            }),
+            Event::Held { id, reason } => entries.push(Entry::Gate {
+                id: *id,
+                decision: "held".into(),
+                reason: Some(reason.to_string()),
+            }),
+            Event::Decided { id, decision } => entries.push(Entry::Gate {
+                id: *id,
+                decision: match decision {
+                    Decision::Allow => "allowed".into(),
+                    Decision::Deny(_) => "denied".into(),
+                    Decision::Simulate(_) => "simulated".into(),
+                },
+                reason: match decision {
+                    Decision::Deny(d) => Some(format!("{}: {}", d.name, d.message)),
+                    _ => None,
+                },
+            }),
+            Event::CallEnded { id, trace } => {
+                let seq = sh
+                    .state
+                    .lock()
+                    .ok()
+                    .and_then(|mut st| st.seqs.remove(id))
+                    .unwrap_or(u32::MAX);
+                entries.push(Entry::Outcome {
+                    seq,
+                    id: *id,
+                    ok: trace.ok,
+                    error: trace.error.clone(),
+                    duration_ms: trace.duration_ms,
+                    request_bytes: trace.request_bytes,
+                    response_bytes: trace.response_bytes,
+                });
+            }
+            Event::Input { input } => entries.push(match input {
+                Input::CallDone { id, result, now_ms } => {
+                    let (result, omitted, redacted) = self.stored_result(result);
+                    Entry::Input {
+                        t: "callDone".into(),
+                        id: *id,
+                        now_ms: *now_ms,
+                        result,
+                        omitted,
+                        redacted,
+                    }
+                }
+                Input::Fire { id, now_ms } => Entry::Input {
+                    t: "fire".into(),
+                    id: *id,
+                    now_ms: *now_ms,
+                    result: None,
+                    omitted: None,
+                    redacted: false,
+                },
+            }),
+            Event::Log(line) => entries.push(Entry::Log {
+                level: line.level,
+                text: line.text.clone(),
+                at_ms: line.at_ms,
+            }),
+            Event::Finished(record) => {
+                let status = if record.ok { "ok" } else { "failed" };
+                let mut rec = ExecRecord {
+                    logs: Vec::new(),
+                    calls: Vec::new(),
+                    ..(*record).clone()
+                };
+                sh.journal.redactor.redact(&mut rec.result);
+                entries.push(Entry::Finished {
+                    status: status.into(),
+                    record: rec,
+                });
+                extra.push(WriteOp::Status {
+                    id: sh.id.clone(),
+                    status: status.into(),
+                    ended_ms: now_ms(),
+                    summary: Some(summary(record)),
+                });
+            }
+        }
+        sh.write_first(entries, pre, extra)
+    }
+}
+
+impl JournalObserver {
+    /// A call's answer as stored: redacted, or hash and size when too large.
+    fn stored_result(&self, result: &CallResult) -> (Option<CallResult>, Option<Omitted>, bool) {
+        let sh = &self.shared;
+        match result {
+            CallResult::Ok { value } => {
+                if value.len() as u64 > sh.journal.config.max_result_bytes {
+                    return (
+                        None,
+                        Some(Omitted {
+                            sha256: sha256(value.as_bytes()),
+                            bytes: value.len() as u64,
+                        }),
+                        false,
+                    );
+                }
+                if sh.journal.redactor.may_match(value)
+                    && let Ok(mut v) = serde_json::from_str::<Value>(value)
+                    && sh.journal.redactor.redact(&mut v)
+                {
+                    return (
+                        Some(CallResult::Ok {
+                            value: v.to_string(),
+                        }),
+                        None,
+                        true,
+                    );
+                }
+                (Some(result.clone()), None, false)
+            }
+            CallResult::Err { .. } => (Some(result.clone()), None, false),
+        }
+    }
+}
+
+/// The short summary kept on the execution's row.
+fn summary(record: &ExecRecord) -> String {
+    serde_json::json!({
+        "calls": record.calls.len(),
+        "error": record.error.as_ref().map(|e| serde_json::to_value(e.kind).unwrap_or(Value::Null)),
+        "message": record.error.as_ref().map(|e| e.message.chars().take(200).collect::<String>()),
+        "ms": record.timings.total_ms,
+    })
+    .to_string()
+}
+
+/// The write-ahead gate: a call not known to be read-only is sent only once its intent is
+/// committed.
+struct WriteAhead {
+    shared: Arc<Shared>,
+}
+
+impl CallGate for WriteAhead {
+    fn check(&self, call: &CallIntent) -> Verdict {
+        if let Some(e) = self.shared.failure() {
+            return Verdict::Deny(not_durable(&e));
+        }
+        if self.shared.is_read_only(&call.server, &call.tool) {
+            return Verdict::Allow;
+        }
+        let tx = self.shared.journal.tx.clone();
+        let wait: BoxFuture<'static, Decision> = Box::pin(async move {
+            match flush(&tx).await {
+                Ok(()) => Decision::Allow,
+                Err(e) => Decision::Deny(not_durable(&e)),
+            }
+        });
+        Verdict::After(wait)
+    }
+}
+
+fn not_durable(e: &str) -> Denial {
+    Denial::new(
+        "JournalError",
+        format!("the call was not sent: its intent could not be recorded ({e})"),
+    )
+}
+
+/// The `(server, tool)`s that say `readOnlyHint: true`.
+fn read_only_set(api: &ApiState) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for ns in &api.api.namespaces {
+        for f in &ns.functions {
+            let ro = f
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("readOnlyHint"))
+                .and_then(Value::as_bool)
+                == Some(true);
+            if ro {
+                out.push((ns.server.clone(), f.tool.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// The API as stored: `[{"name": server, "tools": [ToolSpec]}]`, enough to build it again.
+pub fn api_snapshot(api: &ApiState) -> String {
+    let servers: Vec<Value> = api
+        .api
+        .namespaces
+        .iter()
+        .map(|ns| {
+            let tools: Vec<Value> = ns
+                .functions
+                .iter()
+                .filter_map(|f| {
+                    serde_json::to_value(isola_typegen::ToolSpec {
+                        name: f.tool.clone(),
+                        title: None,
+                        description: f.description.clone(),
+                        input_schema: f.input_schema.clone(),
+                        output_schema: f.output_schema.clone(),
+                        annotations: f.annotations.clone(),
+                    })
+                    .ok()
+                })
+                .collect();
+            serde_json::json!({"name": ns.server, "tools": tools})
+        })
+        .collect();
+    Value::Array(servers).to_string()
+}
+
+/// Replaces the values of secret-looking keys.
+#[derive(Clone, Debug)]
+pub struct Redactor {
+    patterns: Vec<String>,
+}
+
+fn normalize(key: &str) -> String {
+    key.chars()
+        .filter(|c| !matches!(c, '_' | '-' | ' ' | '.'))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+impl Redactor {
+    pub fn new(patterns: &[String]) -> Self {
+        Self {
+            patterns: patterns
+                .iter()
+                .map(|p| normalize(p))
+                .filter(|p| !p.is_empty())
+                .collect(),
+        }
+    }
+
+    pub fn matches(&self, key: &str) -> bool {
+        let k = normalize(key);
+        self.patterns.iter().any(|p| k.ends_with(p.as_str()))
+    }
+
+    /// Could `json` hold a key to redact (a cheap test before parsing)?
+    fn may_match(&self, json: &str) -> bool {
+        if self.patterns.is_empty() {
+            return false;
+        }
+        let lower = json.to_ascii_lowercase();
+        self.patterns.iter().any(|p| {
+            // The pattern's last few letters appear in any matching key.
+            let tail: String = p
+                .chars()
+                .rev()
+                .take(4)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            lower.contains(&tail)
+        })
+    }
+
+    /// Redact in place; whether anything was.
+    pub fn redact(&self, v: &mut Value) -> bool {
+        match v {
+            Value::Object(map) => {
+                let mut any = false;
+                for (k, item) in map.iter_mut() {
+                    if self.matches(k) {
+                        if *item != Value::String("[redacted]".into()) {
+                            *item = Value::String("[redacted]".into());
+                            any = true;
+                        }
+                    } else {
+                        any |= self.redact(item);
+                    }
+                }
+                any
+            }
+            Value::Array(items) => items.iter_mut().fold(false, |a, i| self.redact(i) | a),
+            _ => false,
+        }
+    }
+}
+
+/// This process, as an execution's owner: `host:pid:start` (the start time tells a reused
+/// pid from the same process).
+fn owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let pid = std::process::id();
+    format!("{host}:{pid}:{}", start_time(pid).unwrap_or_default())
+}
+
+/// A process's start time (clock ticks since boot), field 22 of `/proc/PID/stat`.
+fn start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19).map(str::to_string)
+}
+
+/// Is the owner of an execution gone? Only decidable for processes of this host.
+fn owner_is_dead(owner: &str) -> bool {
+    let mut parts = owner.rsplitn(3, ':');
+    let (Some(start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    if host != here {
+        return false;
+    }
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    start_time(pid).as_deref() != Some(start)
+}
+
+/// Parse the entries of an execution.
+pub fn parse_entries(rows: &[EntryRow]) -> Result<Vec<Entry>, JournalError> {
+    rows.iter()
+        .map(|r| {
+            serde_json::from_str(&r.body).map_err(|e| JournalError::BadEntry {
+                execution: r.exec_id.clone(),
+                seq: r.seq,
+                problem: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The calls of these entries whose intent has no outcome.
+pub fn unknown_calls(entries: &[Entry]) -> Vec<UnknownCall> {
+    let mut open: Vec<UnknownCall> = Vec::new();
+    for e in entries {
+        match e {
+            Entry::Call {
+                seq,
+                function,
+                idempotency_key,
+                ..
+            } => open.push(UnknownCall {
+                seq: *seq,
+                function: function.clone(),
+                idempotency_key: idempotency_key.clone(),
+            }),
+            Entry::Outcome { seq, .. } => open.retain(|c| c.seq != *seq),
+            _ => {}
+        }
+    }
+    open
+}
+
+/// Mark the executions whose process died `interrupted` (an `interrupted` entry lists their
+/// unknown calls). Returns their ids. Executions of live processes, or of other hosts, are
+/// left alone.
+pub async fn recover(store: &dyn Store) -> Result<Vec<String>, JournalError> {
+    let running = store
+        .executions(&ExecQuery {
+            status: Some("running".into()),
+            ..ExecQuery::default()
+        })
+        .await?;
+    let mut done = Vec::new();
+    for row in running.into_iter().filter(|r| owner_is_dead(&r.owner)) {
+        let rows = store.entries(&row.id).await?;
+        let entries = parse_entries(&rows).unwrap_or_default();
+        let unknown = unknown_calls(&entries);
+        let entry = Entry::Interrupted {
+            reason: format!("the process running it ({}) is gone", row.owner),
+            unknown,
+        };
+        let body = serde_json::to_string(&entry).map_err(|e| JournalError::BadEntry {
+            execution: row.id.clone(),
+            seq: row.entries,
+            problem: e.to_string(),
+        })?;
+        let prev = rows.last().map(|r| r.hash.clone()).unwrap_or_default();
+        let seq = rows.last().map(|r| r.seq + 1).unwrap_or(0);
+        let at = now_ms();
+        store
+            .apply(vec![
+                WriteOp::Entry(EntryRow {
+                    exec_id: row.id.clone(),
+                    seq,
+                    kind: "interrupted".into(),
+                    at_ms: at,
+                    hash: chain_hash(&prev, &row.id, seq, &body),
+                    body,
+                    prev,
+                }),
+                WriteOp::Status {
+                    id: row.id.clone(),
+                    status: "interrupted".into(),
+                    ended_ms: at,
+                    summary: None,
+                },
+            ])
+            .await?;
+        tracing::warn!(execution = %row.id, "marked interrupted");
+        done.push(row.id);
+    }
+    Ok(done)
+}
+
+/// A problem `verify` found.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub execution: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    pub problem: String,
+}
+
+/// Check one execution's chain: contiguous seqs from 0, each `prev` the previous hash, each
+/// hash recomputed, and the count and last hash the execution row holds.
+pub fn verify_chain(row: &ExecRow, entries: &[EntryRow]) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let p = |seq: Option<i64>, problem: String| Problem {
+        execution: row.id.clone(),
+        seq,
+        problem,
+    };
+    let mut prev = String::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e.seq != i as i64 {
+            problems.push(p(
+                Some(e.seq),
+                format!("entry {i} is missing (the next is {})", e.seq),
+            ));
+            break;
+        }
+        if e.prev != prev {
+            problems.push(p(Some(e.seq), "its previous hash does not match".into()));
+        }
+        let hash = chain_hash(&e.prev, &row.id, e.seq, &e.body);
+        if hash != e.hash {
+            problems.push(p(
+                Some(e.seq),
+                "its content does not match its hash (edited)".into(),
+            ));
+        }
+        if serde_json::from_str::<Entry>(&e.body).is_err() {
+            problems.push(p(Some(e.seq), "it is not a readable entry".into()));
+        }
+        prev = e.hash.clone();
+    }
+    if entries.len() as i64 != row.entries {
+        problems.push(p(
+            None,
+            format!(
+                "it has {} entries, the execution says {} (entries were deleted)",
+                entries.len(),
+                row.entries
+            ),
+        ));
+    } else if prev != row.head {
+        problems.push(p(None, "its last entry is not the one recorded".into()));
+    }
+    problems
+}
+
+/// Verify every execution (or those listed); the problems found.
+pub async fn verify(
+    store: &dyn Store,
+    ids: &[String],
+) -> Result<(usize, Vec<Problem>), JournalError> {
+    let rows = if ids.is_empty() {
+        store.executions(&ExecQuery::default()).await?
+    } else {
+        let mut rows = Vec::new();
+        for id in ids {
+            rows.push(
+                store
+                    .execution(id)
+                    .await?
+                    .ok_or_else(|| JournalError::NoExecution(id.clone()))?,
+            );
+        }
+        rows
+    };
+    let mut problems = Vec::new();
+    for row in &rows {
+        let entries = store.entries(&row.id).await?;
+        problems.extend(verify_chain(row, &entries));
+    }
+    Ok((rows.len(), problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_by_key_name() {
+        let r = Redactor::new(&JournalConfig::default().redact);
+        let mut v = serde_json::json!({
+            "user": "ann", "password": "x", "db_password": "y", "accessToken": "z",
+            "max_tokens": 5, "nested": [{"Authorization": "Bearer q", "ok": 1}],
+            "api-key": "k"
+        });
+        assert!(r.redact(&mut v));
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "user": "ann", "password": "[redacted]", "db_password": "[redacted]",
+                "accessToken": "[redacted]", "max_tokens": 5,
+                "nested": [{"Authorization": "[redacted]", "ok": 1}], "api-key": "[redacted]"
+            })
+        );
+        let mut clean = serde_json::json!({"a": 1});
+        assert!(!r.redact(&mut clean));
+    }
+
+    #[test]
+    fn owners() {
+        let me = owner();
+        assert!(!owner_is_dead(&me), "{me}");
+        let host = me.split(':').next().unwrap_or_default();
+        assert!(owner_is_dead(&format!("{host}:{}:1", std::process::id())));
+        assert!(!owner_is_dead("another-host:1:1"));
+    }
+}

@@ -1,0 +1,491 @@
+//! The PostgreSQL store (tokio-postgres, no TLS: reach the server over a unix socket, loopback,
+//! or a network you trust). One connection; a batch is one transaction. Migrations take an
+//! advisory lock, so nodes starting together migrate once.
+
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls, Row, Transaction};
+
+use crate::migrations::{MIGRATIONS, SCHEMA_VERSION, VERSION_TABLE};
+use crate::sqlite::one_of;
+use crate::{
+    EntryRow, ExecQuery, ExecRow, Expect, Result, SessionRow, StateItem, Store, StoreError,
+    WriteOp, check_expect, like_prefix, redact_password,
+};
+
+pub struct PostgresStore {
+    location: String,
+    client: Mutex<Client>,
+}
+
+/// The advisory lock migrations hold (any constant both nodes agree on).
+const MIGRATION_LOCK: i64 = 0x1501_a570;
+
+impl PostgresStore {
+    /// Connect to `url` (`postgres://user:pw@host:port/db`, or `postgres:///db?host=/run/dir`
+    /// for a unix socket) and migrate.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let location = redact_password(url);
+        let (client, connection) =
+            tokio_postgres::connect(url, NoTls)
+                .await
+                .map_err(|e| StoreError::Postgres {
+                    location: location.clone(),
+                    message: format!("cannot connect: {}", pg_message(&e)),
+                })?;
+        let loc = location.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::error!(store = %loc, "PostgreSQL connection ended: {e}");
+            }
+        });
+        let store = Self {
+            location,
+            client: Mutex::new(client),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn err(&self) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
+        move |e| StoreError::Postgres {
+            location: self.location.clone(),
+            message: pg_message(&e),
+        }
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let e = self.err();
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(&e)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(&e)?;
+        tx.batch_execute(VERSION_TABLE).await.map_err(&e)?;
+        let found: Option<i64> = tx
+            .query_one("SELECT MAX(version) FROM isola_schema", &[])
+            .await
+            .map_err(&e)?
+            .get(0);
+        let found = found.unwrap_or(0);
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                location: self.location.clone(),
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.batch_execute(sql).await.map_err(&e)?;
+            tracing::info!(store = %self.location, version = i + 1, "store migrated");
+        }
+        if found < SCHEMA_VERSION {
+            tx.execute("DELETE FROM isola_schema", &[])
+                .await
+                .map_err(&e)?;
+            tx.execute(
+                "INSERT INTO isola_schema (version) VALUES ($1)",
+                &[&SCHEMA_VERSION],
+            )
+            .await
+            .map_err(&e)?;
+        }
+        tx.commit().await.map_err(&e)
+    }
+}
+
+/// The server's message (and detail) rather than tokio-postgres' "db error".
+fn pg_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(d) => format!("{} ({d})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => e.to_string(),
+    }
+}
+
+const EXEC_COLUMNS: &str =
+    "id, session, origin, status, started_ms, ended_ms, code_hash, owner, entries, head, summary";
+
+fn exec_row(r: &Row) -> ExecRow {
+    ExecRow {
+        id: r.get(0),
+        session: r.get(1),
+        origin: r.get(2),
+        status: r.get(3),
+        started_ms: r.get(4),
+        ended_ms: r.get(5),
+        code_hash: r.get(6),
+        owner: r.get(7),
+        entries: r.get(8),
+        head: r.get(9),
+        summary: r.get(10),
+    }
+}
+
+fn state_row(r: &Row) -> StateItem {
+    StateItem {
+        key: r.get(0),
+        value: r.get(1),
+        version: r.get(2),
+        updated_ms: r.get(3),
+    }
+}
+
+const SESSION_SELECT: &str = "SELECT s.name, s.created_ms, s.last_ms,
+    (SELECT COUNT(*) FROM executions e WHERE e.session = s.name),
+    (SELECT COUNT(*) FROM state t WHERE t.session = s.name),
+    (SELECT COALESCE(SUM(OCTET_LENGTH(t.key) + OCTET_LENGTH(t.value)), 0)::BIGINT FROM state t WHERE t.session = s.name)
+    FROM sessions s";
+
+fn session_row(r: &Row) -> SessionRow {
+    SessionRow {
+        name: r.get(0),
+        created_ms: r.get(1),
+        last_ms: r.get(2),
+        executions: r.get(3),
+        state_keys: r.get(4),
+        state_bytes: r.get(5),
+    }
+}
+
+const UPSERT_SESSION: &str = "INSERT INTO sessions (name, created_ms, last_ms) VALUES ($1, $2, $2)
+     ON CONFLICT (name) DO UPDATE SET last_ms = GREATEST(sessions.last_ms, excluded.last_ms)";
+
+async fn apply_op(tx: &Transaction<'_>, op: &WriteOp) -> Result<(), tokio_postgres::Error> {
+    match op {
+        WriteOp::Session { name, at_ms } => {
+            tx.execute(UPSERT_SESSION, &[name, at_ms]).await?;
+        }
+        WriteOp::Execution(x) => {
+            tx.execute(
+                "INSERT INTO executions (id, session, origin, status, started_ms, ended_ms, code_hash, owner, summary)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &x.id, &x.session, &x.origin, &x.status, &x.started_ms, &x.ended_ms,
+                    &x.code_hash, &x.owner, &x.summary,
+                ],
+            )
+            .await?;
+        }
+        WriteOp::Entry(en) => {
+            tx.execute(
+                "INSERT INTO entries (exec_id, seq, kind, at_ms, body, prev, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &en.exec_id,
+                    &en.seq,
+                    &en.kind,
+                    &en.at_ms,
+                    &en.body,
+                    &en.prev,
+                    &en.hash,
+                ],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE executions SET entries = $2, head = $3 WHERE id = $1",
+                &[&en.exec_id, &(en.seq + 1), &en.hash],
+            )
+            .await?;
+        }
+        WriteOp::Api { fingerprint, body } => {
+            tx.execute(
+                "INSERT INTO apis (fingerprint, body) VALUES ($1, $2) ON CONFLICT (fingerprint) DO NOTHING",
+                &[fingerprint, body],
+            )
+            .await?;
+        }
+        WriteOp::Status {
+            id,
+            status,
+            ended_ms,
+            summary,
+        } => {
+            tx.execute(
+                "UPDATE executions SET status = $2, ended_ms = $3, summary = COALESCE($4, summary) WHERE id = $1",
+                &[id, status, ended_ms, summary],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn current_version(
+    tx: &Transaction<'_>,
+    session: &str,
+    key: &str,
+) -> Result<i64, tokio_postgres::Error> {
+    // FOR UPDATE: a concurrent writer of the same key waits for this transaction.
+    Ok(tx
+        .query_opt(
+            "SELECT version FROM state WHERE session = $1 AND key = $2 FOR UPDATE",
+            &[&session, &key],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .unwrap_or(0))
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+
+    async fn apply(&self, ops: Vec<WriteOp>) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let e = self.err();
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(&e)?;
+        for op in &ops {
+            apply_op(&tx, op).await.map_err(&e)?;
+        }
+        tx.commit().await.map_err(&e)
+    }
+
+    async fn executions(&self, q: &ExecQuery) -> Result<Vec<ExecRow>> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {EXEC_COLUMNS} FROM executions
+                     WHERE ($1::TEXT IS NULL OR session = $1) AND ($2::BIGINT IS NULL OR started_ms >= $2)
+                       AND ($3::TEXT IS NULL OR status = $3)
+                     ORDER BY started_ms DESC, id DESC LIMIT $4"
+                ),
+                &[&q.session, &q.since_ms, &q.status, &q.limit],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(exec_row).collect())
+    }
+
+    async fn execution(&self, id: &str) -> Result<Option<ExecRow>> {
+        let client = self.client.lock().await;
+        let exact = client
+            .query_opt(
+                &format!("SELECT {EXEC_COLUMNS} FROM executions WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .map_err(self.err())?;
+        if let Some(row) = exact {
+            return Ok(Some(exec_row(&row)));
+        }
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {EXEC_COLUMNS} FROM executions WHERE id LIKE $1 ESCAPE '\\' LIMIT 2"
+                ),
+                &[&like_prefix(id)],
+            )
+            .await
+            .map_err(self.err())?;
+        one_of(id, rows.iter().map(exec_row).collect())
+    }
+
+    async fn entries(&self, exec_id: &str) -> Result<Vec<EntryRow>> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                "SELECT exec_id, seq, kind, at_ms, body, prev, hash FROM entries
+                 WHERE exec_id = $1 ORDER BY seq",
+                &[&exec_id],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| EntryRow {
+                exec_id: r.get(0),
+                seq: r.get(1),
+                kind: r.get(2),
+                at_ms: r.get(3),
+                body: r.get(4),
+                prev: r.get(5),
+                hash: r.get(6),
+            })
+            .collect())
+    }
+
+    async fn api(&self, fingerprint: &str) -> Result<Option<String>> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_opt(
+                "SELECT body FROM apis WHERE fingerprint = $1",
+                &[&fingerprint],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn prune(&self, before_ms: i64) -> Result<u64> {
+        let e = self.err();
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(&e)?;
+        tx.execute(
+            "DELETE FROM entries WHERE exec_id IN
+             (SELECT id FROM executions WHERE ended_ms IS NOT NULL AND ended_ms < $1)",
+            &[&before_ms],
+        )
+        .await
+        .map_err(&e)?;
+        let n = tx
+            .execute(
+                "DELETE FROM executions WHERE ended_ms IS NOT NULL AND ended_ms < $1",
+                &[&before_ms],
+            )
+            .await
+            .map_err(&e)?;
+        tx.commit().await.map_err(&e)?;
+        Ok(n)
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionRow>> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                &format!("{SESSION_SELECT} ORDER BY s.last_ms DESC, s.name"),
+                &[],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(session_row).collect())
+    }
+
+    async fn session(&self, name: &str) -> Result<Option<SessionRow>> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_opt(&format!("{SESSION_SELECT} WHERE s.name = $1"), &[&name])
+            .await
+            .map_err(self.err())?;
+        Ok(row.as_ref().map(session_row))
+    }
+
+    async fn delete_session(&self, name: &str) -> Result<bool> {
+        let e = self.err();
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(&e)?;
+        tx.execute(
+            "DELETE FROM entries WHERE exec_id IN (SELECT id FROM executions WHERE session = $1)",
+            &[&name],
+        )
+        .await
+        .map_err(&e)?;
+        let mut n = 0;
+        for sql in [
+            "DELETE FROM executions WHERE session = $1",
+            "DELETE FROM state WHERE session = $1",
+            "DELETE FROM sessions WHERE name = $1",
+        ] {
+            n += tx.execute(sql, &[&name]).await.map_err(&e)?;
+        }
+        tx.commit().await.map_err(&e)?;
+        Ok(n > 0)
+    }
+
+    async fn state_get(&self, session: &str, key: &str) -> Result<Option<StateItem>> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_opt(
+                "SELECT key, value, version, updated_ms FROM state WHERE session = $1 AND key = $2",
+                &[&session, &key],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(row.as_ref().map(state_row))
+    }
+
+    async fn state_list(&self, session: &str, prefix: &str) -> Result<Vec<StateItem>> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                "SELECT key, value, version, updated_ms FROM state
+                 WHERE session = $1 AND key LIKE $2 ESCAPE '\\' ORDER BY key COLLATE \"C\"",
+                &[&session, &like_prefix(prefix)],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(state_row).collect())
+    }
+
+    async fn state_put(
+        &self,
+        session: &str,
+        key: &str,
+        value: &str,
+        expect: Expect,
+        max_session_bytes: u64,
+        at_ms: i64,
+    ) -> Result<i64> {
+        let e = self.err();
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(&e)?;
+        // Writers of one session take turns: the size check and the version check hold.
+        tx.execute(UPSERT_SESSION, &[&session, &at_ms])
+            .await
+            .map_err(&e)?;
+        tx.execute(
+            "SELECT 1 FROM sessions WHERE name = $1 FOR UPDATE",
+            &[&session],
+        )
+        .await
+        .map_err(&e)?;
+        let found = current_version(&tx, session, key).await.map_err(&e)?;
+        check_expect(session, key, expect, found)?;
+        let others: i64 = tx
+            .query_one(
+                "SELECT COALESCE(SUM(OCTET_LENGTH(key) + OCTET_LENGTH(value)), 0)::BIGINT FROM state
+                 WHERE session = $1 AND key <> $2",
+                &[&session, &key],
+            )
+            .await
+            .map_err(&e)?
+            .get(0);
+        let bytes = others as u64 + key.len() as u64 + value.len() as u64;
+        if bytes > max_session_bytes {
+            return Err(StoreError::SessionFull {
+                session: session.to_string(),
+                bytes,
+                limit: max_session_bytes,
+            });
+        }
+        let version = found + 1;
+        tx.execute(
+            "INSERT INTO state (session, key, value, version, updated_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (session, key) DO UPDATE SET value = excluded.value,
+               version = excluded.version, updated_ms = excluded.updated_ms",
+            &[&session, &key, &value, &version, &at_ms],
+        )
+        .await
+        .map_err(&e)?;
+        tx.commit().await.map_err(&e)?;
+        Ok(version)
+    }
+
+    async fn state_delete(&self, session: &str, key: &str, expect: Expect) -> Result<bool> {
+        let e = self.err();
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(&e)?;
+        let found = current_version(&tx, session, key).await.map_err(&e)?;
+        check_expect(session, key, expect, found)?;
+        let n = tx
+            .execute(
+                "DELETE FROM state WHERE session = $1 AND key = $2",
+                &[&session, &key],
+            )
+            .await
+            .map_err(&e)?;
+        tx.commit().await.map_err(&e)?;
+        Ok(n > 0)
+    }
+}

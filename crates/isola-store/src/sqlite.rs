@@ -1,0 +1,547 @@
+//! The SQLite store: one file, WAL, `synchronous = FULL` (a committed batch survives a crash
+//! of the process and of the machine). Calls run on tokio's blocking threads, one at a time.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::migrations::{MIGRATIONS, SCHEMA_VERSION, VERSION_TABLE};
+use crate::{
+    EntryRow, ExecQuery, ExecRow, Expect, Result, SessionRow, StateItem, Store, StoreError,
+    WriteOp, check_expect, like_prefix,
+};
+
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::Sqlite {
+        location: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl SqliteStore {
+    /// Open (or create) the database at `path`, creating its directory (mode 0700) and the
+    /// file (0600: the journal holds call arguments), and migrate it.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let path = path.to_path_buf();
+        let p = path.clone();
+        let conn = tokio::task::spawn_blocking(move || open_blocking(&p))
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))??;
+        Ok(Self {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection, &Path) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = match conn.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            f(&mut guard, &path)
+        })
+        .await
+        .map_err(|e| StoreError::Worker(e.to_string()))?
+    }
+}
+
+fn open_blocking(path: &Path) -> Result<Connection> {
+    let io = |what: &str, e: std::io::Error| StoreError::Sqlite {
+        location: path.display().to_string(),
+        message: format!("{what}: {e}"),
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io("cannot create its directory", e))?;
+    }
+    if !path.exists() {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| io("cannot create it", e))?;
+    }
+    let e = err(path);
+    let mut conn = Connection::open(path).map_err(&e)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(&e)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(&e)?;
+    if mode != "wal" {
+        tracing::warn!(path = %path.display(), mode, "SQLite did not switch to WAL");
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        .map_err(&e)?;
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let e = err(path);
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(&e)?;
+    tx.execute_batch(VERSION_TABLE).map_err(&e)?;
+    let found: Option<i64> = tx
+        .query_row("SELECT MAX(version) FROM isola_schema", [], |r| r.get(0))
+        .map_err(&e)?;
+    let found = found.unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            location: path.display().to_string(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql).map_err(&e)?;
+        tracing::info!(path = %path.display(), version = i + 1, "store migrated");
+    }
+    if found < SCHEMA_VERSION {
+        tx.execute("DELETE FROM isola_schema", []).map_err(&e)?;
+        tx.execute(
+            "INSERT INTO isola_schema (version) VALUES (?1)",
+            [SCHEMA_VERSION],
+        )
+        .map_err(&e)?;
+    }
+    tx.commit().map_err(&e)
+}
+
+const EXEC_COLUMNS: &str =
+    "id, session, origin, status, started_ms, ended_ms, code_hash, owner, entries, head, summary";
+
+fn exec_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExecRow> {
+    Ok(ExecRow {
+        id: r.get(0)?,
+        session: r.get(1)?,
+        origin: r.get(2)?,
+        status: r.get(3)?,
+        started_ms: r.get(4)?,
+        ended_ms: r.get(5)?,
+        code_hash: r.get(6)?,
+        owner: r.get(7)?,
+        entries: r.get(8)?,
+        head: r.get(9)?,
+        summary: r.get(10)?,
+    })
+}
+
+fn state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StateItem> {
+    Ok(StateItem {
+        key: r.get(0)?,
+        value: r.get(1)?,
+        version: r.get(2)?,
+        updated_ms: r.get(3)?,
+    })
+}
+
+const SESSION_SELECT: &str = "SELECT s.name, s.created_ms, s.last_ms,
+    (SELECT COUNT(*) FROM executions e WHERE e.session = s.name),
+    (SELECT COUNT(*) FROM state t WHERE t.session = s.name),
+    (SELECT COALESCE(SUM(LENGTH(CAST(t.key AS BLOB)) + LENGTH(CAST(t.value AS BLOB))), 0) FROM state t WHERE t.session = s.name)
+    FROM sessions s";
+
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        name: r.get(0)?,
+        created_ms: r.get(1)?,
+        last_ms: r.get(2)?,
+        executions: r.get(3)?,
+        state_keys: r.get(4)?,
+        state_bytes: r.get(5)?,
+    })
+}
+
+fn apply_op(tx: &Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()> {
+    match op {
+        WriteOp::Session { name, at_ms } => {
+            tx.prepare_cached(
+                "INSERT INTO sessions (name, created_ms, last_ms) VALUES (?1, ?2, ?2)
+                 ON CONFLICT (name) DO UPDATE SET last_ms = MAX(last_ms, excluded.last_ms)",
+            )?
+            .execute(params![name, at_ms])?;
+        }
+        WriteOp::Execution(x) => {
+            tx.prepare_cached(
+                "INSERT INTO executions (id, session, origin, status, started_ms, ended_ms, code_hash, owner, summary)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                x.id, x.session, x.origin, x.status, x.started_ms, x.ended_ms, x.code_hash,
+                x.owner, x.summary
+            ])?;
+        }
+        WriteOp::Entry(en) => {
+            tx.prepare_cached(
+                "INSERT INTO entries (exec_id, seq, kind, at_ms, body, prev, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                en.exec_id, en.seq, en.kind, en.at_ms, en.body, en.prev, en.hash
+            ])?;
+            tx.prepare_cached("UPDATE executions SET entries = ?2, head = ?3 WHERE id = ?1")?
+                .execute(params![en.exec_id, en.seq + 1, en.hash])?;
+        }
+        WriteOp::Api { fingerprint, body } => {
+            tx.prepare_cached(
+                "INSERT INTO apis (fingerprint, body) VALUES (?1, ?2) ON CONFLICT (fingerprint) DO NOTHING",
+            )?
+            .execute(params![fingerprint, body])?;
+        }
+        WriteOp::Status {
+            id,
+            status,
+            ended_ms,
+            summary,
+        } => {
+            tx.prepare_cached(
+                "UPDATE executions SET status = ?2, ended_ms = ?3, summary = COALESCE(?4, summary) WHERE id = ?1",
+            )?
+            .execute(params![id, status, ended_ms, summary])?;
+        }
+    }
+    Ok(())
+}
+
+fn current_version(tx: &Transaction<'_>, session: &str, key: &str) -> rusqlite::Result<i64> {
+    Ok(tx
+        .query_row(
+            "SELECT version FROM state WHERE session = ?1 AND key = ?2",
+            params![session, key],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn location(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    async fn apply(&self, ops: Vec<WriteOp>) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.run(move |conn, path| {
+            let e = err(path);
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(&e)?;
+            for op in &ops {
+                apply_op(&tx, op).map_err(&e)?;
+            }
+            tx.commit().map_err(&e)
+        })
+        .await
+    }
+
+    async fn executions(&self, q: &ExecQuery) -> Result<Vec<ExecRow>> {
+        let q = q.clone();
+        self.run(move |conn, path| {
+            let e = err(path);
+            let sql = format!(
+                "SELECT {EXEC_COLUMNS} FROM executions
+                 WHERE (?1 IS NULL OR session = ?1) AND (?2 IS NULL OR started_ms >= ?2)
+                   AND (?3 IS NULL OR status = ?3)
+                 ORDER BY started_ms DESC, id DESC LIMIT ?4"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(&e)?;
+            let rows = stmt
+                .query_map(
+                    params![q.session, q.since_ms, q.status, q.limit.unwrap_or(-1)],
+                    exec_row,
+                )
+                .map_err(&e)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&e)
+        })
+        .await
+    }
+
+    async fn execution(&self, id: &str) -> Result<Option<ExecRow>> {
+        let id = id.to_string();
+        self.run(move |conn, path| {
+            let e = err(path);
+            let exact = conn
+                .query_row(
+                    &format!("SELECT {EXEC_COLUMNS} FROM executions WHERE id = ?1"),
+                    [&id],
+                    exec_row,
+                )
+                .optional()
+                .map_err(&e)?;
+            if exact.is_some() {
+                return Ok(exact);
+            }
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {EXEC_COLUMNS} FROM executions WHERE id LIKE ?1 ESCAPE '\\' LIMIT 2"
+                ))
+                .map_err(&e)?;
+            let rows = stmt
+                .query_map([like_prefix(&id)], exec_row)
+                .map_err(&e)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(&e)?;
+            one_of(&id, rows)
+        })
+        .await
+    }
+
+    async fn entries(&self, exec_id: &str) -> Result<Vec<EntryRow>> {
+        let id = exec_id.to_string();
+        self.run(move |conn, path| {
+            let e = err(path);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT exec_id, seq, kind, at_ms, body, prev, hash FROM entries
+                     WHERE exec_id = ?1 ORDER BY seq",
+                )
+                .map_err(&e)?;
+            let rows = stmt
+                .query_map([&id], |r| {
+                    Ok(EntryRow {
+                        exec_id: r.get(0)?,
+                        seq: r.get(1)?,
+                        kind: r.get(2)?,
+                        at_ms: r.get(3)?,
+                        body: r.get(4)?,
+                        prev: r.get(5)?,
+                        hash: r.get(6)?,
+                    })
+                })
+                .map_err(&e)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&e)
+        })
+        .await
+    }
+
+    async fn api(&self, fingerprint: &str) -> Result<Option<String>> {
+        let fp = fingerprint.to_string();
+        self.run(move |conn, path| {
+            conn.query_row("SELECT body FROM apis WHERE fingerprint = ?1", [&fp], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(err(path))
+        })
+        .await
+    }
+
+    async fn prune(&self, before_ms: i64) -> Result<u64> {
+        self.run(move |conn, path| {
+            let e = err(path);
+            let tx = conn.transaction().map_err(&e)?;
+            tx.execute(
+                "DELETE FROM entries WHERE exec_id IN
+                 (SELECT id FROM executions WHERE ended_ms IS NOT NULL AND ended_ms < ?1)",
+                [before_ms],
+            )
+            .map_err(&e)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM executions WHERE ended_ms IS NOT NULL AND ended_ms < ?1",
+                    [before_ms],
+                )
+                .map_err(&e)?;
+            tx.commit().map_err(&e)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionRow>> {
+        self.run(|conn, path| {
+            let e = err(path);
+            let mut stmt = conn
+                .prepare(&format!("{SESSION_SELECT} ORDER BY s.last_ms DESC, s.name"))
+                .map_err(&e)?;
+            let rows = stmt.query_map([], session_row).map_err(&e)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&e)
+        })
+        .await
+    }
+
+    async fn session(&self, name: &str) -> Result<Option<SessionRow>> {
+        let name = name.to_string();
+        self.run(move |conn, path| {
+            conn.query_row(
+                &format!("{SESSION_SELECT} WHERE s.name = ?1"),
+                [&name],
+                session_row,
+            )
+            .optional()
+            .map_err(err(path))
+        })
+        .await
+    }
+
+    async fn delete_session(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.run(move |conn, path| {
+            let e = err(path);
+            let tx = conn.transaction().map_err(&e)?;
+            tx.execute(
+                "DELETE FROM entries WHERE exec_id IN (SELECT id FROM executions WHERE session = ?1)",
+                [&name],
+            )
+            .map_err(&e)?;
+            let execs = tx
+                .execute("DELETE FROM executions WHERE session = ?1", [&name])
+                .map_err(&e)?;
+            let keys = tx
+                .execute("DELETE FROM state WHERE session = ?1", [&name])
+                .map_err(&e)?;
+            let sessions = tx
+                .execute("DELETE FROM sessions WHERE name = ?1", [&name])
+                .map_err(&e)?;
+            tx.commit().map_err(&e)?;
+            Ok(execs + keys + sessions > 0)
+        })
+        .await
+    }
+
+    async fn state_get(&self, session: &str, key: &str) -> Result<Option<StateItem>> {
+        let (session, key) = (session.to_string(), key.to_string());
+        self.run(move |conn, path| {
+            conn.prepare_cached(
+                "SELECT key, value, version, updated_ms FROM state WHERE session = ?1 AND key = ?2",
+            )
+            .and_then(|mut s| s.query_row(params![session, key], state_row).optional())
+            .map_err(err(path))
+        })
+        .await
+    }
+
+    async fn state_list(&self, session: &str, prefix: &str) -> Result<Vec<StateItem>> {
+        let (session, prefix) = (session.to_string(), like_prefix(prefix));
+        self.run(move |conn, path| {
+            let e = err(path);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT key, value, version, updated_ms FROM state
+                     WHERE session = ?1 AND key LIKE ?2 ESCAPE '\\' ORDER BY key",
+                )
+                .map_err(&e)?;
+            let rows = stmt
+                .query_map(params![session, prefix], state_row)
+                .map_err(&e)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&e)
+        })
+        .await
+    }
+
+    async fn state_put(
+        &self,
+        session: &str,
+        key: &str,
+        value: &str,
+        expect: Expect,
+        max_session_bytes: u64,
+        at_ms: i64,
+    ) -> Result<i64> {
+        let (session, key, value) = (session.to_string(), key.to_string(), value.to_string());
+        self.run(move |conn, path| {
+            let e = err(path);
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(&e)?;
+            let found = current_version(&tx, &session, &key).map_err(&e)?;
+            check_expect(&session, &key, expect, found)?;
+            let others: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB))), 0) FROM state
+                     WHERE session = ?1 AND key <> ?2",
+                    params![session, key],
+                    |r| r.get(0),
+                )
+                .map_err(&e)?;
+            let bytes = others as u64 + key.len() as u64 + value.len() as u64;
+            if bytes > max_session_bytes {
+                return Err(StoreError::SessionFull {
+                    session,
+                    bytes,
+                    limit: max_session_bytes,
+                });
+            }
+            tx.execute(
+                "INSERT INTO sessions (name, created_ms, last_ms) VALUES (?1, ?2, ?2)
+                 ON CONFLICT (name) DO UPDATE SET last_ms = MAX(last_ms, excluded.last_ms)",
+                params![session, at_ms],
+            )
+            .map_err(&e)?;
+            let version = found + 1;
+            tx.execute(
+                "INSERT INTO state (session, key, value, version, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (session, key) DO UPDATE SET value = excluded.value,
+                   version = excluded.version, updated_ms = excluded.updated_ms",
+                params![session, key, value, version, at_ms],
+            )
+            .map_err(&e)?;
+            tx.commit().map_err(&e)?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn state_delete(&self, session: &str, key: &str, expect: Expect) -> Result<bool> {
+        let (session, key) = (session.to_string(), key.to_string());
+        self.run(move |conn, path| {
+            let e = err(path);
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(&e)?;
+            let found = current_version(&tx, &session, &key).map_err(&e)?;
+            check_expect(&session, &key, expect, found)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM state WHERE session = ?1 AND key = ?2",
+                    params![session, key],
+                )
+                .map_err(&e)?;
+            tx.commit().map_err(&e)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+}
+
+/// The one row a prefix matched; several is an error naming them.
+pub(crate) fn one_of(id: &str, mut rows: Vec<ExecRow>) -> Result<Option<ExecRow>> {
+    match rows.len() {
+        0 | 1 => Ok(rows.pop()),
+        _ => Err(StoreError::NotFound(format!(
+            "`{id}` is the start of several execution ids ({}, ...)\nhint: give more of the id",
+            rows.iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
