@@ -7,6 +7,7 @@ mod agent;
 mod config;
 mod conformance;
 mod exec;
+mod hostile;
 mod inspector;
 mod lifetime;
 mod mcp;
