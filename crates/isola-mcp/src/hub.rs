@@ -404,8 +404,16 @@ impl McpHub {
                 Ok(result)
             }
             Ok(Err(error)) => {
+                let mut error = map_service_error(error, server, tool);
+                if let (
+                    CallError::Transport { message, .. } | CallError::Protocol { message, .. },
+                    Some(config),
+                ) = (&mut error, &slot.config)
+                {
+                    *message = config.redact(message);
+                }
                 tracing::debug!(elapsed_ms, %error, "tool call failed");
-                Err(map_service_error(error, server, tool))
+                Err(error)
             }
             Err(_) => {
                 tracing::debug!(elapsed_ms, "tool call timed out");
@@ -621,7 +629,15 @@ impl Slot {
     /// Start a new connection in place of whatever `link` holds. The caller holds the lock.
     async fn establish(self: &Arc<Self>, link: &mut Link) -> Result<Arc<Conn>, String> {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        match self.open(generation).await {
+        // Error messages quote the URL; a password in it is not shown.
+        let opened = self
+            .open(generation)
+            .await
+            .map_err(|reason| match &self.config {
+                Some(config) => config.redact(&reason),
+                None => reason,
+            });
+        match opened {
             Ok(started) => {
                 let conn = Arc::new(started.conn);
                 *link = Link::Up(conn.clone());

@@ -132,3 +132,59 @@ fn isola_tools_reports_the_tools_it_left_out() {
     );
     assert_eq!(server["skipped"][0]["reason"], "it has no `inputSchema`");
 }
+
+/// An unreachable server with a password in its URL: `isola tools` reports it in Isola's words,
+/// the password redacted, with no raw `ERROR ... reqwest::Error` line from the MCP library.
+#[test]
+fn an_unreachable_url_is_reported_once_without_its_password() {
+    let p = Project::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = json!({"mcpServers": {"down": {"url": format!("http://user:hunter2secret@127.0.0.1:{port}/mcp")}}});
+    p.write("isola.json", &config.to_string());
+    let run = p.isola(&["tools"]);
+    let all = format!("{}{}", run.stdout(), run.stderr());
+    assert!(!all.contains("hunter2secret"), "{all}");
+    assert!(!all.contains("reqwest::Error"), "{all}");
+    assert!(!all.contains("ERROR"), "{all}");
+    assert!(all.contains("user:***@127.0.0.1"), "{all}");
+}
+
+/// The official Python SDK ends its Streamable HTTP session with a DELETE and logs
+/// "Session termination failed: 202" unless the answer is 200 or 204.
+#[test]
+fn the_python_sdk_ends_its_http_session_cleanly() {
+    let p = Project::new();
+    let served = crate::support::serve_mcp_http(p.path(), &[]);
+    let script = r#"
+import asyncio, logging, sys
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+
+async def main(url):
+    async with streamable_http_client(url) as (read, write):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            tools = await session.list_tools()
+            print("tools:", len(tools.tools))
+
+asyncio.run(main(sys.argv[1]))
+"#;
+    let output = Command::new("python3")
+        .args(["-c", script, &served.url])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("tools:"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("DELETE"),
+        "the session was not ended with a DELETE:\n{stderr}"
+    );
+    assert!(!stderr.contains("Session termination failed"), "{stderr}");
+}
