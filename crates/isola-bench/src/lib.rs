@@ -10,6 +10,7 @@
 //! # }
 //! ```
 
+pub mod load;
 pub mod peers;
 pub mod tokens;
 
