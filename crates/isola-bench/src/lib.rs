@@ -11,6 +11,7 @@
 //! ```
 
 pub mod journal;
+pub mod load;
 pub mod peers;
 pub mod tokens;
 

@@ -60,6 +60,28 @@ enum BenchCommand {
         #[arg(long, env = "ISOLA_DENO")]
         deno: Option<PathBuf>,
     },
+    /// Concurrent clients of `isola mcp --http`, each running executions of a script with three
+    /// tool calls to server-everything: executions/s, worker processes started, isola's RSS.
+    Load {
+        /// The isola binary to measure [default: `isola` next to this binary]; run twice with
+        /// an older build to compare.
+        #[arg(long, value_name = "PATH")]
+        isola: Option<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        /// Executions in all (split evenly between the clients).
+        #[arg(long, default_value_t = 200)]
+        executions: u64,
+        /// Warm workers (`isola.workers`).
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// `isola.maxWorkers` (left out of the config when not given: older builds reject it).
+        #[arg(long)]
+        max_workers: Option<usize>,
+        /// The checkout whose fixtures/ to use.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
+    },
     /// 100 sequential calls to a real MCP server through Isola vs directly with rmcp.
     Mcp {
         /// Server name in the config (must have an `echo` tool, e.g. server-everything).
@@ -340,6 +362,31 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
             }
             print(&out)?;
+        }
+        BenchCommand::Load {
+            isola,
+            clients,
+            executions,
+            workers,
+            max_workers,
+            root,
+        } => {
+            let isola = isola
+                .or_else(isola_bench::load::sibling_isola)
+                .ok_or_else(|| anyhow!("no isola binary next to isola-bench\nhint: build it (cargo build --release -p isola-cli) or pass --isola"))?;
+            let options = isola_bench::load::LoadOptions {
+                label: isola.display().to_string(),
+                isola,
+                server: isola_bench::load::everything_in(&root),
+                clients: clients.max(1),
+                executions,
+                max_workers,
+                workers,
+            };
+            let report = isola_bench::load::run(&options)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            print(&report.text(&options.label))?;
         }
         BenchCommand::Peers {
             smoke,

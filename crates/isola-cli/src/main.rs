@@ -73,7 +73,9 @@ fn init_tracing(verbose: u8) {
     let default = match verbose {
         // The CLI reports what a user must know itself (failed servers, errors); library
         // warnings are for -v.
-        0 => "error",
+        // rmcp logs a transport failure as a raw `ERROR ... reqwest::Error {..}` line before
+        // Isola reports it in its own words: its own lines are for -v.
+        0 => "error,rmcp=off",
         1 => "info",
         _ => "debug",
     };

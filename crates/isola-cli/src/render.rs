@@ -85,6 +85,12 @@ pub fn tools_text(
             out.push_str(&line);
             out.push('\n');
         }
+        for skipped in &s.skipped {
+            out.push_str(&format!(
+                "  left out: tool `{}`: {}\n",
+                skipped.name, skipped.reason
+            ));
+        }
     }
     out
 }
@@ -113,6 +119,10 @@ pub fn tools_json(
                     "name": t.name,
                     "function": function_of(api, &s.name, &t.name),
                     "description": t.description,
+                })).collect::<Vec<_>>(),
+                "skipped": s.skipped.iter().map(|t| json!({
+                    "name": t.name,
+                    "reason": t.reason,
                 })).collect::<Vec<_>>(),
             })
         })

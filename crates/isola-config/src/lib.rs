@@ -173,8 +173,65 @@ impl ServerConfig {
                 }
                 line
             }
-            ServerConfig::Http { url, .. } => format!("http: {url}"),
+            ServerConfig::Http { url, .. } => format!("http: {}", redact_url(url)),
         }
+    }
+
+    /// `text` with the password of this server's URL (`http://user:password@host`) replaced by
+    /// `***`, wherever it appears (error messages quote the URL).
+    pub fn redact(&self, text: &str) -> String {
+        match self {
+            ServerConfig::Http { url, .. } => match url_password(url) {
+                Some(password) if !password.is_empty() => text.replace(password, "***"),
+                _ => text.to_owned(),
+            },
+            ServerConfig::Stdio { .. } => text.to_owned(),
+        }
+    }
+}
+
+/// The password in the userinfo of `url` (`scheme://user:password@host...`).
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let userinfo = authority.rsplit_once('@')?.0;
+    Some(userinfo.split_once(':')?.1)
+}
+
+/// `url` with the password in its userinfo shown as `***`.
+pub fn redact_url(url: &str) -> String {
+    match url_password(url) {
+        Some(password) if !password.is_empty() => url.replacen(password, "***", 1),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("http://user:s3cret@example.com:8080/mcp?x=1"),
+            "http://user:***@example.com:8080/mcp?x=1"
+        );
+        assert_eq!(
+            redact_url("http://user@example.com/mcp"),
+            "http://user@example.com/mcp"
+        );
+        assert_eq!(
+            redact_url("https://example.com/a@b"),
+            "https://example.com/a@b"
+        );
+        let server = ServerConfig::Http {
+            url: "http://u:pw9@127.0.0.1:1/mcp".into(),
+            headers: BTreeMap::new(),
+        };
+        assert_eq!(
+            server.redact("error sending request for url (http://u:pw9@127.0.0.1:1/mcp)"),
+            "error sending request for url (http://u:***@127.0.0.1:1/mcp)"
+        );
     }
 }
 

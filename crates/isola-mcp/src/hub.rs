@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation,
-    PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion, Tool,
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientRequest,
+    CustomResult, Implementation, ListToolsRequest, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ProtocolVersion, ServerResult, Tool,
 };
 use rmcp::service::{
     ClientInitializeError, NotificationContext, RoleClient, RunningService, RxJsonRpcMessage,
@@ -37,7 +38,7 @@ use rmcp::service::{
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
 };
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess, Transport};
+use rmcp::transport::{StreamableHttpClientTransport, Transport};
 use rmcp::{ClientHandler, Peer, ServiceError, ServiceExt};
 use serde_json::{Map, Value};
 use tokio::io::AsyncBufReadExt;
@@ -46,6 +47,8 @@ use tokio::sync::broadcast;
 use tracing::Instrument;
 
 use isola_config::{Config, ServerConfig};
+
+use crate::stdio::{ChildTransport, Oversized, size_text};
 
 /// Give up on a `tools/list` that keeps returning a `nextCursor` after this many pages.
 pub const MAX_TOOL_PAGES: usize = 1000;
@@ -81,6 +84,8 @@ pub struct ServerInfo {
     pub state: ServerState,
     /// The last tool list received (kept while [`ServerState::Disconnected`]).
     pub tools: Vec<Tool>,
+    /// Tools of that list Isola could not take (no or a broken `inputSchema`, too deep), and why.
+    pub skipped: Vec<SkippedTool>,
     /// `stdio: npx -y pkg` or `http: https://...`.
     pub transport: String,
     /// The name and version the server reported in `initialize`.
@@ -89,6 +94,15 @@ pub struct ServerInfo {
     pub instructions: Option<String>,
     /// Process id of a stdio server's child process.
     pub pid: Option<u32>,
+}
+
+/// A tool of a server's list that Isola left out, and why; the server's other tools work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkippedTool {
+    /// Its `name`, or `#N` (its place in the list) when it has none.
+    pub name: String,
+    /// Why, e.g. "it has no `inputSchema`".
+    pub reason: String,
 }
 
 /// Something that happened to a server, for [`McpHub::subscribe`]rs.
@@ -126,6 +140,30 @@ pub enum CallError {
         server: String,
         tool: String,
         ms: u64,
+    },
+
+    /// The server's answer was over the size limit of one MCP message; Isola did not read it.
+    #[error(
+        "the answer of `{server}.{tool}` is {}, over the limit of {} on one MCP message; it was not read\nhint: ask the tool for less at a time (a page, a filter, a smaller range)",
+        size_text(*bytes),
+        size_text(*limit)
+    )]
+    TooLarge {
+        server: String,
+        tool: String,
+        bytes: u64,
+        limit: u64,
+    },
+
+    /// The server's answer nested deeper than Isola parses; it was not read.
+    #[error(
+        "the answer of `{server}.{tool}` nests {depth} levels deep, over the limit of {limit} levels; it was not read"
+    )]
+    TooDeep {
+        server: String,
+        tool: String,
+        depth: u64,
+        limit: u64,
     },
 
     /// The server answered with a JSON-RPC error or something that is not a tool result.
@@ -204,6 +242,7 @@ enum Link {
 struct View {
     state: ServerState,
     tools: Vec<Tool>,
+    skipped: Vec<SkippedTool>,
     tools_seq: u64,
     server_info: Option<Implementation>,
     instructions: Option<String>,
@@ -268,6 +307,7 @@ impl McpHub {
                     view: Mutex::new(View {
                         state,
                         tools: Vec::new(),
+                        skipped: Vec::new(),
                         tools_seq: 0,
                         server_info: None,
                         instructions: None,
@@ -384,8 +424,16 @@ impl McpHub {
                 Ok(result)
             }
             Ok(Err(error)) => {
+                let mut error = map_service_error(error, server, tool);
+                if let (
+                    CallError::Transport { message, .. } | CallError::Protocol { message, .. },
+                    Some(config),
+                ) = (&mut error, &slot.config)
+                {
+                    *message = config.redact(message);
+                }
                 tracing::debug!(elapsed_ms, %error, "tool call failed");
-                Err(map_service_error(error, server, tool))
+                Err(error)
             }
             Err(_) => {
                 tracing::debug!(elapsed_ms, "tool call timed out");
@@ -459,10 +507,24 @@ async fn close_conn(conn: Arc<Conn>) {
 fn map_service_error(error: ServiceError, server: &str, tool: &str) -> CallError {
     let (server, tool) = (server.to_owned(), tool.to_owned());
     match error {
-        ServiceError::McpError(data) => CallError::Protocol {
-            server,
-            tool,
-            message: format!("{} (JSON-RPC error {})", data.message, data.code.0),
+        ServiceError::McpError(data) => match crate::stdio::oversized(&data) {
+            Some(Oversized::Bytes { bytes, limit }) => CallError::TooLarge {
+                server,
+                tool,
+                bytes,
+                limit,
+            },
+            Some(Oversized::Depth { depth, limit }) => CallError::TooDeep {
+                server,
+                tool,
+                depth,
+                limit,
+            },
+            None => CallError::Protocol {
+                server,
+                tool,
+                message: format!("{} (JSON-RPC error {})", data.message, data.code.0),
+            },
         },
         ServiceError::TransportClosed => CallError::Transport {
             server,
@@ -517,6 +579,7 @@ impl Slot {
             name: self.name.clone(),
             state: view.state.clone(),
             tools: view.tools.clone(),
+            skipped: view.skipped.clone(),
             transport: self.transport.clone(),
             server_info: view.server_info.clone(),
             instructions: view.instructions.clone(),
@@ -530,7 +593,7 @@ impl Slot {
 
     /// Show `tools` if they come from the current connection and were requested after the
     /// list shown now. Returns whether the shown list changed.
-    fn commit_tools(&self, generation: u64, seq: u64, tools: Vec<Tool>) -> bool {
+    fn commit_tools(&self, generation: u64, seq: u64, listing: Listing) -> bool {
         if self.generation.load(Ordering::SeqCst) != generation {
             return false;
         }
@@ -539,8 +602,14 @@ impl Slot {
             return false;
         }
         view.tools_seq = seq;
-        let changed = view.tools != tools;
-        view.tools = tools;
+        let changed = view.tools != listing.tools;
+        view.tools = listing.tools;
+        if view.skipped != listing.skipped {
+            for skipped in &listing.skipped {
+                tracing::warn!(server = %self.name, tool = %skipped.name, reason = %skipped.reason, "tool left out");
+            }
+        }
+        view.skipped = listing.skipped;
         changed
     }
 
@@ -580,7 +649,15 @@ impl Slot {
     /// Start a new connection in place of whatever `link` holds. The caller holds the lock.
     async fn establish(self: &Arc<Self>, link: &mut Link) -> Result<Arc<Conn>, String> {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        match self.open(generation).await {
+        // Error messages quote the URL; a password in it is not shown.
+        let opened = self
+            .open(generation)
+            .await
+            .map_err(|reason| match &self.config {
+                Some(config) => config.redact(&reason),
+                None => reason,
+            });
+        match opened {
             Ok(started) => {
                 let conn = Arc::new(started.conn);
                 *link = Link::Up(conn.clone());
@@ -634,7 +711,7 @@ impl Slot {
         let seq = self.next_tools_seq();
         match tokio::time::timeout(self.shared.startup_timeout, list_all_tools(&peer)).await {
             Ok(Ok(tools)) => {
-                let count = tools.len();
+                let count = tools.tools.len();
                 if self.commit_tools(generation, seq, tools) {
                     tracing::info!(server = %self.name, tools = count, "tool list changed");
                     self.shared.emit(HubEvent::ToolsChanged {
@@ -797,7 +874,7 @@ impl Slot {
         &self,
         handler: Handler,
         transport: T,
-    ) -> Result<(RunningService<RoleClient, Handler>, Vec<Tool>, u64), InitFailure>
+    ) -> Result<(RunningService<RoleClient, Handler>, Listing, u64), InitFailure>
     where
         T: Transport<RoleClient> + 'static,
     {
@@ -815,7 +892,7 @@ impl Slot {
 
 struct Started {
     conn: Conn,
-    tools: Vec<Tool>,
+    tools: Listing,
     tools_seq: u64,
     pid: Option<u32>,
 }
@@ -872,22 +949,138 @@ enum ListError {
     Service(#[from] ServiceError),
     #[error("the server returned more than {MAX_TOOL_PAGES} pages of tools (a `nextCursor` loop?)")]
     TooManyPages,
+    #[error("{0}")]
+    Shape(String),
 }
 
-/// Every tool of the server, following `nextCursor`.
-async fn list_all_tools(peer: &Peer<RoleClient>) -> Result<Vec<Tool>, ListError> {
-    let mut tools = Vec::new();
+/// A server's tool list as Isola takes it.
+#[derive(Default)]
+struct Listing {
+    tools: Vec<Tool>,
+    skipped: Vec<SkippedTool>,
+}
+
+/// Every tool of the server, following `nextCursor`. The list is read tool by tool: one that
+/// does not parse (no `inputSchema`, a schema that is not an object, too deep) is left out
+/// and reported, not the whole list.
+async fn list_all_tools(peer: &Peer<RoleClient>) -> Result<Listing, ListError> {
+    let mut listing = Listing::default();
     let mut cursor = None;
     for _ in 0..MAX_TOOL_PAGES {
         let params = PaginatedRequestParams::default().with_cursor(cursor);
-        let page = peer.list_tools(Some(params)).await?;
-        tools.extend(page.tools);
-        match page.next_cursor {
+        let request = ClientRequest::ListToolsRequest(ListToolsRequest::with_param(params));
+        let page = match peer.send_request(request).await? {
+            ServerResult::ListToolsResult(page) => page_of_tools(page, &mut listing),
+            ServerResult::CustomResult(CustomResult(value)) => lenient_page(&value, &mut listing)?,
+            other => {
+                let value = serde_json::to_value(&other).unwrap_or(Value::Null);
+                lenient_page(&value, &mut listing)?
+            }
+        };
+        match page {
             Some(next) => cursor = Some(next),
-            None => return Ok(tools),
+            None => return Ok(listing),
         }
     }
     Err(ListError::TooManyPages)
+}
+
+/// Take the tools of a page rmcp parsed whole; its `nextCursor`.
+fn page_of_tools(page: ListToolsResult, listing: &mut Listing) -> Option<String> {
+    for tool in page.tools {
+        match too_deep(&tool) {
+            Some(reason) => listing.skipped.push(SkippedTool {
+                name: tool.name.to_string(),
+                reason,
+            }),
+            None => listing.tools.push(tool),
+        }
+    }
+    page.next_cursor
+}
+
+/// Read a page that did not parse as a whole, one tool at a time; its `nextCursor`.
+fn lenient_page(value: &Value, listing: &mut Listing) -> Result<Option<String>, ListError> {
+    let Some(tools) = value.get("tools").and_then(Value::as_array) else {
+        return Err(ListError::Shape(
+            "the answer to `tools/list` has no `tools` array".to_owned(),
+        ));
+    };
+    for (at, item) in tools.iter().enumerate() {
+        let name = item
+            .get("name")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("#{}", at + 1), isola_name);
+        let reason = match item.get("inputSchema") {
+            _ if !item.is_object() => Some(format!("it is {}, not an object", kind(item))),
+            None => Some("it has no `inputSchema`".to_owned()),
+            Some(schema) if !schema.is_object() => Some(format!(
+                "its `inputSchema` is {}, not an object",
+                kind(schema)
+            )),
+            Some(_) => None,
+        };
+        let parsed = match reason {
+            Some(reason) => Err(reason),
+            None => serde_json::from_value::<Tool>(item.clone())
+                .map_err(|error| format!("it does not parse as an MCP tool: {error}")),
+        };
+        match parsed.and_then(|tool| too_deep(&tool).map_or(Ok(tool), Err)) {
+            Ok(tool) => listing.tools.push(tool),
+            Err(reason) => listing.skipped.push(SkippedTool { name, reason }),
+        }
+    }
+    Ok(value
+        .get("nextCursor")
+        .and_then(Value::as_str)
+        .map(str::to_owned))
+}
+
+/// A tool name from the server, shortened and with control characters escaped for messages.
+fn isola_name(name: &str) -> String {
+    crate::framing::preview(name.as_bytes())
+}
+
+/// `a string`, `an array`, ... for messages.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Why `tool` is refused for nesting too deep: the transport replaced its deepest parts with a
+/// marker ([`crate::framing::TOO_DEEP_KEY`]) to read the rest of the list.
+fn too_deep(tool: &Tool) -> Option<String> {
+    let check = |label: &str, schema: &Map<String, Value>| {
+        let value = Value::Object(schema.clone());
+        has_marker(&value).then(|| {
+            format!(
+                "its `{label}` nests {} levels deep; Isola reads tool schemas up to {} levels",
+                crate::framing::depth(&value),
+                crate::stdio::MAX_SCHEMA_DEPTH
+            )
+        })
+    };
+    check("inputSchema", &tool.input_schema).or_else(|| {
+        tool.output_schema
+            .as_ref()
+            .and_then(|schema| check("outputSchema", schema))
+    })
+}
+
+fn has_marker(value: &Value) -> bool {
+    match value {
+        Value::Object(map) => {
+            map.contains_key(crate::framing::TOO_DEEP_KEY) || map.values().any(has_marker)
+        }
+        Value::Array(items) => items.iter().any(has_marker),
+        _ => false,
+    }
 }
 
 /// Spawn a stdio server (`line` describes it in messages) with a cleared environment: the
@@ -899,7 +1092,7 @@ fn spawn(
     env: &BTreeMap<String, String>,
     inherit_env: bool,
     cwd: Option<&PathBuf>,
-) -> Result<(TokioChildProcess, Option<ChildStderr>), String> {
+) -> Result<(ChildTransport, Option<ChildStderr>), String> {
     if let Some(dir) = cwd
         && !dir.is_dir()
     {
@@ -915,10 +1108,11 @@ fn spawn(
     if let Some(dir) = cwd {
         cmd.current_dir(dir);
     }
-    TokioChildProcess::builder(cmd)
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|error| match error.kind() {
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|error| match error.kind() {
             std::io::ErrorKind::NotFound => format!(
                 "{line}: command not found: {command}\nhint: install it, or check PATH (the server inherits isola's PATH), or give the full path in `command`"
             ),
@@ -926,7 +1120,11 @@ fn spawn(
                 "{line}: permission denied running {command}\nhint: check that it is an executable file (chmod +x)"
             ),
             _ => format!("{line}: cannot start {command}: {error}"),
-        })
+        })?;
+    let stderr = child.stderr.take();
+    let transport = ChildTransport::new(child)
+        .map_err(|error| format!("{line}: cannot start {command}: {error}"))?;
+    Ok((transport, stderr))
 }
 
 /// Make a stdio server killed when Isola dies, however it dies (`kill -9` included), and put
@@ -968,6 +1166,50 @@ where
         .collect()
 }
 
+/// One line of a child's stderr as it is read: its first [`STDERR_LINE_MAX`] bytes and the
+/// count of the rest, so a line without end costs no more memory than a short one.
+#[derive(Default)]
+struct BoundedLine {
+    kept: Vec<u8>,
+    cut: u64,
+}
+
+impl BoundedLine {
+    fn feed(&mut self, bytes: &[u8]) {
+        let room = STDERR_LINE_MAX.saturating_sub(self.kept.len());
+        let keep = bytes.len().min(room);
+        self.kept.extend_from_slice(&bytes[..keep]);
+        self.cut += (bytes.len() - keep) as u64;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.kept.is_empty() && self.cut == 0
+    }
+
+    /// The line (a cut one ends with `… [N more bytes cut]`); starts the next.
+    fn take(&mut self) -> String {
+        let mut bytes = std::mem::take(&mut self.kept);
+        let mut cut = std::mem::take(&mut self.cut);
+        if cut == 0 && bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        // A character split by the cut is dropped whole.
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(text) => text.to_owned(),
+            Err(error) if cut > 0 && error.error_len().is_none() => {
+                cut += (bytes.len() - error.valid_up_to()) as u64;
+                String::from_utf8_lossy(&bytes[..error.valid_up_to()]).into_owned()
+            }
+            Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        let mut text = text.trim_end().to_owned();
+        if cut > 0 {
+            text.push_str(&format!("… [{cut} more bytes cut]"));
+        }
+        text
+    }
+}
+
 /// The last lines a child wrote to stderr, also forwarded to `tracing`.
 struct StderrTail {
     lines: Mutex<VecDeque<String>>,
@@ -987,18 +1229,26 @@ impl StderrTail {
         let writer = tail.clone();
         tokio::spawn(async move {
             let mut reader = tokio::io::BufReader::new(stderr);
-            let mut buf = Vec::new();
+            let mut line = BoundedLine::default();
             loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf);
-                        let line = line.trim_end();
-                        tracing::debug!(target: "isola_mcp::server_stderr", server = %server, "{line}");
-                        writer.push(line);
-                    }
+                let available = match reader.fill_buf().await {
+                    Ok([]) | Err(_) => break,
+                    Ok(available) => available,
+                };
+                let newline = available.iter().position(|b| *b == b'\n');
+                let take = newline.map_or(available.len(), |at| at + 1);
+                line.feed(&available[..newline.unwrap_or(available.len())]);
+                reader.consume(take);
+                if newline.is_some() {
+                    let text = line.take();
+                    tracing::debug!(target: "isola_mcp::server_stderr", server = %server, "{text}");
+                    writer.push(&text);
                 }
+            }
+            if !line.is_empty() {
+                let text = line.take();
+                tracing::debug!(target: "isola_mcp::server_stderr", server = %server, "{text}");
+                writer.push(&text);
             }
             writer.eof.send_replace(true);
         });
@@ -1006,15 +1256,11 @@ impl StderrTail {
     }
 
     fn push(&self, line: &str) {
-        let mut end = line.len().min(STDERR_LINE_MAX);
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
         let mut lines = lock(&self.lines);
         if lines.len() == STDERR_TAIL_LINES {
             lines.pop_front();
         }
-        lines.push_back(line[..end].to_owned());
+        lines.push_back(line.to_owned());
     }
 
     /// Wait up to `grace` for the child to close stderr; whether it did.

@@ -24,6 +24,8 @@
 //! only here and in the server processes; they never appear in [`ServerInfo`], in messages or
 //! in `Debug` output. The sandbox never sees them: it only gets tool results.
 
+pub mod framing;
 pub mod hub;
+pub mod stdio;
 
-pub use hub::{CallError, HubEvent, MAX_TOOL_PAGES, McpHub, ServerInfo, ServerState};
+pub use hub::{CallError, HubEvent, MAX_TOOL_PAGES, McpHub, ServerInfo, ServerState, SkippedTool};

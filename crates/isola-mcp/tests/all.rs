@@ -7,6 +7,8 @@
 
 #[path = "all/everything.rs"]
 mod everything;
+#[path = "all/hostile.rs"]
+mod hostile;
 #[path = "all/http.rs"]
 mod http;
 #[path = "all/support.rs"]

@@ -154,7 +154,14 @@ impl HttpServer {
                             );
                             return Ok(response);
                         }
-                        service.call(req).await
+                        let ends_session = req.method() == http::Method::DELETE;
+                        let mut response = service.call(req).await?;
+                        // rmcp answers the DELETE that ends a session 202; clients (the
+                        // Python SDK) expect 200 or 204 and log a failure otherwise.
+                        if ends_session && response.status() == StatusCode::ACCEPTED {
+                            *response.status_mut() = StatusCode::OK;
+                        }
+                        Ok(response)
                     }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()

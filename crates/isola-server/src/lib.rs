@@ -66,10 +66,14 @@ pub enum ServeError {
     Stdio(String),
 }
 
-/// Serve over standard input and output until the host closes them.
+/// Serve over standard input and output until the host closes them. Requests are read with
+/// every buffer bounded ([`isola_mcp::stdio::LineTransport`]): one over 16 MiB, or nesting
+/// too deep to parse, is answered with a JSON-RPC error naming the size (or depth) and the
+/// limit, and the next ones are served.
 pub async fn serve_stdio(server: IsolaServer) -> Result<(), ServeError> {
+    let transport = isola_mcp::stdio::LineTransport::new(tokio::io::stdin(), tokio::io::stdout());
     let running = server
-        .serve(rmcp::transport::stdio())
+        .serve(transport)
         .await
         .map_err(|e| ServeError::Stdio(e.to_string()))?;
     running

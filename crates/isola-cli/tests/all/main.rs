@@ -8,6 +8,7 @@ mod config;
 mod conformance;
 mod exec;
 mod hostile;
+mod hostile_mcp;
 mod inspector;
 mod journal;
 mod lifetime;

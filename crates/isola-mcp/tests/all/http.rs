@@ -180,3 +180,30 @@ async fn unreachable_http_server_fails_alone() {
     );
     hub.shutdown().await;
 }
+
+/// A password in the URL never shows in the failure (nor does the URL's hint lose its place).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_url_is_redacted() {
+    let port = free_port();
+    let hub = McpHub::connect(&config(json!({
+        "mcpServers": {
+            "down": {"url": format!("http://user:hunter2secret@127.0.0.1:{port}/mcp")},
+        },
+        "isola": {"startupTimeoutMs": 5000}
+    })))
+    .await;
+    let info = hub.server("down").unwrap();
+    assert_eq!(
+        info.transport,
+        format!("http: http://user:***@127.0.0.1:{port}/mcp")
+    );
+    let ServerState::Failed(reason) = info.state else {
+        panic!()
+    };
+    assert!(!reason.contains("hunter2secret"), "{reason}");
+    assert!(
+        reason.starts_with(&format!("http: http://user:***@127.0.0.1:{port}/mcp: ")),
+        "{reason}"
+    );
+    hub.shutdown().await;
+}

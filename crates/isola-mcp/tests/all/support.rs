@@ -123,3 +123,22 @@ pub fn kill_9(pid: u32) {
         .expect("run kill");
     assert!(status.success(), "kill -9 {pid} failed");
 }
+
+/// `fixtures/hostile-mcp/server.py`: a stdio MCP server that misbehaves on request.
+pub fn hostile_server() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/hostile-mcp/server.py")
+        .display()
+        .to_string()
+}
+
+/// This process's resident memory, in bytes (Linux).
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}

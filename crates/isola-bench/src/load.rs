@@ -1,0 +1,242 @@
+//! `isola-bench load`: concurrent clients of a running `isola mcp --http`, each running
+//! executions of a script that makes three tool calls to server-everything; executions per
+//! second, worker processes started, and the memory of the isola process as it goes.
+//!
+//! The `isola` measured is any binary (`--isola`), so an older build runs the same workload in
+//! the same run. Worker processes are counted by sampling `/proc` every 2 ms for children of the
+//! isola process with `__worker` on their command line (a worker that lives under 2 ms could be
+//! missed; a worker lives at least as long as one execution with three tool calls).
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::StreamableHttpClientTransport;
+use serde_json::{Map, Value, json};
+
+/// What to run.
+pub struct LoadOptions {
+    pub label: String,
+    pub isola: PathBuf,
+    /// `mcp-server-everything`.
+    pub server: PathBuf,
+    pub clients: usize,
+    pub executions: u64,
+    /// `isola.maxWorkers` in the config (left out when `None`: older builds reject the key).
+    pub max_workers: Option<usize>,
+    pub workers: usize,
+}
+
+/// What was measured.
+pub struct LoadReport {
+    pub executions: u64,
+    pub failed: u64,
+    pub seconds: f64,
+    pub worker_starts: usize,
+    pub most_workers_alive: usize,
+    /// (executions done, isola's RSS in KiB) samples.
+    pub rss: Vec<(u64, u64)>,
+}
+
+impl LoadReport {
+    pub fn text(&self, label: &str) -> String {
+        let mut out = format!(
+            "{label}: {} executions ({} failed) in {:.2} s = {:.0} executions/s; worker processes started: {}, at most {} alive at once\n",
+            self.executions,
+            self.failed,
+            self.seconds,
+            self.executions as f64 / self.seconds,
+            self.worker_starts,
+            self.most_workers_alive,
+        );
+        out.push_str("  isola RSS (executions done → MiB):");
+        for (done, kib) in &self.rss {
+            out.push_str(&format!(" {done}→{:.1}", *kib as f64 / 1024.0));
+        }
+        out.push('\n');
+        out
+    }
+}
+
+const SCRIPT: &str = "const a = await everything.echo({ message: 'a' });\nconst b = await everything.echo({ message: 'b' });\nconst c = await everything.echo({ message: 'c' });\nreturn [a, b, c].length;";
+
+struct Served {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(options: &LoadOptions) -> Result<Served, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut settings = json!({"workers": options.workers});
+    if let Some(max) = options.max_workers {
+        settings["maxWorkers"] = json!(max);
+    }
+    let config = json!({
+        "mcpServers": {"everything": {"command": options.server}},
+        "isola": settings,
+    });
+    let path = dir.path().join("isola.json");
+    std::fs::write(&path, config.to_string()).map_err(|e| e.to_string())?;
+    let mut child = Command::new(&options.isola)
+        .args(["mcp", "--http", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", options.isola.display()))?;
+    let stderr = child.stderr.take().ok_or("no stderr")?;
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                if let Some(url) = line
+                    .trim()
+                    .split("serving MCP (Streamable HTTP) at ")
+                    .nth(1)
+                {
+                    break url.to_owned();
+                }
+            }
+            _ => return Err("isola mcp --http exited before serving".to_owned()),
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Ok(Served {
+        child,
+        url,
+        _dir: dir,
+    })
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmRSS:")
+                    .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Worker children of `parent` alive now.
+fn workers_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = stat.rsplit_once(')')?.1.to_owned();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            ppid == Some(parent)
+                && std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmd| cmd.windows(8).any(|w| w == b"__worker"))
+        })
+        .collect()
+}
+
+/// Run the workload against `options.isola`.
+pub async fn run(options: &LoadOptions) -> Result<LoadReport, String> {
+    // reqwest is built without a TLS provider (as in isola-mcp); install ring once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let served = serve(options)?;
+    let pid = served.child.id();
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seen = HashSet::new();
+            let mut most = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let alive = workers_of(pid);
+                most = most.max(alive.len());
+                seen.extend(alive);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (seen.len(), most)
+        })
+    };
+    let started = Instant::now();
+    let per_client = options.executions / options.clients as u64;
+    let step = (options.executions / 10).max(1);
+    let rss = Arc::new(std::sync::Mutex::new(vec![(0, rss_kib(pid))]));
+    let tasks: Vec<_> = (0..options.clients)
+        .map(|_| {
+            let url = served.url.clone();
+            let (done, failed, rss) = (done.clone(), failed.clone(), rss.clone());
+            tokio::spawn(async move {
+                let transport = StreamableHttpClientTransport::from_uri(url);
+                let client = ().serve(transport).await.map_err(|e| e.to_string())?;
+                let mut args = Map::new();
+                args.insert("code".into(), Value::String(SCRIPT.into()));
+                for _ in 0..per_client {
+                    let params = CallToolRequestParams::new("execute").with_arguments(args.clone());
+                    match client.call_tool(params).await {
+                        Ok(result) if result.is_error != Some(true) => {}
+                        _ => {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n % step == 0 {
+                        rss.lock()
+                            .map_err(|e| e.to_string())?
+                            .push((n, rss_kib(pid)));
+                    }
+                }
+                let _ = client.cancel().await;
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.map_err(|e| e.to_string())??;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::SeqCst);
+    let (worker_starts, most_workers_alive) = sampler.join().map_err(|_| "sampler panicked")?;
+    let rss = rss.lock().map_err(|e| e.to_string())?.clone();
+    Ok(LoadReport {
+        executions: done.load(Ordering::SeqCst),
+        failed: failed.load(Ordering::SeqCst),
+        seconds,
+        worker_starts,
+        most_workers_alive,
+        rss,
+    })
+}
+
+/// `isola` next to this binary (target/release/isola for target/release/isola-bench).
+pub fn sibling_isola() -> Option<PathBuf> {
+    let me = std::env::current_exe().ok()?;
+    let path = me.parent()?.join("isola");
+    path.exists().then_some(path)
+}
+
+pub fn everything_in(root: &Path) -> PathBuf {
+    root.join("fixtures/servers/node_modules/.bin/mcp-server-everything")
+}
