@@ -27,7 +27,7 @@ if ! python3 -c "import mcp" 2>/dev/null; then
 fi
 # Debian's PostgreSQL (the store's conformance suite starts a throwaway cluster of it).
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  apt-get update && apt-get install -y postgresql
+  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql
 fi
 scripts/setup-peers.sh # npm + PyPI: the peers `isola-bench peers` measures (its smoke test runs them)
 scripts/setup-llama.sh
