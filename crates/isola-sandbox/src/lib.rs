@@ -358,6 +358,11 @@ fn abort_error(abort: Abort, limits: &isola_protocol::Limits) -> JsError {
                 limits.max_tool_calls
             ),
         ),
+        Abort::Limit(LimitKind::Timers) => (
+            ErrorKind::Limit,
+            Some(LimitKind::Timers),
+            format!("the limit of {MAX_TIMERS} pending timers was hit; the script was stopped"),
+        ),
         Abort::Limit(other) => (
             ErrorKind::Limit,
             Some(other),
@@ -722,7 +727,7 @@ fn install<'js>(
     natives.set(
         "timer",
         Function::new(ctx.clone(), {
-            let (state, host) = (state.clone(), host.clone());
+            let (g, state, host) = (guard.clone(), state.clone(), host.clone());
             move |ctx: Ctx<'js>, id: u32, ms: f64| -> rquickjs::Result<()> {
                 let ms = if ms.is_finite() {
                     ms.clamp(0.0, 1e12)
@@ -732,9 +737,13 @@ fn install<'js>(
                 {
                     let mut st = state.borrow_mut();
                     if st.timers.len() >= MAX_TIMERS as usize {
-                        return Err(rquickjs::Exception::throw_range(
+                        // A limit like the others: the execution stops and says which one
+                        // (a catchable error would let a script spin on it).
+                        drop(st);
+                        g.abort.set(Some(Abort::Limit(LimitKind::Timers)));
+                        return Err(rquickjs::Exception::throw_internal(
                             &ctx,
-                            &format!("setTimeout: {MAX_TIMERS} timers are already pending"),
+                            "timer limit reached",
                         ));
                     }
                     st.timers.insert(id);

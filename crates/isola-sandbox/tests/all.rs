@@ -623,8 +623,8 @@ fn limit_timers() {
     check_err(
         "for (let i = 0; i < 20000; i++) setTimeout(() => {}, 60000)",
         Limits::default(),
-        ErrorKind::Runtime,
-        None,
-        "10000 timers are already pending",
+        ErrorKind::Limit,
+        Some(LimitKind::Timers),
+        "the limit of 10000 pending timers was hit",
     );
 }
