@@ -59,6 +59,13 @@ pub struct Agent {
     tools: Arc<dyn Tools>,
     models: Models,
     config: AgentConfig,
+    hook: Option<Arc<dyn ExecHook>>,
+}
+
+/// Told of each script the agent is about to run, with the options it will run with (the
+/// journal attaches itself to them).
+pub trait ExecHook: Send + Sync {
+    fn before(&self, code: &str, options: &mut ExecOptions);
 }
 
 /// What carrying out one tool call gave.
@@ -115,7 +122,14 @@ impl Agent {
             tools,
             models,
             config,
+            hook: None,
         }
+    }
+
+    /// Tell `hook` of every execution before it runs.
+    pub fn with_hook(mut self, hook: Arc<dyn ExecHook>) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     pub fn config(&self) -> &AgentConfig {
@@ -668,18 +682,16 @@ impl Run<'_> {
             code: code.clone(),
         });
         let span = tracing::info_span!("agent_execution", attempt);
+        let mut options = ExecOptions {
+            file_name: "script.ts".into(),
+            ..ExecOptions::default()
+        };
+        if let Some(hook) = &self.agent.hook {
+            hook.before(&code, &mut options);
+        }
         let record = {
             let _guard = span.enter();
-            self.agent
-                .engine
-                .execute(
-                    &code,
-                    ExecOptions {
-                        file_name: "script.ts".into(),
-                        ..ExecOptions::default()
-                    },
-                )
-                .await
+            self.agent.engine.execute(&code, options).await
         };
         let text = isola_codemode::render::record_text(&record, &self.view.api.api);
         on_event(AgentEvent::Done {

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use isola_agent::{Agent, AgentConfig, AgentEvent, Mode, StopReason, Transcript};
 use isola_config::Config;
+use isola_engine::Engine;
 use isola_llm::{ProviderKind, ToolChoice};
 use isola_mcp::McpHub;
 
@@ -175,9 +176,26 @@ pub fn agent_config(config: &Config, args: &AgentArgs) -> Result<AgentConfig> {
 struct Session {
     agent: Agent,
     hub: Arc<McpHub>,
+    journal: Option<crate::journal::Journaled>,
 }
 
-async fn start(config_path: Option<&Path>, args: &AgentArgs) -> Result<Session> {
+impl Session {
+    /// Commit the journal, then stop the servers.
+    async fn end(self) {
+        if let Some(j) = self.journal {
+            j.close().await;
+        }
+        self.hub.shutdown().await;
+    }
+}
+
+/// `kind` names the journal's session (`run`, `chat`).
+async fn start(
+    config_path: Option<&Path>,
+    store: Option<&str>,
+    args: &AgentArgs,
+    kind: &str,
+) -> Result<Session> {
     let config = load_config(config_path)?;
     let mut agent_config = agent_config(&config, args)?;
     if agent_config.model.is_none() {
@@ -186,17 +204,24 @@ async fn start(config_path: Option<&Path>, args: &AgentArgs) -> Result<Session> 
     let models = agent_config
         .build(&|k| std::env::var(k).ok())
         .map_err(crate::error::user_input)?;
+    // The journal's store (recovering what a crashed run left), before any server starts.
+    let journal = crate::journal::Journaled::open(store, &config, None).await?;
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
-    let engine = Arc::new(crate::commands::engine(
-        &config,
-        hub.clone(),
-        backend,
-        config.settings.limits.clone(),
-    ));
+    let limits = config.settings.limits.clone();
+    let engine = Arc::new(match &journal {
+        Some(j) => Engine::new(j.tools(hub.clone()), backend, limits)
+            .with_max_script_bytes(config.settings.max_script_bytes),
+        None => crate::commands::engine(&config, hub.clone(), backend, limits),
+    });
+    let mut agent = Agent::new(engine.clone(), hub.clone(), agent_config, models);
+    if let Some(j) = &journal {
+        agent = agent.with_hook(Arc::new(crate::journal::AgentJournal::new(j, engine, kind)));
+    }
     Ok(Session {
-        agent: Agent::new(engine, hub.clone(), agent_config, models),
+        agent,
         hub,
+        journal,
     })
 }
 
@@ -235,7 +260,11 @@ async fn discover_model(c: &AgentConfig) -> Result<Option<String>> {
     }
 }
 
-pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<ExitCode> {
+pub async fn run(
+    config_path: Option<&Path>,
+    store: Option<&str>,
+    args: RunArgs,
+) -> Result<ExitCode> {
     let prompt = if args.prompt == "-" {
         let mut s = String::new();
         std::io::stdin()
@@ -250,7 +279,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<ExitCode> 
             "the prompt is empty\nhint: isola run \"what to do\""
         )));
     }
-    let session = start(config_path, &args.agent).await?;
+    let session = start(config_path, store, &args.agent, "run").await?;
     let mut history = Vec::new();
     let transcript = if args.json {
         session.agent.run(&mut history, &prompt, &mut |_| {}).await
@@ -263,7 +292,7 @@ pub async fn run(config_path: Option<&Path>, args: RunArgs) -> Result<ExitCode> 
         printer.end(&t)?;
         t
     };
-    session.hub.shutdown().await;
+    session.end().await;
     if args.json {
         print(&format!("{}\n", serde_json::to_string_pretty(&transcript)?))?;
     }
@@ -277,9 +306,13 @@ fn exit_code(t: &Transcript) -> ExitCode {
     }
 }
 
-pub async fn chat(config_path: Option<&Path>, args: ChatArgs) -> Result<ExitCode> {
+pub async fn chat(
+    config_path: Option<&Path>,
+    store: Option<&str>,
+    args: ChatArgs,
+) -> Result<ExitCode> {
     use tokio::io::AsyncBufReadExt;
-    let session = start(config_path, &args.agent).await?;
+    let session = start(config_path, store, &args.agent, "chat").await?;
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         let c = session.agent.config();
@@ -319,7 +352,7 @@ pub async fn chat(config_path: Option<&Path>, args: ChatArgs) -> Result<ExitCode
         printer.end(&t)?;
         code = exit_code(&t);
     }
-    session.hub.shutdown().await;
+    session.end().await;
     Ok(code)
 }
 

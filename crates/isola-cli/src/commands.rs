@@ -33,8 +33,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             .await
         }
         Command::Exec(args) => exec(cli.config.as_deref(), cli.store.as_deref(), args).await,
-        Command::Run(args) => crate::agent::run(cli.config.as_deref(), args).await,
-        Command::Chat(args) => crate::agent::chat(cli.config.as_deref(), args).await,
+        Command::Run(args) => {
+            crate::agent::run(cli.config.as_deref(), cli.store.as_deref(), args).await
+        }
+        Command::Chat(args) => {
+            crate::agent::chat(cli.config.as_deref(), cli.store.as_deref(), args).await
+        }
         Command::Mcp(args) => {
             crate::mcp::run(cli.config.as_deref(), cli.store.as_deref(), args).await
         }

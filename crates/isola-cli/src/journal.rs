@@ -274,6 +274,36 @@ impl isola_server::ExecHook for McpJournal {
     }
 }
 
+/// The journal of one agent run (`isola run`, or one `isola chat`): its executions are a session
+/// of their own, origin `agent`.
+pub struct AgentJournal {
+    journal: Journal,
+    engine: Arc<Engine>,
+    session: String,
+}
+
+impl AgentJournal {
+    /// `kind` starts the session's name (`run-…`, `chat-…`).
+    pub fn new(j: &Journaled, engine: Arc<Engine>, kind: &str) -> Self {
+        Self {
+            journal: j.journal.clone(),
+            engine,
+            session: format!("{kind}-{}", isola_journal::new_execution_id()),
+        }
+    }
+}
+
+impl isola_agent::ExecHook for AgentJournal {
+    fn before(&self, code: &str, options: &mut ExecOptions) {
+        let begin = Begin::new(code, "agent")
+            .session(Some(self.session.clone()))
+            .file("script.ts");
+        self.journal
+            .begin(begin, &self.engine.api())
+            .attach(options);
+    }
+}
+
 /// The record as JSON, with `execution` (its journal id) first.
 pub fn with_execution_id(record: &ExecRecord, id: Option<&str>) -> Result<Value> {
     let value = serde_json::to_value(record)?;

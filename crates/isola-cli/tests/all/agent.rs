@@ -15,6 +15,8 @@ fn run(p: &Project, server: &MockServer, prompt: &str, args: &[&str]) -> Run {
         .arg(prompt)
         .args(args)
         .current_dir(p.path())
+        .env("XDG_DATA_HOME", p.path().join(".isola-data"))
+        .env_remove("ISOLA_STORE")
         .env("OPENAI_BASE_URL", server.openai_base())
         .env("ANTHROPIC_BASE_URL", server.url())
         .env("GEMINI_BASE_URL", server.url())
@@ -193,6 +195,42 @@ fn run_streams_the_answer_and_prints_a_summary() {
         server.requests().iter().all(|r| r.stream),
         "streamed by default"
     );
+}
+
+/// Every script an agent run executes is journaled: a session of its own, origin `agent`, and
+/// `--store none` leaves nothing behind.
+#[test]
+fn agent_runs_are_journaled() {
+    let p = Project::new();
+    let server = MockServer::start(vec![
+        execute("return await everything.getSum({ a: 40, b: 2 })"),
+        Step::text("The sum is 42."),
+    ])
+    .unwrap();
+    let out = run(&p, &server, "Add 40 and 2.", &["--model", "openai:gpt-4o"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    let list = p.isola(&["journal", "list", "--json"]);
+    assert_eq!(list.code(), 0, "{}", list.stderr());
+    let rows: Value = serde_json::from_str(&list.stdout()).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["origin"], "agent", "{rows:?}");
+    assert!(
+        rows[0]["session"].as_str().unwrap().starts_with("run-"),
+        "{rows:?}"
+    );
+    assert_eq!(rows[0]["calls"], 1, "{rows:?}");
+
+    let p = Project::new();
+    let server = MockServer::start(vec![
+        execute("return await everything.getSum({ a: 1, b: 2 })"),
+        Step::text("3."),
+    ])
+    .unwrap();
+    let args = ["--model", "openai:gpt-4o", "--store", "none"];
+    let out = run(&p, &server, "Add 1 and 2.", &args);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    assert!(!p.path().join(".isola-data").exists());
 }
 
 /// A multi-tool task over Anthropic's wire format (streamed).
@@ -546,6 +584,8 @@ fn no_model_is_a_usage_error() {
     let out = Run(Command::new(env!("CARGO_BIN_EXE_isola"))
         .args(["run", "Hi."])
         .current_dir(p.path())
+        .env("XDG_DATA_HOME", p.path().join(".isola-data"))
+        .env_remove("ISOLA_STORE")
         .env_remove("ISOLA_MODEL")
         .env_remove("OPENAI_BASE_URL")
         .env_remove("ANTHROPIC_BASE_URL")
@@ -610,6 +650,8 @@ fn chat_keeps_history_and_summarises_each_turn() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
         .args(["chat", "--model", "openai:gpt-4o-mini"])
         .current_dir(p.path())
+        .env("XDG_DATA_HOME", p.path().join(".isola-data"))
+        .env_remove("ISOLA_STORE")
         .env("OPENAI_BASE_URL", server.openai_base())
         .env("OPENAI_API_KEY", "sk-test")
         .stdin(std::process::Stdio::piped())
@@ -765,6 +807,8 @@ fn local_server_flags() {
     let parsed = Run(Command::new(env!("CARGO_BIN_EXE_isola"))
         .args(["run", "x", "--tool-choice", "always"])
         .current_dir(p.path())
+        .env("XDG_DATA_HOME", p.path().join(".isola-data"))
+        .env_remove("ISOLA_STORE")
         .output()
         .unwrap());
     assert_eq!(parsed.code(), 2);
