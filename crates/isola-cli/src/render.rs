@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use isola_engine::ApiState;
+use isola_engine::{ApiState, Binding, EffectClass};
 use isola_mcp::{ServerInfo, ServerState};
 use isola_protocol::{ExecRecord, LogLevel, Ready};
 use serde_json::{Value, json};
@@ -26,11 +26,14 @@ fn first_line(s: Option<&str>) -> &str {
 }
 
 /// The TS function name of a server's tool, if the API has it.
-fn function_of<'a>(api: &'a ApiState, server: &str, tool: &str) -> Option<&'a str> {
+fn binding_of<'a>(api: &'a ApiState, server: &str, tool: &str) -> Option<&'a Binding> {
     api.bindings
         .iter()
         .find(|b| b.server == server && b.tool == tool)
-        .map(|b| b.function.as_str())
+}
+
+fn function_of<'a>(api: &'a ApiState, server: &str, tool: &str) -> Option<&'a str> {
+    binding_of(api, server, tool).map(|b| b.function.as_str())
 }
 
 /// `sandbox: worker processes; no_new_privs ✓ rlimits ✓ seccomp ✗ (why)`.
@@ -79,6 +82,13 @@ pub fn tools_text(
             if f.rsplit('.').next() != Some(&*t.name) {
                 line.push_str(&format!("  (tool `{}`)", t.name));
             }
+            if let Some(effect) = binding_of(api, &s.name, &t.name).map(|b| b.effect) {
+                line.push_str(&format!("  [{}", effect.class));
+                if effect.idempotent && effect.class != EffectClass::Read {
+                    line.push_str(", idempotent");
+                }
+                line.push(']');
+            }
             if !desc.is_empty() {
                 line.push_str(&format!("  {desc}"));
             }
@@ -119,6 +129,7 @@ pub fn tools_json(
                     "name": t.name,
                     "function": function_of(api, &s.name, &t.name),
                     "description": t.description,
+                    "effect": binding_of(api, &s.name, &t.name).map(|b| b.effect),
                 })).collect::<Vec<_>>(),
                 "skipped": s.skipped.iter().map(|t| json!({
                     "name": t.name,

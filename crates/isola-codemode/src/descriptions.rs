@@ -150,7 +150,7 @@ pub fn search_description(api: &Api) -> String {
 /// `describe`'s description.
 pub fn describe_description() -> &'static str {
     "Get the full TypeScript declarations of API functions (parameter and result types, docs, and hints such as \
-     @readOnly or @destructive) to call them correctly from `execute`. Pass names as `search` shows them \
+     @effect read or @effect destructive) to call them correctly from `execute`. Pass names as `search` shows them \
      (\"github.createIssue\"), or a namespace (\"github\") for all its functions."
 }
 

@@ -90,7 +90,15 @@ const SETTINGS_KEYS: &[&str] = &[
     "requireHardening",
     "agent",
     "store",
+    "effects",
+    "policy",
+    "approvals",
 ];
+const POLICY_KEYS: &[&str] = &["files", "data", "timeLimitMs"];
+const APPROVALS_KEYS: &[&str] = &["timeoutMs"];
+const EFFECT_KEYS: &[&str] = &["effect", "idempotent", "openWorld"];
+/// The effect classes a tool can be given (`isola.effects`).
+pub const EFFECT_CLASSES: &[&str] = &["read", "write", "destructive"];
 
 /// The default of `isola.maxScriptBytes`: 1 MiB of TypeScript.
 pub const DEFAULT_MAX_SCRIPT_BYTES: u64 = 1024 * 1024;
@@ -313,6 +321,90 @@ pub struct IsolaSettings {
     /// `none`), as written: `isola-store` parses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// Effects given to tools, by server then tool name (`*` for every tool of the server): they
+    /// win over the server's own annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub effects: BTreeMap<String, BTreeMap<String, EffectOverride>>,
+    /// The policy every call passes.
+    pub policy: PolicySettings,
+    /// How long a call waits for a person's approval.
+    pub approvals: ApprovalSettings,
+}
+
+/// The effect the config gives a tool (`isola.effects.<server>.<tool>`): a class, and the flags.
+/// What it leaves out comes from the server's annotations.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct EffectOverride {
+    /// `read`, `write` or `destructive` ([`EFFECT_CLASSES`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotent: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open_world: Option<bool>,
+}
+
+impl EffectOverride {
+    /// Write this override into MCP tool annotations (`readOnlyHint`, `destructiveHint`,
+    /// `idempotentHint`, `openWorldHint`), so that everything reading the hints sees the config's
+    /// word.
+    pub fn apply(&self, annotations: &mut Map<String, Value>) {
+        if let Some(class) = &self.effect {
+            annotations.insert("readOnlyHint".into(), Value::Bool(class == "read"));
+            annotations.insert(
+                "destructiveHint".into(),
+                Value::Bool(class == "destructive"),
+            );
+        }
+        if let Some(b) = self.idempotent {
+            annotations.insert("idempotentHint".into(), Value::Bool(b));
+        }
+        if let Some(b) = self.open_world {
+            annotations.insert("openWorldHint".into(), Value::Bool(b));
+        }
+    }
+}
+
+/// `isola.policy`: the Rego files every call and plan is checked against.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicySettings {
+    /// Policy files (absolute: a relative path is resolved against the config's directory).
+    /// None: the built-in default policy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PathBuf>,
+    /// The policies' `data` document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// How long one evaluation may take before it counts as an error (and denies).
+    pub time_limit_ms: u64,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            files: Vec::new(),
+            data: None,
+            time_limit_ms: 100,
+        }
+    }
+}
+
+/// `isola.approvals`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApprovalSettings {
+    /// How long a call waits for a decision; then the request expires and the call is denied.
+    pub timeout_ms: u64,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 15 * 60 * 1000,
+        }
+    }
 }
 
 impl Default for IsolaSettings {
@@ -327,6 +419,9 @@ impl Default for IsolaSettings {
             require_hardening: Vec::new(),
             agent: None,
             store: None,
+            effects: BTreeMap::new(),
+            policy: PolicySettings::default(),
+            approvals: ApprovalSettings::default(),
         }
     }
 }
@@ -948,7 +1043,125 @@ impl Walker<'_> {
             self.object(agent, "isola.agent", "an object")?;
             settings.agent = Some(agent.clone());
         }
+        if let Some(effects) = object.get("effects") {
+            settings.effects = self.effects(effects)?;
+        }
+        if let Some(policy) = object.get("policy") {
+            settings.policy = self.policy(policy)?;
+        }
+        if let Some(approvals) = object.get("approvals") {
+            let object = self.object(approvals, "isola.approvals", "an object")?;
+            self.check_keys(object, "isola.approvals", APPROVALS_KEYS)?;
+            if let Some(ms) = object.get("timeoutMs") {
+                settings.approvals.timeout_ms = self.in_range(ms, &ranges::APPROVAL_TIMEOUT_MS)?;
+            }
+        }
         Ok(settings)
+    }
+
+    /// `isola.effects`: `{ "<server>": { "<tool>" | "*": "read" | { "effect": ..., ... } } }`.
+    fn effects(
+        &self,
+        value: &Value,
+    ) -> Result<BTreeMap<String, BTreeMap<String, EffectOverride>>, ConfigError> {
+        let key = "isola.effects";
+        let servers = self.object(value, key, "an object mapping server names to their tools")?;
+        let mut out = BTreeMap::new();
+        for (server, tools) in servers {
+            let server_key = child_key(key, server);
+            let tools = self.object(
+                tools,
+                &server_key,
+                "an object mapping tool names to effects",
+            )?;
+            let mut map = BTreeMap::new();
+            for (tool, effect) in tools {
+                let tool_key = child_key(&server_key, tool);
+                let parsed = match effect {
+                    Value::String(class) => EffectOverride {
+                        effect: Some(self.effect_class(class, &tool_key)?),
+                        ..EffectOverride::default()
+                    },
+                    Value::Object(object) => {
+                        self.check_keys(object, &tool_key, EFFECT_KEYS)?;
+                        let flag = |name: &str| -> Result<Option<bool>, ConfigError> {
+                            object
+                                .get(name)
+                                .map(|v| {
+                                    v.as_bool().ok_or_else(|| {
+                                        self.wrong_type(&child_key(&tool_key, name), "a boolean", v)
+                                    })
+                                })
+                                .transpose()
+                        };
+                        let class_key = child_key(&tool_key, "effect");
+                        EffectOverride {
+                            effect: object
+                                .get("effect")
+                                .map(|v| self.effect_class(self.string(v, &class_key)?, &class_key))
+                                .transpose()?,
+                            idempotent: flag("idempotent")?,
+                            open_world: flag("openWorld")?,
+                        }
+                    }
+                    other => {
+                        return Err(self.wrong_type(
+                            &tool_key,
+                            "an effect class (\"read\", \"write\", \"destructive\") or an object",
+                            other,
+                        ));
+                    }
+                };
+                map.insert(tool.clone(), parsed);
+            }
+            out.insert(server.clone(), map);
+        }
+        Ok(out)
+    }
+
+    fn effect_class(&self, class: &str, key: &str) -> Result<String, ConfigError> {
+        if EFFECT_CLASSES.contains(&class) {
+            Ok(class.to_owned())
+        } else {
+            Err(self.invalid(
+                key,
+                format!(
+                    "`{class}` is not an effect class\nhint: use one of {}",
+                    EFFECT_CLASSES.join(", ")
+                ),
+            ))
+        }
+    }
+
+    /// `isola.policy`: `{ "files": [...], "data": {...}, "timeLimitMs": N }`.
+    fn policy(&self, value: &Value) -> Result<PolicySettings, ConfigError> {
+        let key = "isola.policy";
+        let object = self.object(value, key, "an object")?;
+        self.check_keys(object, key, POLICY_KEYS)?;
+        let mut policy = PolicySettings::default();
+        if let Some(files) = object.get("files") {
+            let files_key = child_key(key, "files");
+            let items = files
+                .as_array()
+                .ok_or_else(|| self.wrong_type(&files_key, "an array of file paths", files))?;
+            let base = self.path.parent().unwrap_or(Path::new(""));
+            for (i, item) in items.iter().enumerate() {
+                let item_key = format!("{files_key}[{i}]");
+                let raw = self.expand(self.string(item, &item_key)?, &item_key)?;
+                if raw.is_empty() {
+                    return Err(self.invalid(&item_key, "the path is empty"));
+                }
+                policy.files.push(base.join(raw));
+            }
+        }
+        if let Some(data) = object.get("data") {
+            self.object(data, &child_key(key, "data"), "an object")?;
+            policy.data = Some(data.clone());
+        }
+        if let Some(ms) = object.get("timeLimitMs") {
+            policy.time_limit_ms = self.in_range(ms, &ranges::POLICY_TIME_LIMIT_MS)?;
+        }
+        Ok(policy)
     }
 
     /// An integer of `isola.<range.key>` within its range.

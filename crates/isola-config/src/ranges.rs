@@ -86,6 +86,17 @@ pub const MAX_SCRIPT_BYTES: Range = Range {
     unit: "bytes",
 };
 
+pub const POLICY_TIME_LIMIT_MS: Range = Range {
+    key: "policy.timeLimitMs",
+    range: 1..=60_000,
+    unit: "ms",
+};
+pub const APPROVAL_TIMEOUT_MS: Range = Range {
+    key: "approvals.timeoutMs",
+    range: 1_000..=30 * DAY_MS,
+    unit: "ms",
+};
+
 impl Range {
     /// `Err(message)` naming the key, the value and the range when `value` is outside.
     pub fn check(&self, value: u64) -> Result<u64, String> {

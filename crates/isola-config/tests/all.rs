@@ -508,3 +508,64 @@ fn a_server_defined_twice_is_an_error_and_a_bom_is_fine() {
     let config = parse("\u{feff}{\"mcpServers\": {\"a\": {\"command\": \"x\"}}}").unwrap();
     assert_eq!(config.servers.len(), 1);
 }
+
+/// `isola.effects` overrides tools' annotations; `isola.policy` names files relative to the
+/// config; both refuse what they cannot mean, by key.
+#[test]
+fn effects_policy_and_approvals() {
+    let config = parse(
+        r#"{"mcpServers": {}, "isola": {
+            "effects": {"fs": {"write_file": "destructive", "*": {"effect": "read", "idempotent": true}}},
+            "policy": {"files": ["policy/main.rego"], "data": {"dirs": ["/srv"]}, "timeLimitMs": 20},
+            "approvals": {"timeoutMs": 60000}
+        }}"#,
+    )
+    .unwrap();
+    let fs = &config.settings.effects["fs"];
+    assert_eq!(fs["write_file"].effect.as_deref(), Some("destructive"));
+    assert_eq!(fs["*"].idempotent, Some(true));
+    let mut hints = serde_json::Map::new();
+    hints.insert("readOnlyHint".into(), serde_json::Value::Bool(true));
+    fs["write_file"].apply(&mut hints);
+    assert_eq!(
+        hints["readOnlyHint"], false,
+        "the config wins over the server"
+    );
+    assert_eq!(hints["destructiveHint"], true);
+    let policy = &config.settings.policy;
+    assert_eq!(
+        policy.files,
+        [Path::new(FILE).parent().unwrap().join("policy/main.rego")]
+    );
+    assert_eq!(policy.time_limit_ms, 20);
+    assert_eq!(config.settings.approvals.timeout_ms, 60_000);
+
+    check(
+        r#"{"mcpServers": {}, "isola": {"effects": {"fs": {"rm": "delete"}}}}"#,
+        "isola.effects.fs.rm: `delete` is not an effect class\nhint: use one of read, write, destructive",
+    );
+    check(
+        r#"{"mcpServers": {}, "isola": {"effects": {"fs": {"rm": {"effect": "read", "safe": true}}}}}"#,
+        "isola.effects.fs.rm: unknown key `safe`",
+    );
+    check(
+        r#"{"mcpServers": {}, "isola": {"effects": {"fs": {"rm": {"idempotent": "yes"}}}}}"#,
+        "isola.effects.fs.rm.idempotent: expected a boolean, found a string",
+    );
+    check(
+        r#"{"mcpServers": {}, "isola": {"effects": {"fs": {"rm": 3}}}}"#,
+        "isola.effects.fs.rm: expected an effect class",
+    );
+    check(
+        r#"{"mcpServers": {}, "isola": {"policy": {"files": "a.rego"}}}"#,
+        "isola.policy.files: expected an array of file paths, found a string",
+    );
+    check(
+        r#"{"mcpServers": {}, "isola": {"policy": {"timeLimitMs": 0}}}"#,
+        "isola.policy.timeLimitMs: 0 is out of range",
+    );
+    check(
+        r#"{"mcpServers": {}, "isola": {"approvals": {"timeout": 5}}}"#,
+        "isola.approvals: unknown key `timeout`",
+    );
+}

@@ -1,7 +1,7 @@
 //! The typed API as the engine uses it: the generated TypeScript plus, per binding, where a call
 //! goes and how its arguments are checked.
 
-use isola_typegen::{Api, ServerSpec, ToolSpec};
+use isola_typegen::{Api, ServerSpec, ToolEffect, ToolSpec};
 use serde_json::Value;
 
 /// One callable function of the API.
@@ -11,6 +11,8 @@ pub struct Binding {
     pub server: String,
     /// The MCP tool name.
     pub tool: String,
+    /// What calling it does (from its annotations, which carry the config's overrides).
+    pub effect: ToolEffect,
     /// `None` when the tool's input schema could not be compiled (the call is then unchecked).
     validator: Option<jsonschema::Validator>,
 }
@@ -45,6 +47,7 @@ impl ApiState {
                     function: format!("{}.{}", ns.ident, f.ident),
                     server: ns.server.clone(),
                     tool: f.tool.clone(),
+                    effect: f.effect(),
                     validator,
                 });
                 functions.push(f.ident.clone());

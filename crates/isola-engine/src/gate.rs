@@ -35,6 +35,8 @@ pub struct CallIntent {
     pub server: String,
     /// The MCP tool name.
     pub tool: String,
+    /// What the tool does (its annotations, or the config's word).
+    pub effect: isola_typegen::ToolEffect,
     /// The arguments, already checked against the tool's input schema.
     pub arguments: Value,
 }
@@ -167,13 +169,55 @@ impl Gates {
     }
 
     pub fn check(&self, call: &CallIntent) -> Verdict {
-        for gate in &self.0 {
+        self.check_from(0, call)
+    }
+
+    /// Ask the gates from the `first`th on. A gate that decides later ([`Verdict::Hold`],
+    /// [`Verdict::After`]) does not end the chain: once it allows, the gates after it are asked
+    /// (an approved call still waits for the journal's flush).
+    fn check_from(&self, first: usize, call: &CallIntent) -> Verdict {
+        for (i, gate) in self.0.iter().enumerate().skip(first) {
             match gate.check(call) {
                 Verdict::Allow => {}
+                Verdict::Hold { reason, decision } => {
+                    return Verdict::Hold {
+                        reason,
+                        decision: self.then_rest(i + 1, call, decision),
+                    };
+                }
+                Verdict::After(decision) => {
+                    return Verdict::After(self.then_rest(i + 1, call, decision));
+                }
                 other => return other,
             }
         }
         Verdict::Allow
+    }
+
+    /// `decision`, and when it allows, what the gates from `next` on say.
+    fn then_rest(
+        &self,
+        next: usize,
+        call: &CallIntent,
+        decision: BoxFuture<'static, Decision>,
+    ) -> BoxFuture<'static, Decision> {
+        if next >= self.0.len() {
+            return decision;
+        }
+        let (gates, call) = (self.clone(), call.clone());
+        Box::pin(async move {
+            match decision.await {
+                Decision::Allow => match gates.check_from(next, &call) {
+                    Verdict::Allow => Decision::Allow,
+                    Verdict::Deny(d) => Decision::Deny(d),
+                    Verdict::Simulate(r) => Decision::Simulate(r),
+                    Verdict::Hold { decision, .. } | Verdict::After(decision) => decision.await,
+                    // A decision cannot stop the execution: the call is refused instead.
+                    Verdict::Abort(e) => Decision::Deny(Denial::new("Aborted", e.message)),
+                },
+                other => other,
+            }
+        })
     }
 }
 

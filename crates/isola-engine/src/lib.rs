@@ -46,6 +46,7 @@ use tracing::Instrument;
 pub use api::{ApiState, Binding};
 pub use gate::{CallGate, CallIntent, Decision, Denial, Gates, Ruling, Verdict};
 pub use hints::{distance as edit_distance, suggest};
+pub use isola_typegen::{EffectClass, ToolEffect};
 use machine::{Effect, Ending, Execution, Input, Setup};
 pub use observer::{Event, Flow, Observer};
 pub use record::unwrap_result;

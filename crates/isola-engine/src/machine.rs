@@ -447,6 +447,7 @@ impl Execution {
             function: b.function.clone(),
             server: b.server.clone(),
             tool: b.tool.clone(),
+            effect: b.effect,
             arguments: trace.arguments.clone(),
         });
         self.calls.insert(

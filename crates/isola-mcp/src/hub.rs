@@ -46,7 +46,7 @@ use tokio::process::ChildStderr;
 use tokio::sync::broadcast;
 use tracing::Instrument;
 
-use isola_config::{Config, ServerConfig};
+use isola_config::{Config, EffectOverride, ServerConfig};
 
 use crate::stdio::{ChildTransport, Oversized, size_text};
 
@@ -229,6 +229,8 @@ struct Slot {
     generation: AtomicU64,
     /// Orders `tools/list` results: only a list requested later than the shown one replaces it.
     tools_seq: AtomicU64,
+    /// The config's effects for this server's tools (`isola.effects.<server>`).
+    effects: BTreeMap<String, EffectOverride>,
 }
 
 enum Link {
@@ -315,6 +317,12 @@ impl McpHub {
                     }),
                     generation: AtomicU64::new(0),
                     tools_seq: AtomicU64::new(0),
+                    effects: config
+                        .settings
+                        .effects
+                        .get(name)
+                        .cloned()
+                        .unwrap_or_default(),
                 })
             })
             .collect();
@@ -593,10 +601,11 @@ impl Slot {
 
     /// Show `tools` if they come from the current connection and were requested after the
     /// list shown now. Returns whether the shown list changed.
-    fn commit_tools(&self, generation: u64, seq: u64, listing: Listing) -> bool {
+    fn commit_tools(&self, generation: u64, seq: u64, mut listing: Listing) -> bool {
         if self.generation.load(Ordering::SeqCst) != generation {
             return false;
         }
+        apply_effects(&self.name, &mut listing.tools, &self.effects);
         let mut view = lock(&self.view);
         if seq <= view.tools_seq {
             return false;
@@ -958,6 +967,41 @@ enum ListError {
 struct Listing {
     tools: Vec<Tool>,
     skipped: Vec<SkippedTool>,
+}
+
+/// Give `tools` the effects the config names (`*` first, then the tool's own entry): annotations
+/// are the server's hints, and the config's word wins.
+fn apply_effects(server: &str, tools: &mut [Tool], effects: &BTreeMap<String, EffectOverride>) {
+    if effects.is_empty() {
+        return;
+    }
+    for name in effects.keys().filter(|k| *k != "*") {
+        if !tools.iter().any(|t| t.name == name.as_str()) {
+            tracing::warn!(server, tool = %name, "isola.effects names a tool the server does not list");
+        }
+    }
+    for tool in tools {
+        let chosen: Vec<&EffectOverride> = ["*", tool.name.as_ref()]
+            .iter()
+            .filter_map(|k| effects.get(*k))
+            .collect();
+        if chosen.is_empty() {
+            continue;
+        }
+        let mut hints = match tool.annotations.as_ref().map(serde_json::to_value) {
+            Some(Ok(Value::Object(map))) => map,
+            _ => Map::new(),
+        };
+        for o in chosen {
+            o.apply(&mut hints);
+        }
+        match serde_json::from_value(Value::Object(hints)) {
+            Ok(a) => tool.annotations = Some(a),
+            Err(error) => {
+                tracing::warn!(server, tool = %tool.name, %error, "cannot apply isola.effects")
+            }
+        }
+    }
 }
 
 /// Every tool of the server, following `nextCursor`. The list is read tool by tool: one that

@@ -85,12 +85,14 @@
 //! - Descriptions become JSDoc; so do `@default`, `@example`, `@format`, `@integer`, `@minimum`,
 //!   `@maximum`, `@exclusiveMinimum`, `@exclusiveMaximum`, `@multipleOf`, `@minLength`,
 //!   `@maxLength`, `@minItems`, `@maxItems`, `@uniqueItems`, `@pattern`, `@deprecated`. Schema
-//!   `title`s are not rendered (generators derive them from property names). Tool annotations
-//!   become `@readOnly`, `@destructive`, `@idempotent`, `@openWorld` (for hints set to `true`).
+//!   `title`s are not rendered (generators derive them from property names). A function whose
+//!   effect ([`ToolEffect::from_annotations`]) is not a write gets `@effect read` or
+//!   `@effect destructive`; `@idempotent` and `@openWorld` follow those hints when `true`.
 //! - Without an `outputSchema` a function returns `Promise<ToolOutput>`; the prelude
 //!   ([`Api::prelude`]) declares it and documents how Isola unwraps an MCP result into it. The
 //!   declarations include the prelude only when some function returns `ToolOutput`.
 
+mod effect;
 mod ident;
 mod render;
 mod schema;
@@ -100,6 +102,7 @@ mod ty;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use effect::{EffectClass, ToolEffect};
 pub use ident::to_identifier;
 use render::Plan;
 
@@ -157,6 +160,13 @@ pub struct ApiFunction {
     pub input_schema: Value,
     pub output_schema: Option<Value>,
     pub annotations: Option<Value>,
+}
+
+impl ApiFunction {
+    /// What calling it does, from its annotations.
+    pub fn effect(&self) -> ToolEffect {
+        ToolEffect::from_annotations(self.annotations.as_ref())
+    }
 }
 
 impl Api {

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::ident::{RESERVED_TYPE_NAMES, is_identifier_name, to_type_name};
 use crate::schema::{Converter, LocalType};
 use crate::ty::{Doc, Object, Ty, UNKNOWN};
-use crate::{ApiFunction, ApiNamespace};
+use crate::{ApiFunction, ApiNamespace, EffectClass};
 
 /// The first line of every full rendering (and of [`PRELUDE`]).
 pub(crate) const HEADER: &str =
@@ -256,10 +256,13 @@ impl Plan {
             description: f.description.as_deref().map(str::trim).map(str::to_owned),
             tags: Vec::new(),
         };
+        // A write is what a tool is unless it says otherwise: only the other classes are marked.
+        let class = f.effect().class;
+        if class != EffectClass::Write {
+            doc.tags.push(("effect", class.as_str().to_owned()));
+        }
         if let Some(Value::Object(ann)) = &f.annotations {
             for (hint, tag) in [
-                ("readOnlyHint", "readOnly"),
-                ("destructiveHint", "destructive"),
                 ("idempotentHint", "idempotent"),
                 ("openWorldHint", "openWorld"),
             ] {

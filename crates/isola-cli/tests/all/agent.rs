@@ -219,7 +219,7 @@ fn agent_runs_are_journaled() {
         rows[0]["session"].as_str().unwrap().starts_with("run-"),
         "{rows:?}"
     );
-    assert_eq!(rows[0]["calls"], 1, "{rows:?}");
+    assert_eq!(rows[0]["calls"].as_array().unwrap().len(), 1, "{rows:?}");
 
     let p = Project::new();
     let server = MockServer::start(vec![

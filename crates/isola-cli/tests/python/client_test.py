@@ -83,7 +83,7 @@ async def embedded_mode():
         description = tools[0].description
         assert "declare namespace fs {" in description and "declare namespace everything {" in description
         assert "function readTextFile(input: ReadTextFileInput)" in description
-        assert "@readOnly" in description, "upstream annotations are in the JSDoc"
+        assert "@effect read" in description, "upstream annotations are in the JSDoc"
         ok("embedded mode: execute only, with the declarations in its description")
 
         script = f"""

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod gates;
 mod machine;
 mod replay;
 mod truthful;

@@ -52,14 +52,14 @@ fn annotations_and_descriptions_become_jsdoc() {
  * Reads it.
  *
  * Second paragraph with *\/ inside.
- * @readOnly
+ * @effect read
  * @idempotent
  */
 function read(input?: Record<string, never>): Promise<ToolOutput>;
 
 /**
  * Wipes it.
- * @destructive
+ * @effect destructive
  * @openWorld
  */
 function wipe(input?: Record<string, never>): Promise<ToolOutput>;
