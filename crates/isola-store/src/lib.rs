@@ -77,9 +77,42 @@ pub enum StoreError {
     /// An id given by a user matches nothing, or several things.
     #[error("{0}")]
     NotFound(String),
+    /// A row with this id is already stored (`what`: `approval`, `grant`).
+    #[error("{what} `{id}` already exists\nhint: give the new {what} another id")]
+    AlreadyExists { what: &'static str, id: String },
+    /// A row that may not be stored as it is (`what`: `approval`, `grant`).
+    #[error("{what} `{id}` cannot be stored: {problem}")]
+    Invalid {
+        what: &'static str,
+        id: String,
+        problem: String,
+    },
+    /// There is no approval with this id (never created, or pruned).
+    #[error(
+        "there is no approval `{id}`\nhint: it may have been pruned; list the approvals to see their ids"
+    )]
+    ApprovalNotFound { id: String },
+    /// The approval was decided before (by another person, process or node).
+    #[error("approval `{id}` was already {status}{}", decided_by(.by.as_deref()))]
+    ApprovalDecided {
+        id: String,
+        /// `approved` or `denied`.
+        status: String,
+        by: Option<String>,
+    },
+    /// The approval's time ran out before anyone decided it.
+    #[error(
+        "approval `{id}` expired before it was decided\nhint: the call it held was refused; run it again to ask anew"
+    )]
+    ApprovalExpired { id: String },
     /// The store's blocking work could not run.
     #[error("the store's worker thread failed: {0}")]
     Worker(String),
+}
+
+/// ` by alice` for [`StoreError::ApprovalDecided`], or nothing when who decided is unknown.
+fn decided_by(by: Option<&str>) -> String {
+    by.map(|b| format!(" by {b}")).unwrap_or_default()
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -292,6 +325,62 @@ pub struct ExecQuery {
     pub limit: Option<i64>,
 }
 
+/// A request for a person's decision: a held tool call (`kind` `call`) or a whole plan (`plan`).
+/// The waiting execution polls [`Store::approval`]; a person decides with
+/// [`Store::approval_decide`], possibly from another process or node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalRow {
+    /// Chosen by the caller; unique.
+    pub id: String,
+    /// `call` or `plan`.
+    pub kind: String,
+    pub execution: Option<String>,
+    pub session: Option<String>,
+    /// JSON text: what is to be decided (function, arguments, effect, script, line...). The
+    /// store does not interpret it.
+    pub subject: String,
+    /// JSON text: an array of strings, the policy's reasons.
+    pub reasons: String,
+    pub created_ms: i64,
+    /// Undecided at this time (or later), it is `expired`.
+    pub expires_ms: i64,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub status: String,
+    /// Who decided (`None` while pending, and for an expired one).
+    pub decided_by: Option<String>,
+    pub decided_ms: Option<i64>,
+    /// The decider's reason.
+    pub note: Option<String>,
+}
+
+/// Which approvals to list, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApprovalQuery {
+    /// `pending`, `approved`, `denied` or `expired` (as of the listing's `now_ms`).
+    pub status: Option<String>,
+    pub execution: Option<String>,
+    pub limit: Option<i64>,
+}
+
+/// A standing decision for the rest of a session: calls of `function` whose arguments match
+/// `matcher` need no approval ("all fs.writeFile under out/").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRow {
+    /// Chosen by the caller; unique.
+    pub id: String,
+    pub session: String,
+    /// The function it allows, e.g. `fs.writeFile`.
+    pub function: String,
+    /// JSON text: `{}` matches any call; `{"path": "out/"}` a call whose argument `path` is a
+    /// string starting with `out/`. The store does not interpret it.
+    pub matcher: String,
+    pub created_by: String,
+    pub created_ms: i64,
+    /// `None`: until the session is deleted (or the grant revoked).
+    pub expires_ms: Option<i64>,
+    pub note: Option<String>,
+}
+
 /// The store. Every method is one transaction.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
@@ -308,11 +397,14 @@ pub trait Store: Send + Sync {
     async fn entries(&self, exec_id: &str) -> Result<Vec<EntryRow>>;
     /// The API stored under `fingerprint`.
     async fn api(&self, fingerprint: &str) -> Result<Option<String>>;
-    /// Delete executions that ended before `before_ms`, with their entries; how many.
+    /// Delete executions that ended before `before_ms`, with their entries; how many executions.
+    /// Also deleted, not counted: approvals created before `before_ms` that were decided or had
+    /// expired by then, and grants that expired before it.
     async fn prune(&self, before_ms: i64) -> Result<u64>;
     async fn sessions(&self) -> Result<Vec<SessionRow>>;
     async fn session(&self, name: &str) -> Result<Option<SessionRow>>;
-    /// Delete a session: its state, executions and entries. `false` if there was none.
+    /// Delete a session: its state, executions and entries, its grants and approvals. `false`
+    /// if there was none of these.
     async fn delete_session(&self, name: &str) -> Result<bool>;
     async fn state_get(&self, session: &str, key: &str) -> Result<Option<StateItem>>;
     /// Keys starting with `prefix`, in order.
@@ -330,6 +422,67 @@ pub trait Store: Send + Sync {
     ) -> Result<i64>;
     /// Delete the key if it is as expected; whether it existed.
     async fn state_delete(&self, session: &str, key: &str, expect: Expect) -> Result<bool>;
+    /// Store a new approval request. Its `status` must be `pending` and it must be undecided
+    /// ([`StoreError::Invalid`]); an id already stored is [`StoreError::AlreadyExists`].
+    async fn approval_create(&self, row: &ApprovalRow) -> Result<()>;
+    /// The approval `id` as of `now_ms`: a pending one whose `expires_ms` has come reads as
+    /// `expired`.
+    async fn approval(&self, id: &str, now_ms: i64) -> Result<Option<ApprovalRow>>;
+    /// Approvals as of `now_ms` (expiry as in [`Store::approval`]), newest first.
+    async fn approvals(&self, query: &ApprovalQuery, now_ms: i64) -> Result<Vec<ApprovalRow>>;
+    /// Approve (or deny) the approval `id`, if it is still pending at `now_ms`; the decided row.
+    /// Atomic across processes and nodes: of concurrent deciders exactly one wins, the others
+    /// get [`StoreError::ApprovalDecided`]. One that comes too late gets
+    /// [`StoreError::ApprovalExpired`] (and the row is marked `expired`), an unknown id
+    /// [`StoreError::ApprovalNotFound`].
+    async fn approval_decide(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ApprovalRow>;
+    /// Store a new grant; an id already stored is [`StoreError::AlreadyExists`].
+    async fn grant_create(&self, row: &GrantRow) -> Result<()>;
+    /// The grants of `session` not expired at `now_ms`, oldest first.
+    async fn grants(&self, session: &str, now_ms: i64) -> Result<Vec<GrantRow>>;
+    /// Delete the grant `id`; whether there was one.
+    async fn grant_revoke(&self, id: &str) -> Result<bool>;
+}
+
+/// Why a new approval may not be stored as it is, if it may not.
+fn check_new_approval(row: &ApprovalRow) -> Result<()> {
+    let problem = if row.status != "pending" {
+        format!(
+            "its status is `{}`, a new approval is `pending`",
+            row.status
+        )
+    } else if row.decided_by.is_some() || row.decided_ms.is_some() || row.note.is_some() {
+        "it is already decided (decided_by, decided_ms or note is set)".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::Invalid {
+        what: "approval",
+        id: row.id.clone(),
+        problem,
+    })
+}
+
+/// Why a decision of `id` did not take, from the row as it is now (expiry applied).
+fn decide_failure(id: &str, now: Option<ApprovalRow>) -> StoreError {
+    match now {
+        None => StoreError::ApprovalNotFound { id: id.to_string() },
+        Some(row) if row.status == "expired" || row.status == "pending" => {
+            StoreError::ApprovalExpired { id: id.to_string() }
+        }
+        Some(row) => StoreError::ApprovalDecided {
+            id: id.to_string(),
+            status: row.status,
+            by: row.decided_by,
+        },
+    }
 }
 
 /// The conflict of a write that expected `expect` and found `found` (0: absent).

@@ -48,6 +48,36 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         fingerprint TEXT PRIMARY KEY,
         body TEXT NOT NULL
     );",
+    // 2: approval requests (a person's decision on a held call or plan) and session grants.
+    "CREATE TABLE approvals (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        execution TEXT,
+        session TEXT,
+        subject TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied', 'expired')),
+        decided_by TEXT,
+        decided_ms BIGINT,
+        note TEXT
+    );
+    CREATE INDEX approvals_created ON approvals (created_ms);
+    CREATE INDEX approvals_status ON approvals (status, created_ms);
+    CREATE INDEX approvals_execution ON approvals (execution, created_ms);
+    CREATE INDEX approvals_session ON approvals (session);
+    CREATE TABLE grants (
+        id TEXT PRIMARY KEY,
+        session TEXT NOT NULL,
+        function TEXT NOT NULL,
+        matcher TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT,
+        note TEXT
+    );
+    CREATE INDEX grants_session ON grants (session, created_ms);",
 ];
 
 /// The schema version this build writes and reads.
@@ -56,3 +86,69 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// The table that holds the version.
 pub(crate) const VERSION_TABLE: &str =
     "CREATE TABLE IF NOT EXISTS isola_schema (version BIGINT NOT NULL)";
+
+/// A database as version 1 left it, for the tests that migrate one.
+#[cfg(test)]
+pub(crate) mod v1 {
+    use crate::{ApprovalRow, Expect, GrantRow, Store};
+
+    /// Rows of every version-1 table (the same SQL for both databases).
+    pub(crate) const DATA: &str = "
+        INSERT INTO sessions (name, created_ms, last_ms) VALUES ('old', 10, 20);
+        INSERT INTO executions (id, session, origin, status, started_ms, ended_ms, code_hash,
+          owner, entries, head, summary)
+          VALUES ('ex-v1', 'old', 'cli', 'ok', 10, 20, 'h', 'host:1:1', 1, 'hash0', '{}');
+        INSERT INTO entries (exec_id, seq, kind, at_ms, body, prev, hash)
+          VALUES ('ex-v1', 0, 'log', 11, '{\"text\":\"kept\"}', '', 'hash0');
+        INSERT INTO state (session, key, value, version, updated_ms)
+          VALUES ('old', 'k', '[1]', 3, 15);
+        INSERT INTO apis (fingerprint, body) VALUES ('fp', '[]');";
+
+    /// `store`, opened on a version-1 database holding [`DATA`], kept it all and has what the
+    /// later versions add.
+    pub(crate) async fn check_upgraded(store: &dyn Store) {
+        let s = store.session("old").await.unwrap().unwrap();
+        assert_eq!((s.created_ms, s.executions, s.state_keys), (10, 1, 1));
+        let x = store.execution("ex-v1").await.unwrap().unwrap();
+        assert_eq!((x.entries, x.head.as_str()), (1, "hash0"));
+        let entries = store.entries("ex-v1").await.unwrap();
+        assert_eq!(entries[0].body, "{\"text\":\"kept\"}");
+        let item = store.state_get("old", "k").await.unwrap().unwrap();
+        assert_eq!((item.value.as_str(), item.version), ("[1]", 3));
+        assert_eq!(store.api("fp").await.unwrap().as_deref(), Some("[]"));
+        // Still writable as before.
+        store
+            .state_put("old", "k", "[2]", Expect::Version(3), 1024, 30)
+            .await
+            .unwrap();
+        // Version 2: approvals and grants.
+        let row = ApprovalRow {
+            id: "ap-1".into(),
+            kind: "call".into(),
+            execution: Some("ex-v1".into()),
+            session: Some("old".into()),
+            subject: "{}".into(),
+            reasons: "[]".into(),
+            created_ms: 40,
+            expires_ms: 100,
+            status: "pending".into(),
+            decided_by: None,
+            decided_ms: None,
+            note: None,
+        };
+        store.approval_create(&row).await.unwrap();
+        assert_eq!(store.approval("ap-1", 50).await.unwrap(), Some(row));
+        let grant = GrantRow {
+            id: "g-1".into(),
+            session: "old".into(),
+            function: "fs.writeFile".into(),
+            matcher: "{}".into(),
+            created_by: "alice".into(),
+            created_ms: 40,
+            expires_ms: None,
+            note: None,
+        };
+        store.grant_create(&grant).await.unwrap();
+        assert_eq!(store.grants("old", 50).await.unwrap(), [grant]);
+    }
+}

@@ -5,11 +5,12 @@
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row, Transaction};
 
-use crate::migrations::{MIGRATIONS, SCHEMA_VERSION, VERSION_TABLE};
+use crate::migrations::{MIGRATIONS, VERSION_TABLE};
 use crate::sqlite::one_of;
 use crate::{
-    EntryRow, ExecQuery, ExecRow, Expect, Result, SessionRow, StateItem, Store, StoreError,
-    WriteOp, check_expect, like_prefix, redact_password,
+    ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, Result, SessionRow,
+    StateItem, Store, StoreError, WriteOp, check_expect, check_new_approval, decide_failure,
+    like_prefix, redact_password,
 };
 
 pub struct PostgresStore {
@@ -24,6 +25,13 @@ impl PostgresStore {
     /// Connect to `url` (`postgres://user:pw@host:port/db`, or `postgres:///db?host=/run/dir`
     /// for a unix socket) and migrate.
     pub async fn connect(url: &str) -> Result<Self> {
+        let store = Self::connect_unmigrated(url).await?;
+        store.migrate(MIGRATIONS).await?;
+        Ok(store)
+    }
+
+    /// Connect to `url`, leaving the schema as it is.
+    async fn connect_unmigrated(url: &str) -> Result<Self> {
         let location = redact_password(url);
         let (client, connection) =
             tokio_postgres::connect(url, NoTls)
@@ -38,12 +46,10 @@ impl PostgresStore {
                 tracing::error!(store = %loc, "PostgreSQL connection ended: {e}");
             }
         });
-        let store = Self {
+        Ok(Self {
             location,
             client: Mutex::new(client),
-        };
-        store.migrate().await?;
-        Ok(store)
+        })
     }
 
     fn err(&self) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
@@ -53,8 +59,11 @@ impl PostgresStore {
         }
     }
 
-    async fn migrate(&self) -> Result<()> {
+    /// Bring the database to version `migrations.len()` (always [`MIGRATIONS`], but for tests
+    /// that make an older database).
+    async fn migrate(&self, migrations: &[&str]) -> Result<()> {
         let e = self.err();
+        let known = migrations.len() as i64;
         let mut client = self.client.lock().await;
         let tx = client.transaction().await.map_err(&e)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -67,27 +76,24 @@ impl PostgresStore {
             .map_err(&e)?
             .get(0);
         let found = found.unwrap_or(0);
-        if found > SCHEMA_VERSION {
+        if found > known {
             return Err(StoreError::SchemaTooNew {
                 location: self.location.clone(),
                 found,
-                known: SCHEMA_VERSION,
+                known,
             });
         }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
             tx.batch_execute(sql).await.map_err(&e)?;
             tracing::info!(store = %self.location, version = i + 1, "store migrated");
         }
-        if found < SCHEMA_VERSION {
+        if found < known {
             tx.execute("DELETE FROM isola_schema", &[])
                 .await
                 .map_err(&e)?;
-            tx.execute(
-                "INSERT INTO isola_schema (version) VALUES ($1)",
-                &[&SCHEMA_VERSION],
-            )
-            .await
-            .map_err(&e)?;
+            tx.execute("INSERT INTO isola_schema (version) VALUES ($1)", &[&known])
+                .await
+                .map_err(&e)?;
         }
         tx.commit().await.map_err(&e)
     }
@@ -146,6 +152,43 @@ fn session_row(r: &Row) -> SessionRow {
         executions: r.get(3),
         state_keys: r.get(4),
         state_bytes: r.get(5),
+    }
+}
+
+/// An approval's columns, its status as of `$1` (the caller's now): a pending one past its
+/// expiry reads as `expired`.
+const APPROVAL_SELECT: &str = "SELECT id, kind, execution, session, subject, reasons, created_ms,
+    expires_ms,
+    CASE WHEN status = 'pending' AND expires_ms <= $1::BIGINT THEN 'expired' ELSE status END AS status,
+    decided_by, decided_ms, note FROM approvals";
+
+fn approval_row(r: &Row) -> ApprovalRow {
+    ApprovalRow {
+        id: r.get(0),
+        kind: r.get(1),
+        execution: r.get(2),
+        session: r.get(3),
+        subject: r.get(4),
+        reasons: r.get(5),
+        created_ms: r.get(6),
+        expires_ms: r.get(7),
+        status: r.get(8),
+        decided_by: r.get(9),
+        decided_ms: r.get(10),
+        note: r.get(11),
+    }
+}
+
+fn grant_row(r: &Row) -> GrantRow {
+    GrantRow {
+        id: r.get(0),
+        session: r.get(1),
+        function: r.get(2),
+        matcher: r.get(3),
+        created_by: r.get(4),
+        created_ms: r.get(5),
+        expires_ms: r.get(6),
+        note: r.get(7),
     }
 }
 
@@ -346,6 +389,15 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(&e)?;
+        // Approvals created before the cut and decided or expired by then; grants expired
+        // before it.
+        for sql in [
+            "DELETE FROM approvals
+             WHERE created_ms < $1 AND (status <> 'pending' OR expires_ms <= $1)",
+            "DELETE FROM grants WHERE expires_ms IS NOT NULL AND expires_ms < $1",
+        ] {
+            tx.execute(sql, &[&before_ms]).await.map_err(&e)?;
+        }
         tx.commit().await.map_err(&e)?;
         Ok(n)
     }
@@ -385,6 +437,8 @@ impl Store for PostgresStore {
         for sql in [
             "DELETE FROM executions WHERE session = $1",
             "DELETE FROM state WHERE session = $1",
+            "DELETE FROM grants WHERE session = $1",
+            "DELETE FROM approvals WHERE session = $1",
             "DELETE FROM sessions WHERE name = $1",
         ] {
             n += tx.execute(sql, &[&name]).await.map_err(&e)?;
@@ -487,5 +541,200 @@ impl Store for PostgresStore {
             .map_err(&e)?;
         tx.commit().await.map_err(&e)?;
         Ok(n > 0)
+    }
+
+    async fn approval_create(&self, row: &ApprovalRow) -> Result<()> {
+        check_new_approval(row)?;
+        let client = self.client.lock().await;
+        let n = client
+            .execute(
+                "INSERT INTO approvals (id, kind, execution, session, subject, reasons,
+                   created_ms, expires_ms, status)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending')
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &row.id,
+                    &row.kind,
+                    &row.execution,
+                    &row.session,
+                    &row.subject,
+                    &row.reasons,
+                    &row.created_ms,
+                    &row.expires_ms,
+                ],
+            )
+            .await
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(StoreError::AlreadyExists {
+                what: "approval",
+                id: row.id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn approval(&self, id: &str, now_ms: i64) -> Result<Option<ApprovalRow>> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_opt(&format!("{APPROVAL_SELECT} WHERE id = $2"), &[&now_ms, &id])
+            .await
+            .map_err(self.err())?;
+        Ok(row.as_ref().map(approval_row))
+    }
+
+    async fn approvals(&self, q: &ApprovalQuery, now_ms: i64) -> Result<Vec<ApprovalRow>> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT * FROM ({APPROVAL_SELECT}) AS a
+                     WHERE ($2::TEXT IS NULL OR a.status = $2) AND ($3::TEXT IS NULL OR a.execution = $3)
+                     ORDER BY a.created_ms DESC, a.id COLLATE \"C\" DESC LIMIT $4"
+                ),
+                &[&now_ms, &q.status, &q.execution, &q.limit],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(approval_row).collect())
+    }
+
+    async fn approval_decide(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ApprovalRow> {
+        let e = self.err();
+        let status = if approve { "approved" } else { "denied" };
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(&e)?;
+        // A concurrent decider of the same row waits for this one's row lock, then finds the
+        // row no longer pending: one of them changes it.
+        let won = tx
+            .execute(
+                "UPDATE approvals
+                 SET status = $2, decided_by = $3, decided_ms = $4, note = $5
+                 WHERE id = $1 AND status = 'pending' AND expires_ms > $4",
+                &[&id, &status, &by, &now_ms, &note],
+            )
+            .await
+            .map_err(&e)?;
+        if won == 0 {
+            tx.execute(
+                "UPDATE approvals SET status = 'expired'
+                 WHERE id = $1 AND status = 'pending' AND expires_ms <= $2",
+                &[&id, &now_ms],
+            )
+            .await
+            .map_err(&e)?;
+        }
+        let row = tx
+            .query_opt(&format!("{APPROVAL_SELECT} WHERE id = $2"), &[&now_ms, &id])
+            .await
+            .map_err(&e)?
+            .as_ref()
+            .map(approval_row);
+        tx.commit().await.map_err(&e)?;
+        match row {
+            Some(row) if won == 1 => Ok(row),
+            other => Err(decide_failure(id, other)),
+        }
+    }
+
+    async fn grant_create(&self, row: &GrantRow) -> Result<()> {
+        let client = self.client.lock().await;
+        let n = client
+            .execute(
+                "INSERT INTO grants (id, session, function, matcher, created_by, created_ms,
+                   expires_ms, note)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &row.id,
+                    &row.session,
+                    &row.function,
+                    &row.matcher,
+                    &row.created_by,
+                    &row.created_ms,
+                    &row.expires_ms,
+                    &row.note,
+                ],
+            )
+            .await
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(StoreError::AlreadyExists {
+                what: "grant",
+                id: row.id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn grants(&self, session: &str, now_ms: i64) -> Result<Vec<GrantRow>> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                "SELECT id, session, function, matcher, created_by, created_ms, expires_ms, note
+                 FROM grants WHERE session = $1 AND (expires_ms IS NULL OR expires_ms > $2)
+                 ORDER BY created_ms, id COLLATE \"C\"",
+                &[&session, &now_ms],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows.iter().map(grant_row).collect())
+    }
+
+    async fn grant_revoke(&self, id: &str) -> Result<bool> {
+        let client = self.client.lock().await;
+        let n = client
+            .execute("DELETE FROM grants WHERE id = $1", &[&id])
+            .await
+            .map_err(self.err())?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SCHEMA_VERSION;
+    use isola_test_support::postgres::PgCluster;
+
+    /// A database made by the first migration only, as the first isola wrote it, is brought to
+    /// the current version when a node connects, and keeps what it held.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_1_database_is_migrated_and_keeps_its_data() {
+        let mut pg = PgCluster::start().unwrap();
+        let url = pg.create_db("v1").unwrap();
+        {
+            let old = PostgresStore::connect_unmigrated(&url).await.unwrap();
+            old.migrate(&MIGRATIONS[..1]).await.unwrap();
+            let client = old.client.lock().await;
+            client
+                .batch_execute(crate::migrations::v1::DATA)
+                .await
+                .unwrap();
+            let version: i64 = client
+                .query_one("SELECT version FROM isola_schema", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(version, 1);
+        }
+        let store = PostgresStore::connect(&url).await.unwrap();
+        crate::migrations::v1::check_upgraded(&store).await;
+        let client = store.client.lock().await;
+        let versions: Vec<i64> = client
+            .query("SELECT version FROM isola_schema", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(versions, [SCHEMA_VERSION]);
     }
 }

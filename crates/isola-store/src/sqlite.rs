@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use crate::migrations::{MIGRATIONS, SCHEMA_VERSION, VERSION_TABLE};
+use crate::migrations::{MIGRATIONS, VERSION_TABLE};
 use crate::{
-    EntryRow, ExecQuery, ExecRow, Expect, Result, SessionRow, StateItem, Store, StoreError,
-    WriteOp, check_expect, like_prefix,
+    ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, Result, SessionRow,
+    StateItem, Store, StoreError, WriteOp, check_expect, check_new_approval, decide_failure,
+    like_prefix,
 };
 
 pub struct SqliteStore {
@@ -92,12 +93,15 @@ fn open_blocking(path: &Path) -> Result<Connection> {
     }
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
         .map_err(&e)?;
-    migrate(&mut conn, path)?;
+    migrate(&mut conn, path, MIGRATIONS)?;
     Ok(conn)
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+/// Bring the database to version `migrations.len()` (always [`MIGRATIONS`], but for tests that
+/// make an older database).
+fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<()> {
     let e = err(path);
+    let known = migrations.len() as i64;
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(&e)?;
@@ -106,24 +110,21 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         .query_row("SELECT MAX(version) FROM isola_schema", [], |r| r.get(0))
         .map_err(&e)?;
     let found = found.unwrap_or(0);
-    if found > SCHEMA_VERSION {
+    if found > known {
         return Err(StoreError::SchemaTooNew {
             location: path.display().to_string(),
             found,
-            known: SCHEMA_VERSION,
+            known,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
         tx.execute_batch(sql).map_err(&e)?;
         tracing::info!(path = %path.display(), version = i + 1, "store migrated");
     }
-    if found < SCHEMA_VERSION {
+    if found < known {
         tx.execute("DELETE FROM isola_schema", []).map_err(&e)?;
-        tx.execute(
-            "INSERT INTO isola_schema (version) VALUES (?1)",
-            [SCHEMA_VERSION],
-        )
-        .map_err(&e)?;
+        tx.execute("INSERT INTO isola_schema (version) VALUES (?1)", [known])
+            .map_err(&e)?;
     }
     tx.commit().map_err(&e)
 }
@@ -170,6 +171,52 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         executions: r.get(3)?,
         state_keys: r.get(4)?,
         state_bytes: r.get(5)?,
+    })
+}
+
+/// An approval's columns, its status as of `?1` (the caller's now): a pending one past its
+/// expiry reads as `expired`.
+const APPROVAL_SELECT: &str = "SELECT id, kind, execution, session, subject, reasons, created_ms,
+    expires_ms, CASE WHEN status = 'pending' AND expires_ms <= ?1 THEN 'expired' ELSE status END AS status,
+    decided_by, decided_ms, note FROM approvals";
+
+fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRow> {
+    Ok(ApprovalRow {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        execution: r.get(2)?,
+        session: r.get(3)?,
+        subject: r.get(4)?,
+        reasons: r.get(5)?,
+        created_ms: r.get(6)?,
+        expires_ms: r.get(7)?,
+        status: r.get(8)?,
+        decided_by: r.get(9)?,
+        decided_ms: r.get(10)?,
+        note: r.get(11)?,
+    })
+}
+
+fn read_approval(
+    conn: &Connection,
+    id: &str,
+    now_ms: i64,
+) -> rusqlite::Result<Option<ApprovalRow>> {
+    conn.prepare_cached(&format!("{APPROVAL_SELECT} WHERE id = ?2"))?
+        .query_row(params![now_ms, id], approval_row)
+        .optional()
+}
+
+fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
+    Ok(GrantRow {
+        id: r.get(0)?,
+        session: r.get(1)?,
+        function: r.get(2)?,
+        matcher: r.get(3)?,
+        created_by: r.get(4)?,
+        created_ms: r.get(5)?,
+        expires_ms: r.get(6)?,
+        note: r.get(7)?,
     })
 }
 
@@ -370,6 +417,8 @@ impl Store for SqliteStore {
                     [before_ms],
                 )
                 .map_err(&e)?;
+            tx.execute(PRUNE_APPROVALS, [before_ms]).map_err(&e)?;
+            tx.execute(PRUNE_GRANTS, [before_ms]).map_err(&e)?;
             tx.commit().map_err(&e)?;
             Ok(n as u64)
         })
@@ -418,11 +467,17 @@ impl Store for SqliteStore {
             let keys = tx
                 .execute("DELETE FROM state WHERE session = ?1", [&name])
                 .map_err(&e)?;
+            let decisions = tx
+                .execute("DELETE FROM grants WHERE session = ?1", [&name])
+                .map_err(&e)?
+                + tx
+                    .execute("DELETE FROM approvals WHERE session = ?1", [&name])
+                    .map_err(&e)?;
             let sessions = tx
                 .execute("DELETE FROM sessions WHERE name = ?1", [&name])
                 .map_err(&e)?;
             tx.commit().map_err(&e)?;
-            Ok(execs + keys + sessions > 0)
+            Ok(execs + keys + decisions + sessions > 0)
         })
         .await
     }
@@ -530,7 +585,181 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn approval_create(&self, row: &ApprovalRow) -> Result<()> {
+        check_new_approval(row)?;
+        let row = row.clone();
+        self.run(move |conn, path| {
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO approvals (id, kind, execution, session, subject, reasons,
+                       created_ms, expires_ms, status)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending')
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        row.id,
+                        row.kind,
+                        row.execution,
+                        row.session,
+                        row.subject,
+                        row.reasons,
+                        row.created_ms,
+                        row.expires_ms
+                    ])
+                })
+                .map_err(err(path))?;
+            if n == 0 {
+                return Err(StoreError::AlreadyExists {
+                    what: "approval",
+                    id: row.id,
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn approval(&self, id: &str, now_ms: i64) -> Result<Option<ApprovalRow>> {
+        let id = id.to_string();
+        self.run(move |conn, path| read_approval(conn, &id, now_ms).map_err(err(path)))
+            .await
+    }
+
+    async fn approvals(&self, q: &ApprovalQuery, now_ms: i64) -> Result<Vec<ApprovalRow>> {
+        let q = q.clone();
+        self.run(move |conn, path| {
+            let e = err(path);
+            let sql = format!(
+                "SELECT * FROM ({APPROVAL_SELECT}) AS a
+                 WHERE (?2 IS NULL OR a.status = ?2) AND (?3 IS NULL OR a.execution = ?3)
+                 ORDER BY a.created_ms DESC, a.id DESC LIMIT ?4"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(&e)?;
+            let rows = stmt
+                .query_map(
+                    params![now_ms, q.status, q.execution, q.limit.unwrap_or(-1)],
+                    approval_row,
+                )
+                .map_err(&e)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&e)
+        })
+        .await
+    }
+
+    async fn approval_decide(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        note: Option<&str>,
+        now_ms: i64,
+    ) -> Result<ApprovalRow> {
+        let (id, by, note) = (id.to_string(), by.to_string(), note.map(str::to_string));
+        let status = if approve { "approved" } else { "denied" };
+        self.run(move |conn, path| {
+            let e = err(path);
+            // IMMEDIATE: the write lock first, so deciders in other processes take turns.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(&e)?;
+            let won = tx
+                .execute(DECIDE, params![id, status, by, now_ms, note])
+                .map_err(&e)?;
+            if won == 0 {
+                tx.execute(EXPIRE, params![id, now_ms]).map_err(&e)?;
+            }
+            let row = read_approval(&tx, &id, now_ms).map_err(&e)?;
+            tx.commit().map_err(&e)?;
+            match row {
+                Some(row) if won == 1 => Ok(row),
+                other => Err(decide_failure(&id, other)),
+            }
+        })
+        .await
+    }
+
+    async fn grant_create(&self, row: &GrantRow) -> Result<()> {
+        let row = row.clone();
+        self.run(move |conn, path| {
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO grants (id, session, function, matcher, created_by, created_ms,
+                       expires_ms, note)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        row.id,
+                        row.session,
+                        row.function,
+                        row.matcher,
+                        row.created_by,
+                        row.created_ms,
+                        row.expires_ms,
+                        row.note
+                    ])
+                })
+                .map_err(err(path))?;
+            if n == 0 {
+                return Err(StoreError::AlreadyExists {
+                    what: "grant",
+                    id: row.id,
+                });
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn grants(&self, session: &str, now_ms: i64) -> Result<Vec<GrantRow>> {
+        let session = session.to_string();
+        self.run(move |conn, path| {
+            let e = err(path);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, session, function, matcher, created_by, created_ms, expires_ms, note
+                     FROM grants WHERE session = ?1 AND (expires_ms IS NULL OR expires_ms > ?2)
+                     ORDER BY created_ms, id",
+                )
+                .map_err(&e)?;
+            let rows = stmt
+                .query_map(params![session, now_ms], grant_row)
+                .map_err(&e)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(&e)
+        })
+        .await
+    }
+
+    async fn grant_revoke(&self, id: &str) -> Result<bool> {
+        let id = id.to_string();
+        self.run(move |conn, path| {
+            let n = conn
+                .execute("DELETE FROM grants WHERE id = ?1", [&id])
+                .map_err(err(path))?;
+            Ok(n > 0)
+        })
+        .await
+    }
 }
+
+/// Decide approval `?1` (`?2` the status, `?3` by, `?4` now, `?5` the note) if it is still
+/// pending: one row changed, or none.
+const DECIDE: &str = "UPDATE approvals
+    SET status = ?2, decided_by = ?3, decided_ms = ?4, note = ?5
+    WHERE id = ?1 AND status = 'pending' AND expires_ms > ?4";
+
+/// Mark approval `?1` expired if it is pending past its expiry at `?2` (now).
+const EXPIRE: &str = "UPDATE approvals SET status = 'expired' WHERE id = ?1 AND status = 'pending' AND expires_ms <= ?2";
+
+/// The approvals `prune(?1)` deletes: created before the cut, and decided or expired by then.
+const PRUNE_APPROVALS: &str = "DELETE FROM approvals
+    WHERE created_ms < ?1 AND (status <> 'pending' OR expires_ms <= ?1)";
+
+/// The grants `prune(?1)` deletes: those that expired before the cut.
+const PRUNE_GRANTS: &str = "DELETE FROM grants WHERE expires_ms IS NOT NULL AND expires_ms < ?1";
 
 /// The one row a prefix matched; several is an error naming them.
 pub(crate) fn one_of(id: &str, mut rows: Vec<ExecRow>) -> Result<Option<ExecRow>> {
@@ -543,5 +772,40 @@ pub(crate) fn one_of(id: &str, mut rows: Vec<ExecRow>) -> Result<Option<ExecRow>
                 .collect::<Vec<_>>()
                 .join(", ")
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SCHEMA_VERSION;
+
+    /// A database made by the first migration only, as the first isola wrote it, is brought to
+    /// the current version when opened, and keeps what it held.
+    #[tokio::test]
+    async fn a_version_1_database_is_migrated_and_keeps_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            migrate(&mut conn, &path, &MIGRATIONS[..1]).unwrap();
+            conn.execute_batch(crate::migrations::v1::DATA).unwrap();
+            let version: i64 = conn
+                .query_row("SELECT version FROM isola_schema", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(version, 1);
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        crate::migrations::v1::check_upgraded(&store).await;
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let versions: Vec<i64> = conn
+            .prepare("SELECT version FROM isola_schema")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(versions, [SCHEMA_VERSION]);
     }
 }

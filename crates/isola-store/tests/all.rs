@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use isola_store::{
-    EntryRow, ExecQuery, ExecRow, Expect, SCHEMA_VERSION, SqliteStore, Store, StoreError, StoreUrl,
-    WriteOp,
+    ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, SCHEMA_VERSION,
+    SqliteStore, Store, StoreError, StoreUrl, WriteOp,
 };
 use isola_test_support::postgres::PgCluster;
 
@@ -285,13 +285,371 @@ async fn racing_writers(store: Arc<dyn Store>) {
     assert_eq!(won, 1);
 }
 
+fn approval(id: &str, execution: Option<&str>, created_ms: i64, expires_ms: i64) -> ApprovalRow {
+    ApprovalRow {
+        id: id.into(),
+        kind: "call".into(),
+        execution: execution.map(Into::into),
+        session: Some("s1".into()),
+        subject: format!("{{\"function\":\"fs.writeFile\",\"arguments\":{{\"path\":\"{id} é\"}}}}"),
+        reasons: "[\"writes a file\"]".into(),
+        created_ms,
+        expires_ms,
+        status: "pending".into(),
+        decided_by: None,
+        decided_ms: None,
+        note: None,
+    }
+}
+
+fn grant(id: &str, session: &str, created_ms: i64, expires_ms: Option<i64>) -> GrantRow {
+    GrantRow {
+        id: id.into(),
+        session: session.into(),
+        function: "fs.writeFile".into(),
+        matcher: "{\"path\":\"out/\"}".into(),
+        created_by: "alice".into(),
+        created_ms,
+        expires_ms,
+        note: Some("the rest of this session".into()),
+    }
+}
+
+/// Approvals (create, read, list, expiry, decisions and their errors) and session grants.
+async fn approvals_and_grants(store: Arc<dyn Store>) {
+    // Create; a duplicate id and a row that is not a new request are refused.
+    let a1 = approval("a1", Some("ex-1"), 1000, 5000);
+    let mut a2 = approval("a2", Some("ex-2"), 2000, 3000);
+    a2.kind = "plan".into();
+    a2.session = None;
+    let a3 = approval("a3", Some("ex-1"), 3000, 9000);
+    for row in [&a1, &a2, &a3] {
+        store.approval_create(row).await.unwrap();
+    }
+    let dup = store.approval_create(&a1).await.unwrap_err();
+    assert!(
+        matches!(&dup, StoreError::AlreadyExists { what: "approval", id } if id == "a1"),
+        "{dup}"
+    );
+    assert!(
+        dup.to_string().contains("approval `a1` already exists"),
+        "{dup}"
+    );
+    let mut decided = approval("a9", None, 1000, 5000);
+    decided.status = "approved".into();
+    let bad = store.approval_create(&decided).await.unwrap_err();
+    assert!(matches!(&bad, StoreError::Invalid { .. }), "{bad}");
+    assert!(bad.to_string().contains("approval `a9`"), "{bad}");
+    assert!(bad.to_string().contains("`approved`"), "{bad}");
+    assert!(store.approval("a9", 0).await.unwrap().is_none());
+
+    // Read: as stored; a pending one reads as expired from its expiry on.
+    assert_eq!(
+        store.approval("a1", 1500).await.unwrap().as_ref(),
+        Some(&a1)
+    );
+    assert!(store.approval("nope", 1500).await.unwrap().is_none());
+    assert_eq!(
+        store.approval("a2", 2999).await.unwrap().unwrap().status,
+        "pending"
+    );
+    assert_eq!(
+        store.approval("a2", 3000).await.unwrap().unwrap().status,
+        "expired"
+    );
+
+    // List: newest first, by status (as of now), by execution, limited.
+    let ids = |rows: Vec<ApprovalRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    let q = |status: Option<&str>, execution: Option<&str>, limit: Option<i64>| ApprovalQuery {
+        status: status.map(Into::into),
+        execution: execution.map(Into::into),
+        limit,
+    };
+    assert_eq!(
+        ids(store
+            .approvals(&ApprovalQuery::default(), 1500)
+            .await
+            .unwrap()),
+        ["a3", "a2", "a1"]
+    );
+    assert_eq!(
+        ids(store
+            .approvals(&q(Some("pending"), None, None), 2500)
+            .await
+            .unwrap()),
+        ["a3", "a2", "a1"]
+    );
+    assert_eq!(
+        ids(store
+            .approvals(&q(Some("pending"), None, None), 4000)
+            .await
+            .unwrap()),
+        ["a3", "a1"]
+    );
+    assert_eq!(
+        ids(store
+            .approvals(&q(Some("expired"), None, None), 4000)
+            .await
+            .unwrap()),
+        ["a2"]
+    );
+    assert_eq!(
+        ids(store
+            .approvals(&q(None, Some("ex-1"), None), 4000)
+            .await
+            .unwrap()),
+        ["a3", "a1"]
+    );
+    assert_eq!(
+        ids(store
+            .approvals(&q(None, None, Some(1)), 4000)
+            .await
+            .unwrap()),
+        ["a3"]
+    );
+    assert_eq!(
+        ids(store
+            .approvals(&q(Some("pending"), Some("ex-2"), None), 4000)
+            .await
+            .unwrap()),
+        Vec::<String>::new()
+    );
+
+    // Decide: approve; deny with a note.
+    let ok = store
+        .approval_decide("a1", true, "alice", None, 4000)
+        .await
+        .unwrap();
+    assert_eq!(
+        ok,
+        ApprovalRow {
+            status: "approved".into(),
+            decided_by: Some("alice".into()),
+            decided_ms: Some(4000),
+            ..a1.clone()
+        }
+    );
+    assert_eq!(
+        store.approval("a1", 4001).await.unwrap().as_ref(),
+        Some(&ok)
+    );
+    let no = store
+        .approval_decide("a3", false, "bob", Some("not in prod"), 4100)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            no.status.as_str(),
+            no.decided_by.as_deref(),
+            no.note.as_deref()
+        ),
+        ("denied", Some("bob"), Some("not in prod"))
+    );
+    assert_eq!(store.approval("a3", 9999).await.unwrap().unwrap(), no);
+
+    // Decide twice: the second decider is told who decided first, and nothing changes.
+    let twice = store
+        .approval_decide("a1", false, "carol", Some("no"), 4200)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&twice, StoreError::ApprovalDecided { id, status, by }
+            if id == "a1" && status == "approved" && by.as_deref() == Some("alice")),
+        "{twice}"
+    );
+    assert!(
+        twice
+            .to_string()
+            .contains("approval `a1` was already approved by alice"),
+        "{twice}"
+    );
+    assert_eq!(
+        store.approval("a1", 4200).await.unwrap().as_ref(),
+        Some(&ok)
+    );
+    let twice = store
+        .approval_decide("a3", true, "carol", None, 4200)
+        .await
+        .unwrap_err();
+    assert!(
+        twice.to_string().contains("was already denied by bob"),
+        "{twice}"
+    );
+
+    // Decide too late: expired, and it stays expired (even for a clock that is behind).
+    let late = store
+        .approval_decide("a2", true, "alice", None, 4000)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&late, StoreError::ApprovalExpired { id } if id == "a2"),
+        "{late}"
+    );
+    assert!(late.to_string().contains("approval `a2` expired"), "{late}");
+    let a2_now = store.approval("a2", 2500).await.unwrap().unwrap();
+    assert_eq!(
+        (a2_now.status.as_str(), a2_now.decided_by, a2_now.decided_ms),
+        ("expired", None, None)
+    );
+    assert!(matches!(
+        store.approval_decide("a2", true, "alice", None, 2500).await,
+        Err(StoreError::ApprovalExpired { .. })
+    ));
+    // At its expiry exactly it is too late.
+    store
+        .approval_create(&approval("a4", None, 4000, 4500))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.approval_decide("a4", true, "alice", None, 4500).await,
+        Err(StoreError::ApprovalExpired { .. })
+    ));
+
+    // Not found.
+    let none = store
+        .approval_decide("nope", true, "alice", None, 4000)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&none, StoreError::ApprovalNotFound { id } if id == "nope"),
+        "{none}"
+    );
+    assert!(none.to_string().contains("no approval `nope`"), "{none}");
+
+    assert_eq!(
+        ids(store
+            .approvals(&q(Some("approved"), None, None), 5000)
+            .await
+            .unwrap()),
+        ["a1"]
+    );
+    assert_eq!(
+        ids(store
+            .approvals(&q(Some("denied"), None, None), 5000)
+            .await
+            .unwrap()),
+        ["a3"]
+    );
+
+    // Grants: oldest first, unexpired, per session; a duplicate id is refused.
+    let g1 = grant("g1", "s1", 100, None);
+    let g2 = grant("g2", "s1", 200, Some(1000));
+    let g3 = grant("g3", "s2", 150, None);
+    for g in [&g1, &g2, &g3] {
+        store.grant_create(g).await.unwrap();
+    }
+    let dup = store.grant_create(&g2).await.unwrap_err();
+    assert!(
+        matches!(&dup, StoreError::AlreadyExists { what: "grant", id } if id == "g2"),
+        "{dup}"
+    );
+    assert_eq!(
+        store.grants("s1", 500).await.unwrap(),
+        [g1.clone(), g2.clone()]
+    );
+    assert_eq!(
+        store.grants("s1", 1000).await.unwrap(),
+        std::slice::from_ref(&g1)
+    );
+    assert_eq!(
+        store.grants("s2", 500).await.unwrap(),
+        std::slice::from_ref(&g3)
+    );
+    assert!(store.grants("s3", 500).await.unwrap().is_empty());
+    // Revoke.
+    assert!(store.grant_revoke("g2").await.unwrap());
+    assert!(!store.grant_revoke("g2").await.unwrap());
+    assert_eq!(
+        store.grants("s1", 500).await.unwrap(),
+        std::slice::from_ref(&g1)
+    );
+
+    // Prune: decided or expired approvals created before the cut, grants expired before it;
+    // a pending approval still open at the cut stays.
+    store
+        .approval_create(&approval("a5", None, 100, 1_000_000))
+        .await
+        .unwrap();
+    store
+        .approval_create(&approval("a6", None, 200, 300))
+        .await
+        .unwrap();
+    store
+        .grant_create(&grant("g4", "s2", 100, Some(400)))
+        .await
+        .unwrap();
+    store.prune(3500).await.unwrap();
+    assert_eq!(
+        ids(store
+            .approvals(&ApprovalQuery::default(), 5000)
+            .await
+            .unwrap()),
+        ["a4", "a5"]
+    );
+    assert_eq!(
+        store.grants("s2", 0).await.unwrap(),
+        std::slice::from_ref(&g3)
+    );
+
+    // Deleting a session deletes its grants and approvals, not another's.
+    assert!(store.delete_session("s1").await.unwrap());
+    assert!(store.grants("s1", 500).await.unwrap().is_empty());
+    assert!(store.approval("a5", 5000).await.unwrap().is_none());
+    assert_eq!(store.grants("s2", 500).await.unwrap(), [g3]);
+    assert!(!store.delete_session("s1").await.unwrap());
+}
+
+/// Two deciders of one approval at once, each through its own connection (two processes, or
+/// two nodes): exactly one wins, the other is told it was decided.
+async fn racing_deciders(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    for round in 0..10 {
+        let id = format!("race-{round}");
+        a.approval_create(&approval(&id, None, 10, 1_000_000))
+            .await
+            .unwrap();
+        let (approve_a, approve_b) = (round % 2 == 0, round % 3 == 0);
+        let ta = {
+            let (a, id) = (a.clone(), id.clone());
+            tokio::spawn(async move { a.approval_decide(&id, approve_a, "alice", None, 20).await })
+        };
+        let tb = {
+            let (b, id) = (b.clone(), id.clone());
+            tokio::spawn(async move { b.approval_decide(&id, approve_b, "bob", None, 20).await })
+        };
+        let results = [ta.await.unwrap(), tb.await.unwrap()];
+        let winners: Vec<&ApprovalRow> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1, "{results:?}");
+        let winner = winners[0];
+        let loser = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+        match loser {
+            StoreError::ApprovalDecided {
+                id: lid,
+                status,
+                by,
+            } => {
+                assert_eq!(lid, &id);
+                assert_eq!(status, &winner.status);
+                assert_eq!(by, &winner.decided_by);
+            }
+            e => panic!("{e}"),
+        }
+        // Both see the winner's decision.
+        assert_eq!(a.approval(&id, 30).await.unwrap().as_ref(), Some(winner));
+        assert_eq!(b.approval(&id, 30).await.unwrap().as_ref(), Some(winner));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_conformance() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sub/isola.db");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
     conformance(store.clone()).await;
-    racing_writers(store).await;
+    racing_writers(store.clone()).await;
+    approvals_and_grants(store.clone()).await;
+    // Another process on the same file: a connection of its own.
+    let other: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    racing_deciders(store, other).await;
     // The database file is private to its user.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
@@ -313,7 +671,8 @@ async fn postgres_conformance() {
         .unwrap();
     assert_eq!(store.kind(), "postgres");
     conformance(store.clone()).await;
-    racing_writers(store).await;
+    racing_writers(store.clone()).await;
+    approvals_and_grants(store.clone()).await;
     // A second node on the same database: migrations already done, data shared.
     let url2 = pg.url("conformance");
     let a = isola_store::open(&StoreUrl::parse(&url2).unwrap())
@@ -329,6 +688,7 @@ async fn postgres_conformance() {
         b.state_get("shared", "k").await.unwrap().unwrap().value,
         "1"
     );
+    racing_deciders(a, b).await;
 }
 
 #[tokio::test]
