@@ -214,10 +214,13 @@ async fn start(
             .with_max_script_bytes(config.settings.max_script_bytes),
         None => crate::commands::engine(&config, hub.clone(), backend, limits),
     });
-    let mut agent = Agent::new(engine.clone(), hub.clone(), agent_config, models);
-    if let Some(j) = &journal {
-        agent = agent.with_hook(Arc::new(crate::journal::AgentJournal::new(j, engine, kind)));
-    }
+    let governor = crate::govern::governor(
+        &config,
+        journal.as_ref().map(|j| j.store()),
+        crate::govern::on_terminal(),
+    )?;
+    let hook = crate::journal::AgentHook::new(journal.as_ref(), engine.clone(), governor, kind);
+    let agent = Agent::new(engine, hub.clone(), agent_config, models).with_hook(Arc::new(hook));
     Ok(Session {
         agent,
         hub,

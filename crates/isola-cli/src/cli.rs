@@ -67,6 +67,13 @@ pub enum Command {
     /// Run a journaled execution again from its recorded inputs and results, calling no tool;
     /// report whether it did the same or where it diverged.
     Replay(crate::journal::ReplayArgs),
+    /// The policy every tool call passes: check an input against it, run its tests, print the
+    /// default.
+    #[command(subcommand)]
+    Policy(crate::govern::PolicyCommand),
+    /// Calls waiting for a person's approval: list, show, approve, deny.
+    #[command(subcommand)]
+    Approvals(crate::govern::ApprovalsCommand),
 }
 
 #[derive(Args, Debug)]

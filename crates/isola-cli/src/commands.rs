@@ -48,6 +48,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sessions(c) => {
             crate::journal::sessions(cli.config.as_deref(), cli.store.as_deref(), c).await
         }
+        Command::Policy(c) => crate::govern::policy(cli.config.as_deref(), c).await,
+        Command::Approvals(c) => {
+            crate::govern::approvals(cli.config.as_deref(), cli.store.as_deref(), c).await
+        }
         Command::Replay(a) => {
             crate::journal::replay(cli.config.as_deref(), cli.store.as_deref(), a).await
         }
@@ -195,6 +199,11 @@ async fn exec(config_path: Option<&Path>, store: Option<&str>, args: ExecArgs) -
     args.limits.apply(&mut limits);
     // The journal's store (recovering what a crashed run left), before any server starts.
     let journaled = crate::journal::Journaled::open(store, &config, args.session.clone()).await?;
+    let governor = crate::govern::governor(
+        &config,
+        journaled.as_ref().map(|j| j.store()),
+        crate::govern::on_terminal(),
+    )?;
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
     let engine = match &journaled {
@@ -209,6 +218,13 @@ async fn exec(config_path: Option<&Path>, store: Option<&str>, args: ExecArgs) -
     let exec_id = journaled
         .as_ref()
         .map(|j| j.begin(&engine, &source, &file_name, &mut options));
+    crate::govern::attach(
+        &governor,
+        &mut options,
+        &source,
+        &format!("cli:{}", crate::govern::user()),
+        args.session.clone(),
+    );
     let record = engine.execute(&source, options).await;
     if let Some(j) = journaled {
         j.close().await;

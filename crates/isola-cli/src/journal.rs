@@ -145,7 +145,10 @@ async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>> {
 }
 
 /// The store for the commands that read it: the config is optional (no isola.json is fine).
-async fn store_for_reading(config: Option<&Path>, flag: Option<&str>) -> Result<Arc<dyn Store>> {
+pub async fn store_for_reading(
+    config: Option<&Path>,
+    flag: Option<&str>,
+) -> Result<Arc<dyn Store>> {
     let config = match config {
         Some(p) => Some(load_config(Some(p))?),
         None if Path::new(isola_config::DEFAULT_CONFIG_FILE).exists() => Some(load_config(None)?),
@@ -199,6 +202,11 @@ impl Journaled {
         }))
     }
 
+    /// Where the journal is kept (approval requests wait there too).
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.journal.store().clone()
+    }
+
     /// The tools of the engine: the servers', plus `state`.
     pub fn tools(&self, inner: Arc<dyn Tools>) -> Arc<dyn Tools> {
         let tools = Arc::new(StateTools::new(
@@ -236,26 +244,32 @@ impl Journaled {
     }
 }
 
-/// `isola mcp`'s journal: every `execute` is journaled; each client session (an HTTP
-/// `Mcp-Session-Id`, or the one stdio client of this process) is a session.
-pub struct McpJournal {
-    journal: Journal,
+/// What `isola mcp` does before each `execute`: journal it (each client session, an HTTP
+/// `Mcp-Session-Id` or the one stdio client of this process, is a session) and govern it.
+pub struct McpHook {
+    journal: Option<Journal>,
     engine: Arc<Engine>,
+    governor: Arc<isola_control::Governor>,
     /// The stdio client's session: one per process.
     stdio_session: String,
 }
 
-impl McpJournal {
-    pub fn new(j: &Journaled, engine: Arc<Engine>) -> Self {
+impl McpHook {
+    pub fn new(
+        j: Option<&Journaled>,
+        engine: Arc<Engine>,
+        governor: Arc<isola_control::Governor>,
+    ) -> Self {
         Self {
-            journal: j.journal.clone(),
+            journal: j.map(|j| j.journal.clone()),
             engine,
+            governor,
             stdio_session: format!("mcp-{}", isola_journal::new_execution_id()),
         }
     }
 }
 
-impl isola_server::ExecHook for McpJournal {
+impl isola_server::ExecHook for McpHook {
     fn before(&self, exec: &isola_server::ExecContext<'_>, options: &mut ExecOptions) {
         let session = match &exec.http_session {
             Some(s) => format!("mcp-{s}"),
@@ -265,42 +279,58 @@ impl isola_server::ExecHook for McpJournal {
             Some(c) => format!("mcp:{c}"),
             None => "mcp".to_string(),
         };
-        let begin = Begin::new(exec.code, &origin)
-            .session(Some(session))
-            .file("script.ts");
-        self.journal
-            .begin(begin, &self.engine.api())
-            .attach(options);
+        if let Some(journal) = &self.journal {
+            let begin = Begin::new(exec.code, &origin)
+                .session(Some(session.clone()))
+                .file("script.ts");
+            journal.begin(begin, &self.engine.api()).attach(options);
+        }
+        crate::govern::attach(&self.governor, options, exec.code, &origin, Some(session));
     }
 }
 
-/// The journal of one agent run (`isola run`, or one `isola chat`): its executions are a session
-/// of their own, origin `agent`.
-pub struct AgentJournal {
-    journal: Journal,
+/// What an agent run (`isola run`, or one `isola chat`) does before each script: journal it (the
+/// run's executions are a session of their own, origin `agent`) and govern it.
+pub struct AgentHook {
+    journal: Option<Journal>,
     engine: Arc<Engine>,
+    governor: Arc<isola_control::Governor>,
     session: String,
 }
 
-impl AgentJournal {
+impl AgentHook {
     /// `kind` starts the session's name (`run-…`, `chat-…`).
-    pub fn new(j: &Journaled, engine: Arc<Engine>, kind: &str) -> Self {
+    pub fn new(
+        j: Option<&Journaled>,
+        engine: Arc<Engine>,
+        governor: Arc<isola_control::Governor>,
+        kind: &str,
+    ) -> Self {
         Self {
-            journal: j.journal.clone(),
+            journal: j.map(|j| j.journal.clone()),
             engine,
+            governor,
             session: format!("{kind}-{}", isola_journal::new_execution_id()),
         }
     }
 }
 
-impl isola_agent::ExecHook for AgentJournal {
+impl isola_agent::ExecHook for AgentHook {
     fn before(&self, code: &str, options: &mut ExecOptions) {
-        let begin = Begin::new(code, "agent")
-            .session(Some(self.session.clone()))
-            .file("script.ts");
-        self.journal
-            .begin(begin, &self.engine.api())
-            .attach(options);
+        if let Some(journal) = &self.journal {
+            let begin = Begin::new(code, "agent")
+                .session(Some(self.session.clone()))
+                .file("script.ts");
+            journal.begin(begin, &self.engine.api()).attach(options);
+        }
+        let principal = format!("agent:{}", crate::govern::user());
+        crate::govern::attach(
+            &self.governor,
+            options,
+            code,
+            &principal,
+            Some(self.session.clone()),
+        );
     }
 }
 

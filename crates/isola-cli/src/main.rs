@@ -4,6 +4,7 @@ mod agent;
 mod cli;
 mod commands;
 mod error;
+mod govern;
 mod journal;
 mod mcp;
 mod render;

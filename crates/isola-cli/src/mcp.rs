@@ -98,9 +98,13 @@ pub async fn run(
             embed_max_tokens: args.embed_max_tokens,
         },
     );
-    if let Some(j) = &journaled {
-        server = server.with_hook(Arc::new(crate::journal::McpJournal::new(j, engine)));
-    }
+    // Never the terminal: an MCP host's user decides through `isola approvals`.
+    let governor = crate::govern::governor(&config, journaled.as_ref().map(|j| j.store()), false)?;
+    server = server.with_hook(Arc::new(crate::journal::McpHook::new(
+        journaled.as_ref(),
+        engine,
+        governor,
+    )));
     let watcher = server.watch_hub(&hub);
     let view = server.view();
     eprintln!(

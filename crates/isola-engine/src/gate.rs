@@ -156,6 +156,11 @@ impl Gates {
         Self(gates)
     }
 
+    /// Ask `gate` before the others (the strictest goes first: a policy before a journal).
+    pub fn insert_first(&mut self, gate: Arc<dyn CallGate>) {
+        self.0.insert(0, gate);
+    }
+
     pub fn push(&mut self, gate: Arc<dyn CallGate>) {
         self.0.push(gate);
     }

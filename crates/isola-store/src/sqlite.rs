@@ -85,9 +85,20 @@ fn open_blocking(path: &Path) -> Result<Connection> {
     let e = err(path);
     let mut conn = Connection::open(path).map_err(&e)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(&e)?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .map_err(&e)?;
+    // Switching a new database to WAL takes an exclusive lock and does not wait for the busy
+    // timeout: when another process opens the same new file at the same moment, try again.
+    let mut tries = 0;
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DatabaseBusy && tries < 200 =>
+            {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => break other.map_err(&e)?,
+        }
+    };
     if mode != "wal" {
         tracing::warn!(path = %path.display(), mode, "SQLite did not switch to WAL");
     }

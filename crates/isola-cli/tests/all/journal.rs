@@ -158,7 +158,8 @@ return {{ t0, r, sum, a, b, order, later: Date.now() - t0 }};"#,
 
 #[test]
 fn kill_9_mid_script_leaves_a_verifiable_journal_and_an_interrupted_execution() {
-    let p = Project::new();
+    // The writes are not destructive here: nobody is asked.
+    let p = Project::new().with_isola(json!({"effects": {"fs": {"write_file": "write"}}}));
     let data = p.data();
     p.write(
         "slow.ts",

@@ -7,6 +7,7 @@ mod agent;
 mod config;
 mod conformance;
 mod exec;
+mod govern;
 mod hostile;
 mod hostile_mcp;
 mod inspector;

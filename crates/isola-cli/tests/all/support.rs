@@ -44,6 +44,16 @@ impl Project {
         Project { dir }
     }
 
+    /// Give the config this `isola` section.
+    pub fn with_isola(self, settings: serde_json::Value) -> Self {
+        let path = self.dir.path().join("isola.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        config["isola"] = settings;
+        std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+        self
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
