@@ -400,7 +400,9 @@ fn deno_run(deno: &Path, runs: u32) -> Result<Stats, String> {
 ///   process answers both: the fair baseline, and the one the overhead is computed against);
 /// * directly with rmcp from a client of its own, with its own server process (for reference:
 ///   two processes of the same server can differ by tens of percent on a small VM);
-/// * through `McpHub::call` (Isola's MCP layer without the sandbox).
+/// * through `McpHub::call` (Isola's MCP layer without the sandbox);
+/// * through Isola again with the built-in default policy's gate on every call (its cost is the
+///   median of the per-round ratios of the two Isola runs, taken in alternating order).
 pub async fn mcp_overhead(
     hub: Arc<isola_mcp::McpHub>,
     backend: Backend,
@@ -474,12 +476,47 @@ pub async fn mcp_overhead(
     // answer to the script's next call (the sandbox's turn and the hand-overs).
     let (mut call_times, mut gaps, mut direct_calls) = (Vec::new(), Vec::new(), Vec::new());
     let (mut before_first, mut after_last) = (Vec::new(), Vec::new());
+    let governor = isola_control::Governor::new(
+        Arc::new(isola_policy::Policy::builtin()),
+        None,
+        Duration::from_secs(1),
+    );
+    let mut policy_ratios = Vec::new();
     for round in 0..rounds + 1 {
+        let gated = async || {
+            let mut options = ExecOptions::default();
+            options.gates.push(governor.gate(isola_control::ExecInfo {
+                id: format!("bench-{round}"),
+                session: None,
+                principal: "bench".into(),
+                mode: isola_policy::Mode::Live,
+                code: script.clone(),
+                file: "bench.ts".into(),
+            }));
+            let t = Instant::now();
+            let rec = engine.execute(&script, options).await;
+            (t.elapsed(), rec.ok)
+        };
+        let tg_first = if round % 2 == 0 {
+            Some(gated().await)
+        } else {
+            None
+        };
         let t = Instant::now();
         let rec = engine.execute(&script, ExecOptions::default()).await;
         let ti = t.elapsed();
         if !rec.ok {
             return Err(format!("the Isola run failed: {:?}", rec.error));
+        }
+        let (tg, gated_ok) = match tg_first {
+            Some(r) => r,
+            None => gated().await,
+        };
+        if !gated_ok {
+            return Err("the Isola run with the default policy failed".into());
+        }
+        if round > 0 {
+            policy_ratios.push(tg.as_secs_f64() / ti.as_secs_f64());
         }
         let t = Instant::now();
         for i in 0..calls {
@@ -541,6 +578,11 @@ pub async fn mcp_overhead(
         .collect();
     ratios.sort_by(f64::total_cmp);
     let median_ratio = ratios.get(ratios.len() / 2).copied().unwrap_or(f64::NAN);
+    policy_ratios.sort_by(f64::total_cmp);
+    let policy_ratio = policy_ratios
+        .get(policy_ratios.len() / 2)
+        .copied()
+        .unwrap_or(f64::NAN);
     let [si, st, sd, so, sh] = [isola, in_tool, direct, own_process, via_hub].map(Stats::of);
     let per_call =
         |a: &Stats, b: &Stats| (a.p50.as_secs_f64() - b.p50.as_secs_f64()) * 1e6 / f64::from(calls);
@@ -579,6 +621,11 @@ pub async fn mcp_overhead(
         out,
         "  Isola overhead (median of per-round ratios, same connection): {:+.1}%",
         (median_ratio - 1.0) * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "  the default policy's gate on every call (median of per-round ratios, Isola with / without): {:+.1}%",
+        (policy_ratio - 1.0) * 100.0
     );
     Ok(out)
 }
