@@ -45,7 +45,19 @@ pub fn governor(
     terminal: bool,
 ) -> Result<Arc<Governor>> {
     let timeout = Duration::from_millis(config.settings.approvals.timeout_ms);
-    let mut governor = Governor::new(Arc::new(load_policy(config)?), store, timeout);
+    let mut governor = Governor::new(Arc::new(load_policy(config)?), store, timeout)
+        .with_notice(Arc::new(|r: &Request| {
+            eprintln!(
+                "{}",
+                neutralize(&format!(
+                    "isola: {} waits for approval {}: {}\n  decide: isola approvals show {id} | approve {id} | deny {id} --reason TEXT",
+                    r.function,
+                    r.id,
+                    r.reasons.join("; "),
+                    id = r.id
+                ))
+            );
+        }));
     if terminal && let Some(ask) = TerminalAsk::open() {
         governor = governor.with_ask(Arc::new(ask));
     }
@@ -455,18 +467,14 @@ pub async fn approvals(
                         "approved {id}, but its execution has no session to grant the rest of\nhint: drop --session"
                     )));
                 };
-                store
-                    .grant_create(&isola_store::GrantRow {
-                        id: format!("gr-{}", isola_journal::new_execution_id()),
-                        session: name.clone(),
-                        function: function.clone(),
-                        matcher: "{}".into(),
-                        created_by: by.clone(),
-                        created_ms: now,
-                        expires_ms: None,
-                        note: reason.clone(),
-                    })
-                    .await?;
+                let grant = isola_control::approval::session_grant(
+                    name,
+                    &function,
+                    &by,
+                    reason.clone(),
+                    now,
+                );
+                store.grant_create(&grant).await?;
                 eprintln!("isola: every later {function} call in session {name} is approved too");
             }
             print(&neutralize(&format!("approved {id} ({function})\n")))?;

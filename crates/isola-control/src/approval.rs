@@ -100,6 +100,9 @@ pub trait Ask: Send + Sync {
     fn ask(&self, request: &Request) -> BoxFuture<'static, Option<Answer>>;
 }
 
+/// Told of a request that waits in the store, nobody here being asked.
+pub type Notice = Arc<dyn Fn(&Request) + Send + Sync>;
+
 /// Whether a grant's `matcher` covers a call's `arguments`: every key of the matcher names an
 /// argument; a string is a prefix the argument must start with (a value with a `..` path
 /// segment never matches one), anything else must be equal. `{}` covers every call.
@@ -132,6 +135,7 @@ pub fn now_ms() -> i64 {
 pub async fn decide(
     store: Option<&Arc<dyn Store>>,
     ask: Option<&Arc<dyn Ask>>,
+    notice: Option<&Notice>,
     request: Request,
     timeout: Duration,
     poll: Duration,
@@ -174,6 +178,11 @@ pub async fn decide(
         approval = %request.id, function = %request.function,
         "waiting for approval (isola approvals approve {} | deny {})", request.id, request.id
     );
+    if ask.is_none()
+        && let Some(notice) = notice
+    {
+        notice(&request);
+    }
     let mut asked: Option<BoxFuture<'static, Option<Answer>>> = ask.map(|a| a.ask(&request));
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
@@ -240,21 +249,33 @@ async fn record(store: Option<&Arc<dyn Store>>, request: &Request, answer: Answe
         && row.status == "approved"
         && let Some(session) = &request.session
     {
-        let grant = GrantRow {
-            id: format!("gr-{}", isola_journal::new_execution_id()),
-            session: session.clone(),
-            function: request.function.clone(),
-            matcher: "{}".into(),
-            created_by: by.clone(),
-            created_ms: now,
-            expires_ms: None,
-            note: Some(format!("from approval {}", request.id)),
-        };
+        let note = format!("from approval {}", request.id);
+        let grant = session_grant(session, &request.function, &by, Some(note), now);
         if let Err(error) = store.grant_create(&grant).await {
             tracing::warn!(%error, "cannot store the session's grant");
         }
     }
     decision_of(&row, request)
+}
+
+/// A grant approving every later call of `function` in `session`.
+pub fn session_grant(
+    session: &str,
+    function: &str,
+    by: &str,
+    note: Option<String>,
+    now_ms: i64,
+) -> GrantRow {
+    GrantRow {
+        id: format!("gr-{}", isola_journal::new_execution_id()),
+        session: session.to_string(),
+        function: function.to_string(),
+        matcher: "{}".into(),
+        created_by: by.to_string(),
+        created_ms: now_ms,
+        expires_ms: None,
+        note,
+    }
 }
 
 /// The decision a stored request holds.

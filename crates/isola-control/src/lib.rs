@@ -28,7 +28,7 @@ use isola_engine::{CallGate, CallIntent, Denial, EffectClass, Verdict};
 use isola_policy::{Call, CallInput, Counts, Effect, Execution, Mode, Outcome, Policy};
 use isola_store::Store;
 
-pub use approval::{Answer, Ask, Request, grant_matches};
+pub use approval::{Answer, Ask, Notice, Request, grant_matches};
 pub use futures::future::BoxFuture;
 
 /// The execution a gate governs.
@@ -54,6 +54,7 @@ struct Inner {
     policy: Arc<Policy>,
     store: Option<Arc<dyn Store>>,
     ask: Option<Arc<dyn Ask>>,
+    notice: Option<Notice>,
     /// How long a held call waits for a decision.
     timeout: Duration,
     /// How often the store is asked whether a request was decided.
@@ -69,6 +70,7 @@ impl Governor {
                 policy,
                 store,
                 ask: None,
+                notice: None,
                 timeout,
                 poll: Duration::from_millis(200),
             }),
@@ -79,6 +81,15 @@ impl Governor {
     pub fn with_ask(mut self, ask: Arc<dyn Ask>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.ask = Some(ask);
+        }
+        self
+    }
+
+    /// Tell `notice` of each request that waits in the store with nobody here to ask (a line on
+    /// stderr saying how to decide it).
+    pub fn with_notice(mut self, notice: Notice) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.notice = Some(notice);
         }
         self
     }
@@ -174,6 +185,7 @@ impl CallGate for PolicyGate {
                         approval::decide(
                             inner.store.as_ref(),
                             inner.ask.as_ref(),
+                            inner.notice.as_ref(),
                             request,
                             inner.timeout,
                             inner.poll,

@@ -48,6 +48,10 @@ const POOL_MAX: usize = 64;
 pub struct Policy {
     shared: Arc<Shared>,
     time_limit: Duration,
+    /// The built-in policy: calls are decided by [`default_call`], its exact equivalent in Rust
+    /// (a test holds the two together), because a Rego evaluation before every call of every
+    /// execution costs a fifth of an MCP round trip with cold caches. Plans still go to Rego.
+    native_default: bool,
 }
 
 struct Shared {
@@ -84,7 +88,10 @@ impl Policy {
     pub fn builtin() -> Policy {
         let sources = [(DEFAULT_POLICY_NAME.to_string(), DEFAULT_POLICY.to_string())];
         match Self::from_sources(&sources, None) {
-            Ok(policy) => policy,
+            Ok(policy) => Policy {
+                native_default: true,
+                ..policy
+            },
             // Cannot happen (a test loads it), but if it did, fail closed rather than panic.
             Err(error) => Policy {
                 shared: Arc::new(Shared {
@@ -95,8 +102,17 @@ impl Policy {
                     defined: Defined::default(),
                 }),
                 time_limit: DEFAULT_TIME_LIMIT,
+                native_default: false,
             },
         }
+    }
+
+    /// The same policy evaluated by Rego alone (for the built-in one: without its Rust
+    /// equivalent). For tests and benchmarks.
+    #[must_use]
+    pub fn rego_only(mut self) -> Policy {
+        self.native_default = false;
+        self
     }
 
     /// Reads and compiles the policy files (Rego v1), with an optional data document
@@ -131,6 +147,7 @@ impl Policy {
                 defined,
             }),
             time_limit: DEFAULT_TIME_LIMIT,
+            native_default: false,
         })
     }
 
@@ -161,6 +178,9 @@ impl Policy {
 
     /// Decides one call.
     pub fn decide_call(&self, input: &CallInput) -> Decision {
+        if self.native_default {
+            return default_call(input);
+        }
         match call_value(input) {
             Ok(value) => self.evaluate(value),
             Err(error) => Decision::failed(
@@ -706,5 +726,30 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(50)), "50 ms");
         assert_eq!(format_duration(Duration::from_micros(250)), "250 µs");
         assert_eq!(format_duration(Duration::from_micros(1500)), "1.500 ms");
+    }
+}
+
+/// [`DEFAULT_POLICY`]'s decision about one call, in Rust: a destructive call requires approval.
+fn default_call(input: &CallInput) -> Decision {
+    if input.call.effect != crate::input::Effect::Destructive {
+        return Decision {
+            outcome: Outcome::Allow,
+            reasons: Vec::new(),
+            fired: Vec::new(),
+            error: None,
+        };
+    }
+    let msg = format!(
+        "{} is destructive: the default policy asks a person",
+        input.call.function
+    );
+    Decision {
+        outcome: Outcome::RequireApproval,
+        reasons: vec![msg.clone()],
+        fired: vec![Fired {
+            rule: Rule::RequireApproval,
+            message: Some(msg),
+        }],
+        error: None,
     }
 }

@@ -89,6 +89,23 @@ fn the_default_policy_allows_reads_and_writes() {
     check(&write, Outcome::Allow, &[]);
 }
 
+/// The built-in policy decides calls in Rust; its Rego text must say exactly the same.
+#[test]
+fn the_default_policys_rust_and_rego_agree() {
+    let native = Policy::builtin();
+    let rego = Policy::builtin().rego_only();
+    for effect in [Effect::Read, Effect::Write, Effect::Destructive] {
+        for function in ["fs.deleteFile", "github.create_issue", "x.a\"b%s"] {
+            let input = call(function, effect, json!({"path": "/x"}));
+            assert_eq!(
+                native.decide_call(&input),
+                rego.decide_call(&input),
+                "{function} {effect:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_default_policy_asks_a_person_for_a_destructive_call() {
     let decision =

@@ -103,6 +103,12 @@ fn a_destructive_call_waits_until_another_process_approves_it() {
     let out = finish(child);
     assert_eq!(out.code(), 0, "{}", out.stderr());
     assert_eq!(out.json()["result"], "written", "{}", out.stdout());
+    assert!(
+        out.stderr()
+            .contains(&format!("fs.writeFile waits for approval {id}")),
+        "how to decide is said on stderr: {}",
+        out.stderr()
+    );
     assert_eq!(
         std::fs::read_to_string(p.data().join("new.txt")).unwrap(),
         "written"
