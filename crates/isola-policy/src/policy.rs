@@ -675,6 +675,31 @@ pub(crate) fn render_error(text: &str) -> (String, String) {
     }
 }
 
+/// [`DEFAULT_POLICY`]'s decision about one call, in Rust: a destructive call requires approval.
+fn default_call(input: &CallInput) -> Decision {
+    if input.call.effect != crate::input::Effect::Destructive {
+        return Decision {
+            outcome: Outcome::Allow,
+            reasons: Vec::new(),
+            fired: Vec::new(),
+            error: None,
+        };
+    }
+    let msg = format!(
+        "{} is destructive: the default policy asks a person",
+        input.call.function
+    );
+    Decision {
+        outcome: Outcome::RequireApproval,
+        reasons: vec![msg.clone()],
+        fired: vec![Fired {
+            rule: Rule::RequireApproval,
+            message: Some(msg),
+        }],
+        error: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -726,30 +751,5 @@ mod tests {
         assert_eq!(format_duration(Duration::from_millis(50)), "50 ms");
         assert_eq!(format_duration(Duration::from_micros(250)), "250 µs");
         assert_eq!(format_duration(Duration::from_micros(1500)), "1.500 ms");
-    }
-}
-
-/// [`DEFAULT_POLICY`]'s decision about one call, in Rust: a destructive call requires approval.
-fn default_call(input: &CallInput) -> Decision {
-    if input.call.effect != crate::input::Effect::Destructive {
-        return Decision {
-            outcome: Outcome::Allow,
-            reasons: Vec::new(),
-            fired: Vec::new(),
-            error: None,
-        };
-    }
-    let msg = format!(
-        "{} is destructive: the default policy asks a person",
-        input.call.function
-    );
-    Decision {
-        outcome: Outcome::RequireApproval,
-        reasons: vec![msg.clone()],
-        fired: vec![Fired {
-            rule: Rule::RequireApproval,
-            message: Some(msg),
-        }],
-        error: None,
     }
 }
