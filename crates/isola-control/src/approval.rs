@@ -330,3 +330,27 @@ fn unavailable(request: &Request, why: &str) -> Decision {
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_match_by_prefix_or_value_and_never_through_dot_dot() {
+        let args = json!({"path": "out/a.txt", "mode": 1});
+        assert!(grant_matches(&json!({}), &args));
+        assert!(grant_matches(&json!({"path": "out/"}), &args));
+        assert!(grant_matches(&json!({"path": "out/", "mode": 1}), &args));
+        assert!(!grant_matches(&json!({"mode": 2}), &args));
+        assert!(!grant_matches(&json!({"path": "in/"}), &args));
+        assert!(
+            !grant_matches(&json!({"owner": "x"}), &args),
+            "a missing argument"
+        );
+        assert!(!grant_matches(
+            &json!({"path": "out/"}),
+            &json!({"path": "out/../etc/passwd"})
+        ));
+        assert!(!grant_matches(&json!("out/"), &args), "not an object");
+    }
+}
