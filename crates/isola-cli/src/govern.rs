@@ -127,16 +127,23 @@ impl TerminalAsk {
 impl Ask for TerminalAsk {
     fn ask(&self, request: &Request) -> BoxFuture<'static, Option<Answer>> {
         let (request, by, lock) = (request.clone(), self.by.clone(), self.one_at_a_time.clone());
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
+        // A thread of its own, not tokio's blocking pool: when the request is decided elsewhere
+        // the read goes on waiting, and the runtime would wait for it at exit; a detached thread
+        // ends with the process.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("isola-approval-prompt".into())
+            .spawn(move || {
                 let _one = lock
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                ask_on_tty(&request, &by).ok().flatten()
-            })
-            .await
-            .ok()
-            .flatten()
+                let _ = tx.send(ask_on_tty(&request, &by).ok().flatten());
+            });
+        Box::pin(async move {
+            match spawned {
+                Ok(_) => rx.await.ok().flatten(),
+                Err(_) => None,
+            }
         })
     }
 }
