@@ -318,3 +318,54 @@ test_wrong_on_purpose if {
         default.stdout()
     );
 }
+
+/// Effects show in `isola tools` and `isola types`; the config's word wins over the server's.
+#[test]
+fn effects_show_and_the_config_overrides_the_server() {
+    let p = Project::new();
+    let tools = p.isola(&["tools"]);
+    assert_eq!(tools.code(), 0, "{}", tools.stderr());
+    let text = tools.stdout();
+    assert!(
+        text.contains("fs.writeFile  (tool `write_file`)  [destructive"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fs.readTextFile  (tool `read_text_file`)  [read]"),
+        "{text}"
+    );
+    let json = p.isola(&["tools", "--json"]).json();
+    let write = json["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["tools"].as_array().unwrap().iter())
+        .find(|t| t["function"] == "fs.writeFile")
+        .unwrap()
+        .clone();
+    assert_eq!(write["effect"]["class"], "destructive", "{write}");
+
+    let p = p
+        .with_isola(json!({"effects": {"fs": {"write_file": "write", "*": {"openWorld": false}}}}));
+    let text = p.isola(&["tools"]).stdout();
+    assert!(
+        text.contains("fs.writeFile  (tool `write_file`)  [write"),
+        "{text}"
+    );
+    let types = p.isola(&["types", "fs"]).stdout();
+    let write_doc = types
+        .split("function writeFile")
+        .next()
+        .unwrap()
+        .rsplit("/**")
+        .next()
+        .unwrap();
+    assert!(
+        !write_doc.contains("@effect"),
+        "a write is unmarked: {write_doc}"
+    );
+    assert!(
+        types.contains("@effect destructive"),
+        "edit_file keeps the server's word"
+    );
+}
