@@ -32,7 +32,7 @@ fn input(function: &str, effect: Effect, path: &str) -> CallInput {
 }
 
 fn decide(c: &mut Criterion) {
-    let builtin = Policy::builtin();
+    let builtin = Policy::builtin().rego_only();
     let fifty = Policy::from_sources(
         &[("fifty_rules.rego".to_string(), FIFTY_RULES.to_string())],
         None,

@@ -93,7 +93,8 @@ fn main() {
     assert_eq!(fifty.decide_call(&input(1)).outcome, Outcome::Allow);
 
     for (name, policy) in [
-        ("default policy", Policy::builtin()),
+        ("default policy (Rust)", Policy::builtin()),
+        ("default policy (Rego)", Policy::builtin().rego_only()),
         ("50-rule policy", fifty),
     ] {
         run(&policy, 1000, 0); // warm up
