@@ -183,7 +183,7 @@ fn ask_on_tty(request: &Request, by: &str) -> std::io::Result<Option<Answer>> {
 
 /// What a person deciding is shown: the call, why, and the script.
 fn describe_request(r: &Request) -> String {
-    let arguments = serde_json::to_string_pretty(&r.arguments).unwrap_or_default();
+    let arguments = shown_arguments(&r.arguments, &r.id);
     let mut s = format!(
         "\nisola: approval {} needed: {}\n  call       {} (tool `{}` of server `{}`), effect {}\n  arguments  {}\n  by         {}  execution {}{}\n",
         r.id,
@@ -206,6 +206,25 @@ fn describe_request(r: &Request) -> String {
         r.id
     ));
     neutralize(&s).into_owned()
+}
+
+/// The arguments, pretty, cut at 4 KiB (a script can pass megabytes: the screen shows the start,
+/// `isola approvals show ID --json` the whole).
+fn shown_arguments(arguments: &Value, id: &str) -> String {
+    const MAX: usize = 4096;
+    let text = serde_json::to_string_pretty(arguments).unwrap_or_default();
+    if text.len() <= MAX {
+        return text;
+    }
+    let mut cut = MAX;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}\n… {} more bytes (all of it: isola approvals show {id} --json)",
+        &text[..cut],
+        text.len() - cut
+    )
 }
 
 /// The script with the lines that call `function` marked `>` (at most 30 lines, around the
@@ -359,7 +378,8 @@ fn collect_rego(root: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         .map_err(user_input)?;
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() {
+        // Not following symbolic links: a link back up the tree would never end.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
             collect_rego(&path, out)?;
         } else if path.extension().is_some_and(|e| e == "rego") {
             out.push(path);
@@ -428,7 +448,7 @@ pub async fn approvals(
             } else {
                 let mut s = String::new();
                 for r in &rows {
-                    let subject: Value = serde_json::from_str(&r.subject).unwrap_or(Value::Null);
+                    let subject = subject_of(r);
                     s.push_str(&format!(
                         "{}  {}  {}  {}  {}\n",
                         r.id,
@@ -466,8 +486,7 @@ pub async fn approvals(
                 .approval_decide(&id, true, &by, reason.as_deref(), now)
                 .await
                 .map_err(user_input)?;
-            let subject: Value = serde_json::from_str(&row.subject).unwrap_or(Value::Null);
-            let function = subject["function"].as_str().unwrap_or("?").to_string();
+            let function = function_of(&row);
             if session {
                 let Some(name) = &row.session else {
                     return Err(user_input(anyhow!(
@@ -491,14 +510,26 @@ pub async fn approvals(
                 .approval_decide(&id, false, &user(), reason.as_deref(), now)
                 .await
                 .map_err(user_input)?;
-            let subject: Value = serde_json::from_str(&row.subject).unwrap_or(Value::Null);
             print(&neutralize(&format!(
                 "denied {id} ({})\n",
-                subject["function"].as_str().unwrap_or("?")
+                function_of(&row)
             )))?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a request is about (its `subject` JSON; `null` if unreadable).
+fn subject_of(row: &ApprovalRow) -> Value {
+    serde_json::from_str(&row.subject).unwrap_or(Value::Null)
+}
+
+/// The function a request is about.
+fn function_of(row: &ApprovalRow) -> String {
+    subject_of(row)["function"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string()
 }
 
 fn reasons_of(row: &ApprovalRow) -> Vec<String> {
@@ -512,7 +543,7 @@ fn row_json(r: &ApprovalRow) -> Value {
         "status": r.status,
         "execution": r.execution,
         "session": r.session,
-        "subject": serde_json::from_str::<Value>(&r.subject).unwrap_or(Value::Null),
+        "subject": subject_of(r),
         "reasons": reasons_of(r),
         "createdMs": r.created_ms,
         "expiresMs": r.expires_ms,
@@ -523,9 +554,9 @@ fn row_json(r: &ApprovalRow) -> Value {
 }
 
 fn show_text(r: &ApprovalRow) -> String {
-    let subject: Value = serde_json::from_str(&r.subject).unwrap_or(Value::Null);
+    let subject = subject_of(r);
     let text = |k: &str| subject[k].as_str().unwrap_or("?").to_string();
-    let arguments = serde_json::to_string_pretty(&subject["arguments"]).unwrap_or_default();
+    let arguments = shown_arguments(&subject["arguments"], &r.id);
     let mut s = format!(
         "approval {}  {}\n  call       {} (tool `{}` of server `{}`), effect {}\n  why        {}\n  arguments  {}\n  by         {}  execution {}{}\n",
         r.id,
@@ -558,4 +589,22 @@ fn show_text(r: &ApprovalRow) -> String {
         &text("file"),
     ));
     neutralize(&s).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_arguments_are_cut_for_the_screen() {
+        let small = json!({"path": "a"});
+        assert_eq!(shown_arguments(&small, "ap-1"), "{\n  \"path\": \"a\"\n}");
+        let big = json!({"content": "é".repeat(10_000)});
+        let shown = shown_arguments(&big, "ap-1");
+        assert!(shown.len() < 4200, "{}", shown.len());
+        assert!(
+            shown.ends_with("(all of it: isola approvals show ap-1 --json)"),
+            "{shown}"
+        );
+    }
 }

@@ -639,7 +639,8 @@ struct Walker<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
 }
 
-fn kind(value: &Value) -> &'static str {
+/// `a string`, `an array`, ... for messages about a JSON value of the wrong type.
+pub fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -669,7 +670,7 @@ impl Walker<'_> {
             path: self.path.to_owned(),
             key: key.to_owned(),
             expected,
-            found: kind(found),
+            found: json_kind(found),
         }
     }
 

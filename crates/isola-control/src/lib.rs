@@ -50,6 +50,7 @@ pub struct Governor {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     policy: Arc<Policy>,
     store: Option<Arc<dyn Store>>,
@@ -79,26 +80,20 @@ impl Governor {
 
     /// Also ask `ask` (a person at this terminal).
     pub fn with_ask(mut self, ask: Arc<dyn Ask>) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.ask = Some(ask);
-        }
+        Arc::make_mut(&mut self.inner).ask = Some(ask);
         self
     }
 
     /// Tell `notice` of each request that waits in the store with nobody here to ask (a line on
     /// stderr saying how to decide it).
     pub fn with_notice(mut self, notice: Notice) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.notice = Some(notice);
-        }
+        Arc::make_mut(&mut self.inner).notice = Some(notice);
         self
     }
 
     /// Ask the store this often whether a request was decided (default 200 ms).
     pub fn with_poll_interval(mut self, every: Duration) -> Self {
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.poll = every;
-        }
+        Arc::make_mut(&mut self.inner).poll = every;
         self
     }
 

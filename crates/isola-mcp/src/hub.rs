@@ -1056,11 +1056,14 @@ fn lenient_page(value: &Value, listing: &mut Listing) -> Result<Option<String>, 
             .and_then(Value::as_str)
             .map_or_else(|| format!("#{}", at + 1), isola_name);
         let reason = match item.get("inputSchema") {
-            _ if !item.is_object() => Some(format!("it is {}, not an object", kind(item))),
+            _ if !item.is_object() => Some(format!(
+                "it is {}, not an object",
+                isola_config::json_kind(item)
+            )),
             None => Some("it has no `inputSchema`".to_owned()),
             Some(schema) if !schema.is_object() => Some(format!(
                 "its `inputSchema` is {}, not an object",
-                kind(schema)
+                isola_config::json_kind(schema)
             )),
             Some(_) => None,
         };
@@ -1083,18 +1086,6 @@ fn lenient_page(value: &Value, listing: &mut Listing) -> Result<Option<String>, 
 /// A tool name from the server, shortened and with control characters escaped for messages.
 fn isola_name(name: &str) -> String {
     crate::framing::preview(name.as_bytes())
-}
-
-/// `a string`, `an array`, ... for messages.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Why `tool` is refused for nesting too deep: the transport replaced its deepest parts with a
