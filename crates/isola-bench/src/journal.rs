@@ -150,3 +150,98 @@ pub async fn replay(store: Arc<dyn Store>, calls: u32, rounds: u32) -> Result<St
         median(times)
     ))
 }
+
+/// Suspend an execution after `calls` recorded calls (its next call held, then suspended), then
+/// resume it as `isola resume` does: read the journal, take it over, replay the recorded calls
+/// (none sent) and let the waiting call through. Times that, to the waiting call passing the
+/// gates (the moment it is sent); the median of `rounds` fresh suspensions.
+pub async fn resume(
+    store: Arc<dyn Store>,
+    backend: Backend,
+    label: &str,
+    calls: u32,
+    rounds: u32,
+) -> Result<String, String> {
+    use isola_engine::{CallIntent, Decision, Replay, Verdict};
+    use std::sync::Mutex;
+    let engine = Engine::new(
+        Arc::new(InstantTools::NOOP),
+        backend,
+        Limits {
+            max_tool_calls: calls + 10,
+            ..Limits::default()
+        },
+    );
+    let journal = Journal::start(store.clone(), JournalConfig::default());
+    let code = format!(
+        "let s = 0; for (let i = 0; i < {calls}; i++) {{ await bench.noop({{ i }}); s += Math.random(); }}\nawait bench.noop({{ last: true }});\nreturn s > 0;"
+    );
+    let mut times = Vec::new();
+    for _ in 0..rounds {
+        // Suspended at the last call.
+        let mut options = ExecOptions::default();
+        let exec = journal.begin(Begin::new(&code, "bench"), &engine.api());
+        exec.attach(&mut options);
+        options
+            .gates
+            .insert_first(Arc::new(move |call: &CallIntent| match call.seq == calls {
+                true => Verdict::Hold {
+                    reason: "approval".into(),
+                    decision: Box::pin(std::future::ready(Decision::Suspend(
+                        "suspended by the benchmark".into(),
+                    ))),
+                },
+                false => Verdict::Allow,
+            }));
+        let rec = engine.execute(&code, options).await;
+        if rec.error.as_ref().map(|e| e.kind) != Some(isola_protocol::ErrorKind::Suspended) {
+            return Err(format!("the execution was not suspended: {:?}", rec.error));
+        }
+        journal.flush().await?;
+
+        let t = Instant::now();
+        let r = isola_journal::resumable(&*store, &exec.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut options = ExecOptions {
+            replay: Some(Replay {
+                recording: r.recording.clone(),
+                live_after: true,
+            }),
+            limits: r.limits.clone(),
+            ..ExecOptions::default()
+        };
+        journal
+            .resume(&r, "bench", &engine.api())
+            .await
+            .map_err(|e| e.to_string())?
+            .attach(&mut options);
+        let sent = Arc::new(Mutex::new(None));
+        let at = sent.clone();
+        options.gates.push(Arc::new(move |call: &CallIntent| {
+            if call.seq == calls
+                && let Ok(mut at) = at.lock()
+            {
+                *at = Some(Instant::now());
+            }
+            Verdict::Allow
+        }));
+        let rec = engine.execute(&r.code, options).await;
+        if !rec.ok || rec.calls.iter().filter(|c| c.sent).count() != 1 {
+            return Err(format!(
+                "the resume failed or re-sent calls: {:?}",
+                rec.error
+            ));
+        }
+        let Some(sent) = *sent.lock().map_err(|e| e.to_string())? else {
+            return Err("the waiting call was never let through".into());
+        };
+        times.push((sent - t).as_secs_f64() * 1000.0);
+    }
+    journal.close().await;
+    Ok(format!(
+        "resume of an execution suspended after {calls} calls ({}, {label}): the waiting call sent {:.1} ms after the resume began (journal read, takeover, replay), median of {rounds}\n",
+        store.kind(),
+        median(times)
+    ))
+}

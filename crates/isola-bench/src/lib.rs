@@ -492,6 +492,7 @@ pub async fn mcp_overhead(
                 mode: isola_policy::Mode::Live,
                 code: script.clone(),
                 file: "bench.ts".into(),
+                resumable: false,
             }));
             let t = Instant::now();
             let rec = engine.execute(&script, options).await;

@@ -357,6 +357,17 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
                     .await
                     .map_err(|e| anyhow!(e))?;
             }
+            for store in &stores {
+                for (label, backend) in [
+                    ("in-process sandbox", isola_worker::Backend::InProcess),
+                    ("a warm worker process", crate::backend(&config, false)?),
+                ] {
+                    out +=
+                        &isola_bench::journal::resume(store.clone(), backend, label, 100, rounds)
+                            .await
+                            .map_err(|e| anyhow!(e))?;
+                }
+            }
             hub.shutdown().await;
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));

@@ -67,6 +67,10 @@ pub enum Command {
     /// Run a journaled execution again from its recorded inputs and results, calling no tool;
     /// report whether it did the same or where it diverged.
     Replay(crate::journal::ReplayArgs),
+    /// Go on with a suspended execution (one whose call waited too long for approval, or whose
+    /// process died while it waited): the calls it made are answered from the journal, none is
+    /// sent again; the calls that waited go through the policy and approvals again.
+    Resume(ResumeArgs),
     /// The policy every tool call passes: check an input against it, run its tests, print the
     /// default.
     #[command(subcommand)]
@@ -94,6 +98,21 @@ pub struct ExecArgs {
     pub limits: LimitArgs,
     /// Run the sandbox inside this process instead of a worker process (faster to start, but
     /// a native operation that never returns cannot be stopped at the deadline).
+    #[arg(long)]
+    pub in_process: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// The execution id (or a unique start of it).
+    pub id: String,
+    /// Print the whole execution record as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the trace of tool calls after the result.
+    #[arg(long)]
+    pub trace: bool,
+    /// Run the sandbox inside this process instead of a worker process.
     #[arg(long)]
     pub in_process: bool,
 }

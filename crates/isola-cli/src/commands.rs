@@ -11,7 +11,7 @@ use isola_engine::{Engine, ExecOptions};
 use isola_mcp::{McpHub, ServerState};
 use isola_worker::{Backend, WorkerCommand, WorkerPool};
 
-use crate::cli::{Cli, Command, ExecArgs};
+use crate::cli::{Cli, Command, ExecArgs, ResumeArgs};
 use crate::error::{UserInputExt, user_input};
 use crate::{exit, render};
 
@@ -52,6 +52,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Approvals(c) => {
             crate::govern::approvals(cli.config.as_deref(), cli.store.as_deref(), c).await
         }
+        Command::Resume(a) => resume(cli.config.as_deref(), cli.store.as_deref(), a).await,
         Command::Replay(a) => {
             crate::journal::replay(cli.config.as_deref(), cli.store.as_deref(), a).await
         }
@@ -230,24 +231,126 @@ async fn exec(config_path: Option<&Path>, store: Option<&str>, args: ExecArgs) -
         j.close().await;
     }
     hub.shutdown().await;
-    if args.json {
-        let value = crate::journal::with_execution_id(&record, exec_id.as_deref())?;
+    finish(&record, exec_id.as_deref(), args.json, args.trace)
+}
+
+/// `isola resume`: go on with a suspended execution. Its calls so far are answered from the
+/// journal (none is sent again); the calls that waited go through the gates again (an approved
+/// request lets its call through); then it runs live to its end, in the same journal entry.
+async fn resume(
+    config_path: Option<&Path>,
+    store: Option<&str>,
+    args: ResumeArgs,
+) -> Result<ExitCode> {
+    let config = load_config(config_path)?;
+    let Some(journaled) = crate::journal::Journaled::open(store, &config, None).await? else {
+        return Err(user_input(anyhow::anyhow!(
+            "the store is `none`: there is no journal to resume from\nhint: pass the store the execution ran with (--store sqlite:PATH or postgres://...)"
+        )));
+    };
+    let store = journaled.store();
+    let r = isola_journal::resumable(&*store, &args.id)
+        .await
+        .map_err(crate::journal::journal_error)?;
+    for (seq, function) in &r.waiting {
+        let id = isola_control::approval_id(&r.execution, *seq);
+        if let Some(a) = store
+            .approval(&id, isola_control::approval::now_ms())
+            .await?
+            && a.status == "pending"
+        {
+            eprintln!(
+                "note: {function} (call #{}) still waits for approval {id}: `isola approvals approve {id}` decides it",
+                seq + 1
+            );
+        }
+    }
+    let governor = crate::govern::governor(&config, Some(store), crate::govern::on_terminal())?;
+    let backend = backend(&config, args.in_process)?;
+    let hub = connect(&config).await;
+    let engine = Engine::new(
+        journaled.tools(hub.clone()),
+        backend,
+        config.settings.limits.clone(),
+    )
+    .with_max_script_bytes(config.settings.max_script_bytes);
+    let mut options = ExecOptions {
+        file_name: r.file.clone(),
+        limits: r.limits.clone(),
+        replay: Some(isola_engine::Replay {
+            recording: r.recording.clone(),
+            live_after: true,
+        }),
+        ..ExecOptions::default()
+    };
+    let exec_id = match journaled.resume(&engine, &r, &mut options).await {
+        Ok(id) => id,
+        Err(e) => {
+            hub.shutdown().await;
+            return Err(e);
+        }
+    };
+    // The policy's counts go on from the calls the execution made before it was suspended.
+    let api = engine.api();
+    let waiting: Vec<u32> = r.waiting.iter().map(|(seq, _)| *seq).collect();
+    let mut counts = isola_policy::Counts::default();
+    for call in r
+        .recording
+        .calls
+        .iter()
+        .filter(|c| !waiting.contains(&c.seq))
+    {
+        if let Some(b) = api.binding(&call.function) {
+            counts.add(&call.function, isola_control::effect_of(b.effect.class));
+        }
+    }
+    crate::govern::attach_after(
+        &governor,
+        &mut options,
+        &r.code,
+        &format!("cli:{}", crate::govern::user()),
+        r.session.clone(),
+        counts,
+    );
+    eprintln!(
+        "isola: resuming {} ({} recorded call(s) answered from the journal, {} to go through the gates again)",
+        r.execution,
+        r.recording.calls.len() - waiting.len().min(r.recording.calls.len()),
+        waiting.len()
+    );
+    let record = engine.execute(&r.code, options).await;
+    journaled.close().await;
+    hub.shutdown().await;
+    finish(&record, Some(&exec_id), args.json, args.trace)
+}
+
+/// Print an execution's record (`--json`: all of it, with its journal id) and say how it ended.
+fn finish(
+    record: &isola_protocol::ExecRecord,
+    exec_id: Option<&str>,
+    json: bool,
+    trace: bool,
+) -> Result<ExitCode> {
+    if json {
+        let value = crate::journal::with_execution_id(record, exec_id)?;
         print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
     } else {
         // Both streams are cleaned when either is a terminal: 2>&1 is common.
         let tty = std::io::stdout().is_terminal() || std::io::stderr().is_terminal();
         render::record_text(
-            &record,
-            args.trace,
+            record,
+            trace,
             tty,
             &mut std::io::stdout().lock(),
             &mut std::io::stderr().lock(),
         )
         .context("writing the result")?;
     }
+    use isola_protocol::ErrorKind;
     Ok(match &record.error {
         None => ExitCode::SUCCESS,
-        Some(e) if e.kind == isola_protocol::ErrorKind::Internal => ExitCode::from(exit::INTERNAL),
+        Some(e) if e.kind == ErrorKind::Internal => ExitCode::from(exit::INTERNAL),
+        Some(e) if e.kind == ErrorKind::Suspended => ExitCode::from(exit::SUSPENDED),
         Some(_) => ExitCode::from(exit::SCRIPT_FAILED),
     })
 }

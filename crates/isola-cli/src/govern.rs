@@ -45,7 +45,9 @@ pub fn governor(
     terminal: bool,
 ) -> Result<Arc<Governor>> {
     let timeout = Duration::from_millis(config.settings.approvals.timeout_ms);
+    let suspend_after = Duration::from_millis(config.settings.approvals.suspend_after_ms);
     let mut governor = Governor::new(Arc::new(load_policy(config)?), store, timeout)
+        .with_suspend_after(suspend_after)
         .with_notice(Arc::new(|r: &Request| {
             eprintln!(
                 "{}",
@@ -93,6 +95,25 @@ pub fn attach(
     principal: &str,
     session: Option<String>,
 ) {
+    attach_after(
+        governor,
+        options,
+        code,
+        principal,
+        session,
+        isola_policy::Counts::default(),
+    );
+}
+
+/// [`attach`] for an execution that made `counts` calls already (a resumed one).
+pub fn attach_after(
+    governor: &Governor,
+    options: &mut ExecOptions,
+    code: &str,
+    principal: &str,
+    session: Option<String>,
+    counts: isola_policy::Counts,
+) {
     let id = options
         .execution_id
         .clone()
@@ -104,8 +125,12 @@ pub fn attach(
         mode: Mode::Live,
         code: code.to_string(),
         file: options.file_name.clone(),
+        // Journaled executions can be suspended and resumed.
+        resumable: options.execution_id.is_some(),
     };
-    options.gates.insert_first(governor.gate(exec));
+    options
+        .gates
+        .insert_first(governor.gate_after(exec, counts));
 }
 
 /// The person at this terminal, asked on `/dev/tty` (so a script read from standard input does

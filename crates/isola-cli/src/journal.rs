@@ -134,11 +134,24 @@ async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>> {
         .await
         .with_context(|| format!("opening the store {}", url.display()))?;
     let recovered = isola_journal::recover(&*store).await?;
-    if !recovered.is_empty() {
+    for status in ["interrupted", "suspended"] {
+        let ids: Vec<&str> = recovered
+            .iter()
+            .filter(|(_, s)| *s == status)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let what = if status == "suspended" {
+            " (a call waited for a decision; `isola resume ID` goes on once it is decided)"
+        } else {
+            ""
+        };
         eprintln!(
-            "note: {} execution(s) of a process that died were marked interrupted: {}",
-            recovered.len(),
-            recovered.join(", ")
+            "note: {} execution(s) of a process that died were marked {status}{what}: {}",
+            ids.len(),
+            ids.join(", ")
         );
     }
     Ok(store)
@@ -236,6 +249,23 @@ impl Journaled {
         );
         exec.attach(options);
         exec.id.clone()
+    }
+
+    /// Take over the suspended execution `r` and journal its continuation (see
+    /// [`isola_journal::Journal::resume`]); its id.
+    pub async fn resume(
+        &self,
+        engine: &Engine,
+        r: &isola_journal::Resumable,
+        options: &mut ExecOptions,
+    ) -> Result<String> {
+        let exec = self
+            .journal
+            .resume(r, "cli", &engine.api())
+            .await
+            .map_err(journal_error)?;
+        exec.attach(options);
+        Ok(exec.id.clone())
     }
 
     /// Wait for every entry to be committed.
@@ -358,7 +388,8 @@ fn exec_json(row: &isola_store::ExecRow, entries: &[Entry]) -> Value {
                 read_only,
                 ..
             } => {
-                let outcome = entries.iter().find_map(|o| match o {
+                // The last outcome: a call not sent before a suspension has a second after it.
+                let outcome = entries.iter().rev().find_map(|o| match o {
                     Entry::Outcome { seq: s, ok, error, duration_ms, .. } if s == seq => {
                         Some((*ok, error.clone(), *duration_ms))
                     }
@@ -546,6 +577,18 @@ pub async fn journal(
                         Entry::Interrupted { reason, unknown } => {
                             format!("interrupted: {reason}; {} unknown call(s)", unknown.len())
                         }
+                        Entry::Resumed {
+                            origin,
+                            replayed,
+                            waiting,
+                        } => format!(
+                            "resumed by {origin}: {replayed} answer(s) replayed from the journal, call(s) {} sent through the gates again",
+                            waiting
+                                .iter()
+                                .map(|s| format!("#{}", s + 1))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     };
                     let mut line: String = clean(&line);
                     if line.len() > 300 {
@@ -751,6 +794,15 @@ pub async fn sessions(
     Ok(ExitCode::SUCCESS)
 }
 
+/// A journal error for the user: what they asked about is wrong (exit 2), unless the store
+/// itself failed.
+pub fn journal_error(e: isola_journal::JournalError) -> anyhow::Error {
+    match e {
+        isola_journal::JournalError::Store(_) => anyhow::Error::from(e),
+        other => user_input(other),
+    }
+}
+
 pub async fn replay(
     config: Option<&Path>,
     flag: Option<&str>,
@@ -765,10 +817,7 @@ pub async fn replay(
     let backend = crate::commands::backend(&cfg, args.in_process)?;
     let replayed = isola_journal::replay(&*store, &args.id, backend)
         .await
-        .map_err(|e| match e {
-            isola_journal::JournalError::Store(_) => anyhow::Error::from(e),
-            other => user_input(other),
-        })?;
+        .map_err(journal_error)?;
     if args.json {
         print(&format!("{}\n", serde_json::to_string_pretty(&replayed)?))?;
     } else {

@@ -18,10 +18,12 @@ use clap::Parser;
 
 /// Exit codes. 0: success. 1: the script failed (syntax, runtime, tool, limit, cancelled).
 /// 2: the user's input is wrong (arguments, config, files). 3: Isola itself failed.
+/// 4: the execution is suspended, waiting for an approval (`isola resume` goes on with it).
 pub mod exit {
     pub const SCRIPT_FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const INTERNAL: u8 = 3;
+    pub const SUSPENDED: u8 = 4;
 }
 
 fn main() -> ExitCode {

@@ -180,8 +180,11 @@ pub fn record_text(
             writeln!(err, "tool calls:")?;
         }
         for c in record.calls.iter().filter(|c| trace || !c.ok) {
-            let status = if c.ok {
+            let status = if c.ok && c.sent {
                 "ok".to_string()
+            } else if c.ok {
+                // Answered without being sent: from the journal, when an execution resumed.
+                "ok (not sent)".to_string()
             } else {
                 format!("error: {}", clean(c.error.as_deref().unwrap_or("")))
             };

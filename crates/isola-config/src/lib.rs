@@ -95,7 +95,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "approvals",
 ];
 const POLICY_KEYS: &[&str] = &["files", "data", "timeLimitMs"];
-const APPROVALS_KEYS: &[&str] = &["timeoutMs"];
+const APPROVALS_KEYS: &[&str] = &["timeoutMs", "suspendAfterMs"];
 const EFFECT_KEYS: &[&str] = &["effect", "idempotent", "openWorld"];
 /// The effect classes a tool can be given (`isola.effects`).
 pub const EFFECT_CLASSES: &[&str] = &["read", "write", "destructive"];
@@ -397,12 +397,17 @@ impl Default for PolicySettings {
 pub struct ApprovalSettings {
     /// How long a call waits for a decision; then the request expires and the call is denied.
     pub timeout_ms: u64,
+    /// How long a journaled execution keeps its worker while a call waits; then it is
+    /// suspended (nothing lost: `isola resume` continues it once the call is decided). At
+    /// least `timeoutMs`: never.
+    pub suspend_after_ms: u64,
 }
 
 impl Default for ApprovalSettings {
     fn default() -> Self {
         Self {
             timeout_ms: 15 * 60 * 1000,
+            suspend_after_ms: 10 * 60 * 1000,
         }
     }
 }
@@ -1055,6 +1060,10 @@ impl Walker<'_> {
             self.check_keys(object, "isola.approvals", APPROVALS_KEYS)?;
             if let Some(ms) = object.get("timeoutMs") {
                 settings.approvals.timeout_ms = self.in_range(ms, &ranges::APPROVAL_TIMEOUT_MS)?;
+            }
+            if let Some(ms) = object.get("suspendAfterMs") {
+                settings.approvals.suspend_after_ms =
+                    self.in_range(ms, &ranges::APPROVAL_SUSPEND_AFTER_MS)?;
             }
         }
         Ok(settings)

@@ -96,6 +96,11 @@ pub const APPROVAL_TIMEOUT_MS: Range = Range {
     range: 1_000..=30 * DAY_MS,
     unit: "ms",
 };
+pub const APPROVAL_SUSPEND_AFTER_MS: Range = Range {
+    key: "approvals.suspendAfterMs",
+    range: 0..=30 * DAY_MS,
+    unit: "ms",
+};
 
 impl Range {
     /// `Err(message)` naming the key, the value and the range when `value` is outside.

@@ -31,10 +31,18 @@ pub struct Request {
     pub file: String,
 }
 
+/// The id of the approval request for call `seq` (0-based) of `execution`: `ap-<execution>-<n>`,
+/// `n` counting from 1 as the journal shows calls.
+pub fn approval_id(execution: &str, seq: u32) -> String {
+    format!("ap-{execution}-{}", u64::from(seq) + 1)
+}
+
 impl Request {
+    /// The request for call `call` of `exec`. Its id is the call's (`ap-<execution>-<n>`, the
+    /// `n`th call): a resumed execution asking again finds the same request, and its decision.
     pub fn new(exec: &ExecInfo, call: &CallIntent, effect: Effect, reasons: Vec<String>) -> Self {
         Self {
-            id: format!("ap-{}", isola_journal::new_execution_id()),
+            id: approval_id(&exec.id, call.seq),
             execution: exec.id.clone(),
             session: exec.session.clone(),
             principal: exec.principal.clone(),
@@ -129,17 +137,35 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Where and how long a held call waits for its decision.
+pub struct Waiting<'a> {
+    /// Where requests are stored, and decided by anyone (`None`: only `ask` can decide).
+    pub store: Option<&'a Arc<dyn Store>>,
+    /// The person right here.
+    pub ask: Option<&'a Arc<dyn Ask>>,
+    /// Told of a request nobody here is asked about.
+    pub notice: Option<&'a Notice>,
+    /// Then the request expires and the call is denied.
+    pub timeout: Duration,
+    /// How often the store is asked.
+    pub poll: Duration,
+    /// Then the execution is suspended (the request waits on; a resume finds it).
+    pub suspend_after: Option<Duration>,
+}
+
 /// Find the decision about `request`: a grant of its session, else the first of the person at
 /// the terminal (`ask`) and a decision stored by anyone (`store`, polled every `poll`), else,
-/// after `timeout`, a denial.
-pub async fn decide(
-    store: Option<&Arc<dyn Store>>,
-    ask: Option<&Arc<dyn Ask>>,
-    notice: Option<&Notice>,
-    request: Request,
-    timeout: Duration,
-    poll: Duration,
-) -> Decision {
+/// after `timeout`, a denial. A request already in the store (a resumed execution asking
+/// again) is not made twice: its decision stands, or it is waited for.
+pub async fn decide(w: Waiting<'_>, request: Request) -> Decision {
+    let Waiting {
+        store,
+        ask,
+        notice,
+        timeout,
+        poll,
+        suspend_after,
+    } = w;
     let now = now_ms();
     if let (Some(store), Some(session)) = (store, &request.session) {
         match store.grants(session, now).await {
@@ -158,14 +184,30 @@ pub async fn decide(
         }
     }
     let mut store = store;
+    let mut deadline_ms = now.saturating_add(timeout.as_millis() as i64);
     if let Some(s) = store {
-        let expires = now.saturating_add(timeout.as_millis() as i64);
-        if let Err(error) = s.approval_create(&request.row(now, expires)).await {
-            if ask.is_none() {
-                return unavailable(&request, &format!("the request cannot be stored: {error}"));
+        let existing = match s.approval(&request.id, now).await {
+            Ok(row) => row,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the approval request");
+                None
             }
-            tracing::warn!(%error, "cannot store the approval request; asking here only");
-            store = None;
+        };
+        match existing {
+            Some(row) if row.status != "pending" => return decision_of(&row, &request),
+            Some(row) => deadline_ms = row.expires_ms,
+            None => {
+                if let Err(error) = s.approval_create(&request.row(now, deadline_ms)).await {
+                    if ask.is_none() {
+                        return unavailable(
+                            &request,
+                            &format!("the request cannot be stored: {error}"),
+                        );
+                    }
+                    tracing::warn!(%error, "cannot store the approval request; asking here only");
+                    store = None;
+                }
+            }
         }
     }
     if store.is_none() && ask.is_none() {
@@ -184,8 +226,13 @@ pub async fn decide(
         notice(&request);
     }
     let mut asked: Option<BoxFuture<'static, Option<Answer>>> = ask.map(|a| a.ask(&request));
-    let deadline = tokio::time::sleep(timeout);
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now).max(0) as u64);
+    let deadline = tokio::time::sleep(left);
     tokio::pin!(deadline);
+    // Suspending needs the store: the request waits there for the resume.
+    let suspend = suspend_after.filter(|after| store.is_some() && *after < left);
+    let suspension = tokio::time::sleep(suspend.unwrap_or(left));
+    tokio::pin!(suspension);
     let mut ticks = tokio::time::interval(poll);
     loop {
         tokio::select! {
@@ -211,6 +258,7 @@ pub async fn decide(
                     Err(error) => tracing::warn!(%error, "cannot read the approval request"),
                 }
             }
+            () = &mut suspension, if suspend.is_some() => return suspended(&request),
             () = &mut deadline => return expired(&request, timeout),
         }
     }
@@ -317,6 +365,13 @@ fn expired(request: &Request, timeout: Duration) -> Decision {
             request.id,
             timeout.as_secs()
         ),
+    ))
+}
+
+fn suspended(request: &Request) -> Decision {
+    Decision::Suspend(format!(
+        "{} waits for approval {} (nothing was sent); once it is decided (`isola approvals approve {}` or `deny {} --reason ...`), `isola resume {}` continues the execution",
+        request.function, request.id, request.id, request.id, request.execution
     ))
 }
 

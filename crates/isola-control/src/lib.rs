@@ -28,7 +28,7 @@ use isola_engine::{CallGate, CallIntent, Denial, EffectClass, Verdict};
 use isola_policy::{Call, CallInput, Counts, Effect, Execution, Mode, Outcome, Policy};
 use isola_store::Store;
 
-pub use approval::{Answer, Ask, Notice, Request, grant_matches};
+pub use approval::{Answer, Ask, Notice, Request, approval_id, grant_matches};
 pub use futures::future::BoxFuture;
 
 /// The execution a gate governs.
@@ -43,6 +43,9 @@ pub struct ExecInfo {
     /// The script, shown to whoever approves.
     pub code: String,
     pub file: String,
+    /// It is journaled in the store, so a long wait may suspend it (see
+    /// [`Governor::with_suspend_after`]) and a resume continue it.
+    pub resumable: bool,
 }
 
 /// The policy and the ways of asking for approval, shared by every execution of a process.
@@ -60,6 +63,8 @@ struct Inner {
     timeout: Duration,
     /// How often the store is asked whether a request was decided.
     poll: Duration,
+    /// How long a resumable execution waits before it is suspended.
+    suspend_after: Option<Duration>,
 }
 
 impl Governor {
@@ -74,6 +79,7 @@ impl Governor {
                 notice: None,
                 timeout,
                 poll: Duration::from_millis(200),
+                suspend_after: None,
             }),
         }
     }
@@ -97,16 +103,30 @@ impl Governor {
         self
     }
 
+    /// Suspend a resumable execution whose call waited this long (the worker is freed; the
+    /// request keeps waiting, and `isola resume` continues once it is decided). A wait as long
+    /// as the timeout never suspends.
+    pub fn with_suspend_after(mut self, after: Duration) -> Self {
+        Arc::make_mut(&mut self.inner).suspend_after = Some(after);
+        self
+    }
+
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
     }
 
     /// The gate of one execution.
     pub fn gate(&self, exec: ExecInfo) -> Arc<dyn CallGate> {
+        self.gate_after(exec, Counts::default())
+    }
+
+    /// The gate of an execution that made these calls already (a resumed one: the replayed
+    /// calls are not asked about again, but policies count them).
+    pub fn gate_after(&self, exec: ExecInfo, counts: Counts) -> Arc<dyn CallGate> {
         Arc::new(PolicyGate {
             inner: self.inner.clone(),
             exec,
-            counts: Mutex::new(Counts::default()),
+            counts: Mutex::new(counts),
         })
     }
 }
@@ -174,16 +194,22 @@ impl CallGate for PolicyGate {
                     request.reasons.join("; ")
                 );
                 let inner = self.inner.clone();
+                let suspend_after = inner
+                    .suspend_after
+                    .filter(|_| self.exec.resumable && inner.store.is_some());
                 Verdict::Hold {
                     reason,
                     decision: Box::pin(async move {
                         approval::decide(
-                            inner.store.as_ref(),
-                            inner.ask.as_ref(),
-                            inner.notice.as_ref(),
+                            approval::Waiting {
+                                store: inner.store.as_ref(),
+                                ask: inner.ask.as_ref(),
+                                notice: inner.notice.as_ref(),
+                                timeout: inner.timeout,
+                                poll: inner.poll,
+                                suspend_after,
+                            },
                             request,
-                            inner.timeout,
-                            inner.poll,
                         )
                         .await
                     }),

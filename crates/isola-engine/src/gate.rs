@@ -139,6 +139,9 @@ pub enum Decision {
     Allow,
     Deny(Denial),
     Simulate(CallResult),
+    /// Stop waiting here: the execution ends `suspended` (with this message) once the calls
+    /// already sent are answered; the held call is not sent, and a resume asks the gates again.
+    Suspend(String),
 }
 
 /// Decides about calls before they are sent. Called on the engine's task: answer quickly, and

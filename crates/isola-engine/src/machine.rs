@@ -174,6 +174,9 @@ pub struct Execution {
     held: u32,
     held_since: Option<Instant>,
     held_total: Duration,
+    /// A held call's decision was to suspend (the message): the execution stops once no call
+    /// is out, and sends none meanwhile.
+    suspending: Option<String>,
     /// Armed timers and their delays (in replay, armed only once the recording is used up).
     timers: BTreeMap<u32, f64>,
     sequencer: Option<Sequencer>,
@@ -208,6 +211,7 @@ impl Execution {
             held: 0,
             held_since: None,
             held_total: Duration::ZERO,
+            suspending: None,
             timers: BTreeMap::new(),
             sequencer,
             log_bytes: 0,
@@ -400,6 +404,7 @@ impl Execution {
             error: None,
             request_bytes,
             response_bytes: 0,
+            sent: false,
         };
         let api = self.api.clone();
         let Some(b) = api.bindings.get(binding as usize) else {
@@ -555,6 +560,7 @@ impl Execution {
                         self.settle_without_sending(id, result);
                     }
                     Decision::Simulate(result) => self.settle_without_sending(id, result),
+                    Decision::Suspend(message) => self.suspend(id, message),
                 };
             }
             _ => return,
@@ -584,6 +590,28 @@ impl Execution {
                 self.settle_without_sending(id, result);
             }
             Decision::Simulate(result) => self.settle_without_sending(id, result),
+            Decision::Suspend(message) => self.suspend(id, message),
+        }
+    }
+
+    /// Call `id` stays unsent, and the execution ends `suspended` once no call is out (an
+    /// answer on its way is never lost: a resume could not know it).
+    fn suspend(&mut self, id: u32, message: String) {
+        if let Some(p) = self.calls.get_mut(&id) {
+            p.stage = Stage::Held;
+        }
+        if self.suspending.is_none() {
+            self.suspending = Some(message);
+        }
+        self.maybe_suspend();
+    }
+
+    fn maybe_suspend(&mut self) {
+        if self.running > 0 || self.phase == Phase::Ended {
+            return;
+        }
+        if let Some(message) = self.suspending.take() {
+            self.stop(suspended_error(message));
         }
     }
 
@@ -616,7 +644,9 @@ impl Execution {
             p.stage = Stage::Queued;
         }
         self.queued.push_back(id);
-        self.dispatch_queued();
+        if self.suspending.is_none() {
+            self.dispatch_queued();
+        }
     }
 
     fn dispatch_queued(&mut self) {
@@ -682,6 +712,10 @@ impl Execution {
             CallResult::Err { message, .. } => p.trace.error = Some(message.clone()),
         }
         p.stage = Stage::Answered(result);
+        if self.suspending.is_some() {
+            self.answered(id);
+            return self.maybe_suspend();
+        }
         self.dispatch_queued();
         self.answered(id);
     }
@@ -691,7 +725,7 @@ impl Execution {
         if self.phase != Phase::Running {
             // The sandbox is done: the answer only goes into the record.
             if let Some(p) = self.calls.remove(&id) {
-                self.end_call(id, p.trace);
+                self.end_call(id, p.trace, p.sent.is_some());
             }
             return self.maybe_end();
         }
@@ -712,10 +746,11 @@ impl Execution {
         // The answer first: the sandbox goes on while the call is recorded.
         let now_ms = (self.clock)();
         self.send_input(SandboxInput::CallDone { id, result, now_ms });
-        self.end_call(id, p.trace);
+        self.end_call(id, p.trace, p.sent.is_some());
     }
 
-    fn end_call(&mut self, id: u32, trace: CallTrace) {
+    fn end_call(&mut self, id: u32, mut trace: CallTrace, sent: bool) {
+        trace.sent = sent;
         if !self.observers.is_empty() {
             self.emit(Event::CallEnded { id, trace: &trace });
         }
@@ -774,7 +809,7 @@ impl Execution {
                         continue;
                     };
                     self.send_input(SandboxInput::CallDone { id, result, now_ms });
-                    self.end_call(id, p.trace);
+                    self.end_call(id, p.trace, p.sent.is_some());
                 }
                 SandboxInput::Fire { id, now_ms } => {
                     self.timers.remove(&id);
@@ -835,7 +870,7 @@ impl Execution {
                 "not sent: the script had already finished (the call was never awaited)".into(),
             );
         }
-        self.end_call(id, p.trace);
+        self.end_call(id, p.trace, p.sent.is_some());
         self.maybe_end();
     }
 
@@ -856,6 +891,7 @@ impl Execution {
         let reason = match (error.kind, error.limit) {
             (ErrorKind::Limit, Some(LimitKind::Deadline)) => "the deadline ended the execution",
             (ErrorKind::Cancelled, _) => "the execution was cancelled",
+            (ErrorKind::Suspended, _) => "the execution was suspended",
             _ => "the execution was stopped",
         };
         let mut ids: Vec<u32> = self.calls.keys().copied().collect();
@@ -871,7 +907,7 @@ impl Execution {
                         p.trace.duration_ms = ms(sent.elapsed());
                     }
                 }
-                self.end_call(id, p.trace);
+                self.end_call(id, p.trace, p.sent.is_some());
             }
         }
         self.phase = Phase::Ended;
@@ -948,6 +984,20 @@ pub(crate) fn deadline_error(limits: &Limits) -> ExecError {
             limits.deadline_ms
         ),
     )
+}
+
+fn suspended_error(message: String) -> ExecError {
+    ExecError {
+        kind: ErrorKind::Suspended,
+        limit: None,
+        name: "Suspended".into(),
+        message,
+        position: None,
+        code_frame: None,
+        stack: None,
+        tool: None,
+        hint: None,
+    }
 }
 
 pub(crate) fn cancelled_error() -> ExecError {

@@ -34,6 +34,9 @@ pub struct Recording {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordedCall {
+    /// Its place among the execution's calls (a call refused before the gates, for bad
+    /// arguments, has one too but is not recorded: the places can skip).
+    pub seq: u32,
     /// The sandbox's id of the call (the same in a replay).
     pub id: u32,
     pub function: String,
@@ -41,6 +44,14 @@ pub struct RecordedCall {
 }
 
 impl Recording {
+    /// The recorded call made `seq`th.
+    pub fn call(&self, seq: u32) -> Option<&RecordedCall> {
+        self.calls
+            .binary_search_by_key(&seq, |c| c.seq)
+            .ok()
+            .map(|i| &self.calls[i])
+    }
+
     /// The answer the call `id` got, if it got one.
     pub fn answer(&self, id: u32) -> Option<&CallResult> {
         self.inputs.iter().find_map(|input| match input {
@@ -82,6 +93,7 @@ impl Observer for Recorder {
                 r.seed = request.seed;
             }
             Event::Call { id, call } => r.calls.push(RecordedCall {
+                seq: call.seq,
                 id: *id,
                 function: call.function.clone(),
                 arguments: call.arguments.clone(),
@@ -121,9 +133,15 @@ impl ReplayGate {
 
 impl CallGate for ReplayGate {
     fn check(&self, call: &CallIntent) -> Verdict {
-        let Some(recorded) = self.recording.calls.get(call.seq as usize) else {
-            return if self.live_after {
+        let Some(recorded) = self.recording.call(call.seq) else {
+            let past_end = self.recording.calls.last().is_none_or(|c| call.seq > c.seq);
+            return if self.live_after && past_end {
                 Verdict::Allow
+            } else if !past_end {
+                Verdict::Abort(divergence(
+                    call,
+                    "the recording refused the call made here (its arguments were invalid)".into(),
+                ))
             } else {
                 Verdict::Abort(divergence(
                     call,

@@ -79,6 +79,10 @@ pub enum Entry {
         duration_ms: f64,
         request_bytes: u64,
         response_bytes: u64,
+        /// The call went to the tool (`false`: refused, simulated, or stopped before it was
+        /// sent). Entries from before this field read as sent: the safe side.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        sent: bool,
     },
     /// An input the sandbox took, in order: a call's answer or a timer firing, with the host's
     /// clock. What a replay feeds back.
@@ -108,6 +112,16 @@ pub enum Entry {
     /// own), and `ok`/`failed`.
     #[serde(rename_all = "camelCase")]
     Finished { status: String, record: ExecRecord },
+    /// The execution was taken up again after it was suspended (or its process died while a
+    /// call was held): the entries before it were replayed, not repeated, and what follows is
+    /// new. `replayed` calls were answered from the journal; `waiting` (their seqs) go through
+    /// the gates again.
+    #[serde(rename_all = "camelCase")]
+    Resumed {
+        origin: String,
+        replayed: u32,
+        waiting: Vec<u32>,
+    },
     /// Written by recovery: the process running it died. The calls whose intent has no
     /// outcome may or may not have happened.
     #[serde(rename_all = "camelCase")]
@@ -115,6 +129,14 @@ pub enum Entry {
         reason: String,
         unknown: Vec<UnknownCall>,
     },
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A result the journal did not keep whole.
@@ -147,6 +169,7 @@ impl Entry {
             Entry::Log { .. } => "log",
             Entry::Finished { .. } => "finished",
             Entry::Interrupted { .. } => "interrupted",
+            Entry::Resumed { .. } => "resumed",
         }
     }
 }

@@ -22,11 +22,14 @@
 //! ```
 //!
 //! After a crash, [`recover`] marks the executions of dead processes `interrupted` and lists
-//! the calls whose intent has no outcome as *unknown* (never re-sent). [`verify`] checks every
+//! the calls whose intent has no outcome as *unknown* (never re-sent); one that died while a
+//! call waited for a decision, with nothing else out, is `suspended` instead, and
+//! [`Journal::resume`] continues a suspended execution (see [`resumable`]). [`verify`] checks every
 //! chain. [`replay`] runs a recorded execution again from its entries alone.
 
 mod entry;
 mod replay;
+mod resume;
 mod state;
 
 use std::collections::HashMap;
@@ -46,6 +49,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use entry::{Entry, FORMAT, Omitted, UnknownCall, chain_hash, sha256};
 pub use replay::{Replayed, recording, replay};
+pub use resume::{RESUMABLE_STATUSES, Resumable, resumable, unknown_calls};
 pub use state::{STATE_SERVER, StateLimits, StateTools, state_server};
 
 /// Why a journal operation failed.
@@ -66,6 +70,9 @@ pub enum JournalError {
     /// The execution cannot be replayed (what it lacks is said).
     #[error("execution {execution} cannot be replayed: {problem}")]
     NotReplayable { execution: String, problem: String },
+    /// The execution cannot be resumed (why is said).
+    #[error("execution {execution} cannot be resumed: {problem}")]
+    NotResumable { execution: String, problem: String },
 }
 
 /// What the journal keeps and hides.
@@ -215,12 +222,68 @@ impl Journal {
                 prev: String::new(),
                 started: false,
                 seqs: HashMap::new(),
+                replayed: None,
             }),
             read_only,
             fingerprint,
             begin,
         });
         ExecJournal { id, shared }
+    }
+
+    /// Take over the suspended execution `r` (see [`resumable`]) and journal its
+    /// continuation, from `origin`, in the same chain. Of two processes resuming one execution,
+    /// one gets it; the other is told it is taken.
+    pub async fn resume(
+        &self,
+        r: &Resumable,
+        origin: &str,
+        api: &Arc<ApiState>,
+    ) -> Result<ExecJournal, JournalError> {
+        let fingerprint = self.fingerprint(api);
+        if fingerprint != r.api {
+            // Its recorded calls and answers are of the API it ran against; another API may
+            // mean other tools behind the same names.
+            return Err(JournalError::NotResumable {
+                execution: r.execution.clone(),
+                problem: "the servers' API changed since it ran (a tool was added, removed or changed); it resumes only against the API it was recorded with".into(),
+            });
+        }
+        let store = &self.inner.store;
+        if !store
+            .execution_claim(&r.execution, RESUMABLE_STATUSES, &self.inner.owner)
+            .await?
+        {
+            return Err(JournalError::NotResumable {
+                execution: r.execution.clone(),
+                problem: "another process resumed it first".into(),
+            });
+        }
+        let shared = Arc::new(Shared {
+            journal: self.inner.clone(),
+            id: r.execution.clone(),
+            state: Mutex::new(ExecState {
+                next: r.next,
+                prev: r.prev.clone(),
+                started: false,
+                seqs: HashMap::new(),
+                replayed: Some(r.replayed.clone()),
+            }),
+            read_only: read_only_set(api),
+            fingerprint,
+            begin: Begin {
+                execution: Some(r.execution.clone()),
+                session: r.session.clone(),
+                origin: origin.to_string(),
+                file: r.file.clone(),
+                code: r.code.clone(),
+                replay_of: None,
+            },
+        });
+        Ok(ExecJournal {
+            id: r.execution.clone(),
+            shared,
+        })
     }
 
     fn fingerprint(&self, api: &Arc<ApiState>) -> String {
@@ -370,6 +433,8 @@ struct ExecState {
     started: bool,
     /// The seq of each call under way, by sandbox id.
     seqs: HashMap<u32, u32>,
+    /// Resuming: what the replay goes through again, not to be written twice.
+    replayed: Option<resume::Replayed>,
 }
 
 /// One execution's journal: its id, an observer and a gate for [`ExecOptions`].
@@ -452,6 +517,19 @@ impl Shared {
         request: Option<&isola_protocol::ExecRequest>,
     ) -> (Vec<Entry>, Vec<WriteOp>) {
         let b = &self.begin;
+        let resumed = match self.state.lock() {
+            Ok(st) => st.replayed.clone(),
+            Err(p) => p.into_inner().replayed.clone(),
+        };
+        if let Some(r) = resumed {
+            // The row is there (claimed); the chain goes on.
+            let entry = Entry::Resumed {
+                origin: b.origin.clone(),
+                replayed: r.answered.len() as u32,
+                waiting: r.waiting,
+            };
+            return (vec![entry], Vec::new());
+        }
         let started = Entry::Started {
             format: FORMAT,
             execution: self.id.clone(),
@@ -519,12 +597,17 @@ impl Shared {
 impl Observer for JournalObserver {
     fn event(&mut self, event: &Event<'_>) -> Flow {
         let sh = &self.shared;
-        let first = {
+        let (first, repeats) = {
             let mut st = match sh.state.lock() {
                 Ok(s) => s,
                 Err(p) => p.into_inner(),
             };
-            !std::mem::replace(&mut st.started, true)
+            let first = !std::mem::replace(&mut st.started, true);
+            if let Event::Call { id, call } = event {
+                st.seqs.insert(*id, call.seq);
+            }
+            let repeats = st.replayed.as_mut().is_some_and(|r| r.repeats(event));
+            (first, repeats)
         };
         let (mut entries, pre) = if first {
             let request = match event {
@@ -535,13 +618,16 @@ impl Observer for JournalObserver {
         } else {
             (Vec::new(), Vec::new())
         };
+        if repeats {
+            return match entries.is_empty() {
+                true => Flow::Continue,
+                false => sh.write_first(entries, pre, Vec::new()),
+            };
+        }
         let mut extra = Vec::new();
         match event {
             Event::Started { .. } => {}
             Event::Call { id, call } => {
-                if let Ok(mut st) = sh.state.lock() {
-                    st.seqs.insert(*id, call.seq);
-                }
                 entries.push(Entry::Call {
                     seq: call.seq,
                     id: *id,
@@ -569,9 +655,11 @@ impl Observer for JournalObserver {
                     Decision::Allow => "allowed".into(),
                     Decision::Deny(_) => "denied".into(),
                     Decision::Simulate(_) => "simulated".into(),
+                    Decision::Suspend(_) => "suspended".into(),
                 },
                 reason: match decision {
                     Decision::Deny(d) => Some(format!("{}: {}", d.name, d.message)),
+                    Decision::Suspend(message) => Some(message.clone()),
                     _ => None,
                 },
             }),
@@ -590,6 +678,7 @@ impl Observer for JournalObserver {
                     duration_ms: trace.duration_ms,
                     request_bytes: trace.request_bytes,
                     response_bytes: trace.response_bytes,
+                    sent: trace.sent,
                 });
             }
             Event::Input { input } => entries.push(match input {
@@ -619,7 +708,11 @@ impl Observer for JournalObserver {
                 at_ms: line.at_ms,
             }),
             Event::Finished(record) => {
-                let status = if record.ok { "ok" } else { "failed" };
+                let status = match &record.error {
+                    None => "ok",
+                    Some(e) if e.kind == isola_protocol::ErrorKind::Suspended => "suspended",
+                    Some(_) => "failed",
+                };
                 let mut rec = ExecRecord {
                     logs: Vec::new(),
                     calls: Vec::new(),
@@ -888,32 +981,11 @@ pub fn parse_entries(rows: &[EntryRow]) -> Result<Vec<Entry>, JournalError> {
         .collect()
 }
 
-/// The calls of these entries whose intent has no outcome.
-pub fn unknown_calls(entries: &[Entry]) -> Vec<UnknownCall> {
-    let mut open: Vec<UnknownCall> = Vec::new();
-    for e in entries {
-        match e {
-            Entry::Call {
-                seq,
-                function,
-                idempotency_key,
-                ..
-            } => open.push(UnknownCall {
-                seq: *seq,
-                function: function.clone(),
-                idempotency_key: idempotency_key.clone(),
-            }),
-            Entry::Outcome { seq, .. } => open.retain(|c| c.seq != *seq),
-            _ => {}
-        }
-    }
-    open
-}
-
 /// Mark the executions whose process died `interrupted` (an `interrupted` entry lists their
-/// unknown calls). Returns their ids. Executions of live processes, or of other hosts, are
-/// left alone.
-pub async fn recover(store: &dyn Store) -> Result<Vec<String>, JournalError> {
+/// unknown calls), or `suspended` when they died while a call waited for a decision and no
+/// other call was out (`isola resume` can go on with those). Returns their ids and new
+/// statuses. Executions of live processes, or of other hosts, are left alone.
+pub async fn recover(store: &dyn Store) -> Result<Vec<(String, &'static str)>, JournalError> {
     let running = store
         .executions(&ExecQuery {
             status: Some("running".into()),
@@ -924,11 +996,30 @@ pub async fn recover(store: &dyn Store) -> Result<Vec<String>, JournalError> {
     for row in running.into_iter().filter(|r| owner_is_dead(&r.owner)) {
         let rows = store.entries(&row.id).await?;
         let entries = parse_entries(&rows).unwrap_or_default();
+        let calls = resume::calls_of(&entries);
         let unknown = unknown_calls(&entries);
-        let entry = Entry::Interrupted {
-            reason: format!("the process running it ({}) is gone", row.owner),
-            unknown,
+        let held: Vec<String> = calls
+            .iter()
+            .filter(|c| c.state == resume::CallState::Held)
+            .map(|c| format!("#{} {}", c.seq + 1, c.function))
+            .collect();
+        // Died while a call waited for a decision, and nothing else out: nothing is lost, and
+        // `isola resume` can go on from there.
+        let status = if unknown.is_empty() && !held.is_empty() {
+            "suspended"
+        } else {
+            "interrupted"
         };
+        let reason = match status {
+            "suspended" => format!(
+                "the process running it ({}) is gone while {} waited for a decision (never sent); `isola resume {}` continues it",
+                row.owner,
+                held.join(", "),
+                row.id
+            ),
+            _ => format!("the process running it ({}) is gone", row.owner),
+        };
+        let entry = Entry::Interrupted { reason, unknown };
         let body = serde_json::to_string(&entry).map_err(|e| JournalError::BadEntry {
             execution: row.id.clone(),
             seq: row.entries,
@@ -950,14 +1041,14 @@ pub async fn recover(store: &dyn Store) -> Result<Vec<String>, JournalError> {
                 }),
                 WriteOp::Status {
                     id: row.id.clone(),
-                    status: "interrupted".into(),
+                    status: status.into(),
                     ended_ms: at,
                     summary: None,
                 },
             ])
             .await?;
-        tracing::warn!(execution = %row.id, "marked interrupted");
-        done.push(row.id);
+        tracing::warn!(execution = %row.id, "marked {status}");
+        done.push((row.id, status));
     }
     Ok(done)
 }

@@ -93,6 +93,7 @@ pub fn recording(execution: &str, entries: &[Entry]) -> Result<Recorded, Journal
                     ));
                 }
                 rec.calls.push(RecordedCall {
+                    seq: *seq,
                     id: *id,
                     function: function.clone(),
                     arguments: arguments.clone(),

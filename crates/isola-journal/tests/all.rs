@@ -321,7 +321,7 @@ async fn a_dead_process_execution_is_interrupted_with_its_unknown_calls() {
     other.apply(ops).await.unwrap();
 
     let done = isola_journal::recover(&*other).await.unwrap();
-    assert_eq!(done, vec![exec.id.clone()]);
+    assert_eq!(done, vec![(exec.id.clone(), "interrupted")]);
     let row = other.execution(&exec.id).await.unwrap().unwrap();
     assert_eq!(row.status, "interrupted");
     let es = entries(&*other, &exec.id).await;

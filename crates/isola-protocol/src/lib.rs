@@ -300,6 +300,9 @@ pub enum ErrorKind {
     Denied,
     /// A replay would have made a different call than the recording: it was stopped before it.
     Divergence,
+    /// A held call waits for a decision longer than the execution may keep its worker: the
+    /// execution stopped with nothing lost, and `isola resume` continues it once decided.
+    Suspended,
     /// Isola itself failed (a worker died unexpectedly, ...). Never the script's fault.
     Internal,
 }
@@ -314,6 +317,7 @@ impl ErrorKind {
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Denied => "denied",
             ErrorKind::Divergence => "divergence",
+            ErrorKind::Suspended => "suspended",
             ErrorKind::Internal => "internal",
         }
     }
@@ -423,6 +427,10 @@ pub struct CallTrace {
     pub error: Option<String>,
     pub request_bytes: u64,
     pub response_bytes: u64,
+    /// The call went to its tool. `false`: it was answered without being sent (refused by a
+    /// check or a gate, or answered from the journal when an execution is resumed).
+    #[serde(default)]
+    pub sent: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]

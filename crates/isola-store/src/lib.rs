@@ -393,6 +393,10 @@ pub trait Store: Send + Sync {
     async fn executions(&self, query: &ExecQuery) -> Result<Vec<ExecRow>>;
     /// The execution `id`, or the only one whose id starts with it.
     async fn execution(&self, id: &str) -> Result<Option<ExecRow>>;
+    /// Take over execution `id` to continue it (a resume): if its status is one of `from`, it
+    /// becomes `running` under `owner`, atomically across processes and nodes (of concurrent
+    /// claimers exactly one gets `true`).
+    async fn execution_claim(&self, id: &str, from: &[&str], owner: &str) -> Result<bool>;
     /// Its entries in order.
     async fn entries(&self, exec_id: &str) -> Result<Vec<EntryRow>>;
     /// The API stored under `fingerprint`.

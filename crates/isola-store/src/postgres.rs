@@ -688,6 +688,20 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(grant_row).collect())
     }
 
+    async fn execution_claim(&self, id: &str, from: &[&str], owner: &str) -> Result<bool> {
+        let client = self.client.lock().await;
+        let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
+        let n = client
+            .execute(
+                "UPDATE executions SET status = 'running', owner = $2, ended_ms = NULL
+                 WHERE id = $1 AND status = ANY($3)",
+                &[&id, &owner, &from],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(n > 0)
+    }
+
     async fn grant_revoke(&self, id: &str) -> Result<bool> {
         let client = self.client.lock().await;
         let n = client

@@ -744,6 +744,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn execution_claim(&self, id: &str, from: &[&str], owner: &str) -> Result<bool> {
+        let mut values = vec![id.to_string(), owner.to_string()];
+        values.extend(from.iter().map(|s| s.to_string()));
+        let places: Vec<String> = (3..=values.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!(
+            "UPDATE executions SET status = 'running', owner = ?2, ended_ms = NULL
+             WHERE id = ?1 AND status IN ({})",
+            places.join(", ")
+        );
+        if from.is_empty() {
+            return Ok(false);
+        }
+        self.run(move |conn, path| {
+            let n = conn
+                .execute(&sql, rusqlite::params_from_iter(values.iter()))
+                .map_err(err(path))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn grant_revoke(&self, id: &str) -> Result<bool> {
         let id = id.to_string();
         self.run(move |conn, path| {

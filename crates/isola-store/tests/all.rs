@@ -599,6 +599,39 @@ async fn approvals_and_grants(store: Arc<dyn Store>) {
     assert!(!store.delete_session("s1").await.unwrap());
 }
 
+/// Two resumers of one suspended execution at once: exactly one takes it over.
+async fn racing_claimers(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    for round in 0..10 {
+        let id = format!("claim-{round}");
+        let mut row = exec(&id, None, 10);
+        row.status = "suspended".into();
+        row.ended_ms = Some(20);
+        a.apply(vec![WriteOp::Execution(row)]).await.unwrap();
+        let from = ["suspended", "interrupted"];
+        let ta = {
+            let (a, id) = (a.clone(), id.clone());
+            tokio::spawn(async move { a.execution_claim(&id, &from, "host:a:1").await })
+        };
+        let tb = {
+            let (b, id) = (b.clone(), id.clone());
+            tokio::spawn(async move { b.execution_claim(&id, &from, "host:b:1").await })
+        };
+        let (ra, rb) = (ta.await.unwrap().unwrap(), tb.await.unwrap().unwrap());
+        assert!(ra ^ rb, "exactly one claims it: {ra} {rb}");
+        let now = b.execution(&id).await.unwrap().unwrap();
+        assert_eq!(now.status, "running");
+        assert_eq!(now.ended_ms, None);
+        assert_eq!(now.owner, if ra { "host:a:1" } else { "host:b:1" });
+        // A running (or finished) execution is not claimed.
+        assert!(!a.execution_claim(&id, &from, "host:c:1").await.unwrap());
+    }
+    assert!(
+        !a.execution_claim("nope", &["suspended"], "x")
+            .await
+            .unwrap()
+    );
+}
+
 /// Two deciders of one approval at once, each through its own connection (two processes, or
 /// two nodes): exactly one wins, the other is told it was decided.
 async fn racing_deciders(a: Arc<dyn Store>, b: Arc<dyn Store>) {
@@ -649,7 +682,8 @@ async fn sqlite_conformance() {
     approvals_and_grants(store.clone()).await;
     // Another process on the same file: a connection of its own.
     let other: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
-    racing_deciders(store, other).await;
+    racing_deciders(store.clone(), other.clone()).await;
+    racing_claimers(store, other).await;
     // The database file is private to its user.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
@@ -688,7 +722,8 @@ async fn postgres_conformance() {
         b.state_get("shared", "k").await.unwrap().unwrap().value,
         "1"
     );
-    racing_deciders(a, b).await;
+    racing_deciders(a.clone(), b.clone()).await;
+    racing_claimers(a, b).await;
 }
 
 #[tokio::test]

@@ -15,5 +15,6 @@ mod journal;
 mod lifetime;
 mod mcp;
 mod mcp_http;
+mod resume;
 mod support;
 mod tools;

@@ -455,6 +455,48 @@ fn a_held_call_stops_the_clock_until_it_is_decided() {
 }
 
 #[test]
+fn a_suspension_waits_for_calls_under_way_and_sends_nothing_more() {
+    let mut m = exec(Limits::default(), true);
+    m.begin();
+    let verdict =
+        |m: &mut Execution, id: u32, ruling: Ruling| step(m, Input::Verdict { id, ruling });
+    step(&mut m, call(1, "t.echo", json!({"n": 1})));
+    assert_eq!(dispatched(&verdict(&mut m, 1, Ruling::Allow)), [1]);
+    step(&mut m, call(2, "t.echo", json!({"n": 2})));
+    verdict(&mut m, 2, Ruling::Hold("approval".into()));
+    let effects = step(
+        &mut m,
+        Input::Decided {
+            id: 2,
+            decision: Decision::Suspend("waits for approval ap-x-2".into()),
+        },
+    );
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::Finish(_))),
+        "call 1 is out: its answer must reach the record first"
+    );
+    // Allowed while suspending: not sent.
+    step(&mut m, call(3, "t.echo", json!({"n": 3})));
+    assert!(dispatched(&verdict(&mut m, 3, Ruling::Allow)).is_empty());
+    let effects = step(&mut m, finished(1, "one"));
+    assert!(dispatched(&effects).is_empty());
+    let error = stopped_with(effects);
+    assert_eq!(error.kind, ErrorKind::Suspended);
+    assert_eq!(error.message, "waits for approval ap-x-2");
+    let (_, _, calls) = m.take_record_parts();
+    let by_n = |n: u64| calls.iter().find(|c| c.arguments["n"] == n).unwrap();
+    assert!(by_n(1).ok && by_n(1).sent, "{:?}", by_n(1));
+    for n in [2, 3] {
+        let c = by_n(n);
+        assert!(!c.sent, "{c:?}");
+        assert_eq!(
+            c.error.as_deref(),
+            Some("not sent: the execution was suspended")
+        );
+    }
+}
+
+#[test]
 fn the_host_counts_tool_calls_itself() {
     let limits = Limits {
         max_tool_calls: 3,
