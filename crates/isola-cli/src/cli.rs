@@ -71,6 +71,13 @@ pub enum Command {
     /// process died while it waited): the calls it made are answered from the journal, none is
     /// sent again; the calls that waited go through the policy and approvals again.
     Resume(ResumeArgs),
+    /// Plan a script: its reads are made, its writes and deletes are not sent but listed as
+    /// the plan's steps (their results "known after apply"); the plan policy decides whether
+    /// it may be applied, needs a person's approval, or is refused.
+    Plan(crate::plan::PlanArgs),
+    /// Apply an approved plan: run its script live, each change checked against the plan's
+    /// next step before it is sent; a divergence or a changed read stops it first.
+    Apply(crate::plan::ApplyArgs),
     /// The policy every tool call passes: check an input against it, run its tests, print the
     /// default.
     #[command(subcommand)]

@@ -53,6 +53,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             crate::govern::approvals(cli.config.as_deref(), cli.store.as_deref(), c).await
         }
         Command::Resume(a) => resume(cli.config.as_deref(), cli.store.as_deref(), a).await,
+        Command::Plan(a) => crate::plan::plan(cli.config.as_deref(), cli.store.as_deref(), a).await,
+        Command::Apply(a) => {
+            crate::plan::apply(cli.config.as_deref(), cli.store.as_deref(), a).await
+        }
         Command::Replay(a) => {
             crate::journal::replay(cli.config.as_deref(), cli.store.as_deref(), a).await
         }
@@ -304,13 +308,14 @@ async fn resume(
             counts.add(&call.function, isola_control::effect_of(b.effect.class));
         }
     }
-    crate::govern::attach_after(
+    crate::govern::attach_in(
         &governor,
         &mut options,
         &r.code,
         &format!("cli:{}", crate::govern::user()),
         r.session.clone(),
         counts,
+        isola_policy::Mode::Live,
     );
     eprintln!(
         "isola: resuming {} ({} recorded call(s) answered from the journal, {} to go through the gates again)",
@@ -325,7 +330,7 @@ async fn resume(
 }
 
 /// Print an execution's record (`--json`: all of it, with its journal id) and say how it ended.
-fn finish(
+pub fn finish(
     record: &isola_protocol::ExecRecord,
     exec_id: Option<&str>,
     json: bool,
@@ -346,17 +351,22 @@ fn finish(
         )
         .context("writing the result")?;
     }
+    Ok(exit_code(record))
+}
+
+/// How an execution ended, as an exit code.
+pub fn exit_code(record: &isola_protocol::ExecRecord) -> ExitCode {
     use isola_protocol::ErrorKind;
-    Ok(match &record.error {
+    match &record.error {
         None => ExitCode::SUCCESS,
         Some(e) if e.kind == ErrorKind::Internal => ExitCode::from(exit::INTERNAL),
         Some(e) if e.kind == ErrorKind::Suspended => ExitCode::from(exit::SUSPENDED),
         Some(_) => ExitCode::from(exit::SCRIPT_FAILED),
-    })
+    }
 }
 
 /// The script's text and the name errors should use for it.
-fn read_script(path: &Path) -> Result<(String, String)> {
+pub fn read_script(path: &Path) -> Result<(String, String)> {
     if path == Path::new("-") {
         let mut s = String::new();
         std::io::stdin()

@@ -95,24 +95,26 @@ pub fn attach(
     principal: &str,
     session: Option<String>,
 ) {
-    attach_after(
+    attach_in(
         governor,
         options,
         code,
         principal,
         session,
         isola_policy::Counts::default(),
+        Mode::Live,
     );
 }
 
-/// [`attach`] for an execution that made `counts` calls already (a resumed one).
-pub fn attach_after(
+/// [`attach`] for an execution in `mode` that made `counts` calls already (a resumed one).
+pub fn attach_in(
     governor: &Governor,
     options: &mut ExecOptions,
     code: &str,
     principal: &str,
     session: Option<String>,
     counts: isola_policy::Counts,
+    mode: Mode,
 ) {
     let id = options
         .execution_id
@@ -122,7 +124,7 @@ pub fn attach_after(
         id,
         session: options.session.clone().or(session),
         principal: principal.to_string(),
-        mode: Mode::Live,
+        mode,
         code: code.to_string(),
         file: options.file_name.clone(),
         // Journaled executions can be suspended and resumed.
@@ -474,12 +476,19 @@ pub async fn approvals(
                 let mut s = String::new();
                 for r in &rows {
                     let subject = subject_of(r);
+                    let (what, effect) = if r.kind == "plan" {
+                        let steps = subject["steps"].as_array().map_or(0, Vec::len);
+                        ("plan".to_string(), format!("{steps} change(s)"))
+                    } else {
+                        (
+                            subject["function"].as_str().unwrap_or("?").to_string(),
+                            subject["effect"].as_str().unwrap_or("?").to_string(),
+                        )
+                    };
                     s.push_str(&format!(
-                        "{}  {}  {}  {}  {}\n",
+                        "{}  {}  {what}  {effect}  {}\n",
                         r.id,
                         r.status,
-                        subject["function"].as_str().unwrap_or("?"),
-                        subject["effect"].as_str().unwrap_or("?"),
                         reasons_of(r).join("; ")
                     ));
                 }
@@ -497,6 +506,8 @@ pub async fn approvals(
                     "{}\n",
                     serde_json::to_string_pretty(&row_json(&row))?
                 ))?;
+            } else if row.kind == "plan" {
+                print(&crate::plan::plan_text(&row))?;
             } else {
                 print(&show_text(&row))?;
             }
@@ -507,6 +518,14 @@ pub async fn approvals(
             reason,
         } => {
             let by = user();
+            if session
+                && let Some(row) = store.approval(&id, now).await?
+                && row.kind == "plan"
+            {
+                return Err(user_input(anyhow!(
+                    "{id} is a plan: --session grants a function's later calls, and a plan is approved alone\nhint: drop --session"
+                )));
+            }
             let row = store
                 .approval_decide(&id, true, &by, reason.as_deref(), now)
                 .await
@@ -549,8 +568,11 @@ fn subject_of(row: &ApprovalRow) -> Value {
     serde_json::from_str(&row.subject).unwrap_or(Value::Null)
 }
 
-/// The function a request is about.
+/// The function a request is about (`plan` for a plan).
 fn function_of(row: &ApprovalRow) -> String {
+    if row.kind == "plan" {
+        return "plan".into();
+    }
     subject_of(row)["function"]
         .as_str()
         .unwrap_or("?")

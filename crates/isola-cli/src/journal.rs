@@ -233,7 +233,13 @@ impl Journaled {
         tools
     }
 
-    /// Journal the execution about to run; its id.
+    /// The same journal, for executions in `session`.
+    pub fn in_session(mut self, session: Option<String>) -> Self {
+        self.session = session;
+        self
+    }
+
+    /// Journal the execution about to run (started by `cli`); its id.
     pub fn begin(
         &self,
         engine: &Engine,
@@ -241,14 +247,31 @@ impl Journaled {
         file: &str,
         options: &mut ExecOptions,
     ) -> String {
+        self.begin_as(engine, source, file, "cli", options)
+    }
+
+    /// [`Journaled::begin`] with another origin (`plan`, `apply`).
+    pub fn begin_as(
+        &self,
+        engine: &Engine,
+        source: &str,
+        file: &str,
+        origin: &str,
+        options: &mut ExecOptions,
+    ) -> String {
         let exec = self.journal.begin(
-            Begin::new(source, "cli")
+            Begin::new(source, origin)
                 .session(self.session.clone())
                 .file(file),
             &engine.api(),
         );
         exec.attach(options);
         exec.id.clone()
+    }
+
+    /// The fingerprint of `engine`'s API, as the journal records it.
+    pub fn fingerprint(&self, engine: &Engine) -> String {
+        self.journal.fingerprint(&engine.api())
     }
 
     /// Take over the suspended execution `r` and journal its continuation (see

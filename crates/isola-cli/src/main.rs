@@ -7,6 +7,7 @@ mod error;
 mod govern;
 mod journal;
 mod mcp;
+mod plan;
 mod render;
 mod term;
 

@@ -16,10 +16,16 @@
 //!   request and denies the call (`ApprovalExpired`);
 //! - on `allow`, lets the call go on to the next gate (the journal's write-ahead).
 //!
+//! In plan and apply modes ([`ExecInfo::mode`]) a change the policy wants approved is let
+//! through to the next gate: [`plan::Planner`]'s (it becomes a step, never sent) or
+//! [`plan::Applier`]'s (sent only as the approved plan's next step). An execution in those modes
+//! must have that gate right after this one.
+//!
 //! The gate is one of the engine's gates; the policy never sees the engine, and this crate knows
 //! neither SQL nor Rego beyond the two crates' interfaces.
 
 pub mod approval;
+pub mod plan;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -176,8 +182,14 @@ impl CallGate for PolicyGate {
             counts,
         };
         let decision = self.inner.policy.decide_call(&input);
+        // A change in plan mode is not sent (the plan gate after this one makes it a step, and
+        // the plan is decided as a whole); in apply mode it is sent only as a step of the
+        // approved plan (the apply gate after this one checks). Reads are asked about as ever.
+        let planned = matches!(self.exec.mode, Mode::Plan | Mode::Apply)
+            && call.effect.class != EffectClass::Read;
         match decision.outcome {
             Outcome::Allow => Verdict::Allow,
+            Outcome::RequireApproval if planned => Verdict::Allow,
             Outcome::Deny => Verdict::Deny(Denial::new(
                 "PolicyDenied",
                 format!(

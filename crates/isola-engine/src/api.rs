@@ -70,9 +70,32 @@ impl ApiState {
     }
 }
 
+/// A plan's reference to a step's result (`{"$isola.ref": "#1.id"}`, or a string with `⟦#1.id⟧`
+/// in it): a value known after apply, which no schema check can judge yet.
+pub fn is_reference(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m.len() == 1 && m.get(REF_KEY).is_some_and(Value::is_string),
+        Value::String(s) => s.contains("\u{27e6}#"),
+        _ => false,
+    }
+}
+
+/// The key of a reference to a planned step's result, in a plan's arguments.
+pub const REF_KEY: &str = "$isola.ref";
+
 impl Binding {
     /// Check arguments against the tool's input schema. The error names every offending path.
     pub fn validate(&self, args: &Value) -> Result<(), String> {
+        self.check(args, false)
+    }
+
+    /// [`Binding::validate`] in plan mode: a reference to a planned result passes where it
+    /// stands (its value is known only after apply, when the call is checked again).
+    pub fn validate_planned(&self, args: &Value) -> Result<(), String> {
+        self.check(args, true)
+    }
+
+    fn check(&self, args: &Value, references: bool) -> Result<(), String> {
         let Some(v) = &self.validator else {
             return Ok(());
         };
@@ -82,6 +105,7 @@ impl Binding {
         }
         let problems: Vec<String> = v
             .iter_errors(args)
+            .filter(|e| !(references && is_reference(e.instance())))
             .take(5)
             .map(|e| {
                 let path = e.instance_path().to_string();

@@ -74,6 +74,10 @@ pub struct ExecOptions {
     pub execution_id: Option<String>,
     /// The session it belongs to, for tool sources that keep per-session data (`state`).
     pub session: Option<String>,
+    /// Plan mode: a gate answers changes with [`isola_protocol::CallResult::Planned`], and
+    /// references to those results in later arguments pass the schema checks (see
+    /// [`api::is_reference`]).
+    pub planning: bool,
 }
 
 /// A recording to replay, and what happens after it.
@@ -216,6 +220,7 @@ impl Engine {
             replay,
             execution_id,
             session,
+            planning,
             ..
         } = options;
 
@@ -273,6 +278,7 @@ impl Engine {
             gated: !gates.is_empty(),
             observers,
             replay: replay.map(|r| r.recording),
+            planning,
             clock: epoch_ms,
         });
         machine.started(&request);

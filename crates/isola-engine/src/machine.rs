@@ -154,6 +154,9 @@ pub struct Setup {
     pub gated: bool,
     pub observers: Vec<Box<dyn Observer>>,
     pub replay: Option<Recording>,
+    /// Plan mode: arguments may hold references to planned results, which schema checks let
+    /// pass (see [`crate::ExecOptions::planning`]).
+    pub planning: bool,
     /// The host's clock, in milliseconds since the Unix epoch (inputs carry it to the script).
     pub clock: fn() -> u64,
 }
@@ -164,6 +167,7 @@ pub struct Execution {
     limits: Limits,
     grace: Duration,
     gated: bool,
+    planning: bool,
     observers: Vec<Box<dyn Observer>>,
     clock: fn() -> u64,
     run_start: Instant,
@@ -201,6 +205,7 @@ impl Execution {
             limits: setup.limits,
             grace: setup.grace,
             gated: setup.gated,
+            planning: setup.planning,
             observers: setup.observers,
             clock: setup.clock,
             run_start: Instant::now(),
@@ -426,7 +431,12 @@ impl Execution {
                 return self.refuse(id, trace, result);
             }
         };
-        let arguments = match (&trace.arguments, b.validate(&trace.arguments)) {
+        let checked = if self.planning {
+            b.validate_planned(&trace.arguments)
+        } else {
+            b.validate(&trace.arguments)
+        };
+        let arguments = match (&trace.arguments, checked) {
             (_, Err(message)) => {
                 let result = CallResult::Err {
                     kind: CallErrorKind::Validation,
@@ -708,8 +718,8 @@ impl Execution {
             },
         };
         match &result {
-            CallResult::Ok { .. } => p.trace.ok = true,
             CallResult::Err { message, .. } => p.trace.error = Some(message.clone()),
+            CallResult::Ok { .. } | CallResult::Planned { .. } => p.trace.ok = true,
         }
         p.stage = Stage::Answered(result);
         if self.suspending.is_some() {

@@ -195,36 +195,41 @@ fn divergence(call: &CallIntent, what: String) -> ExecError {
     }
 }
 
-/// The JSON path of the first place where `a` and `b` differ, with both values there.
+/// The JSON path of the first place where `a` (recorded) and `b` differ, with both values there.
 pub fn first_difference(a: &Value, b: &Value, path: &str) -> Option<String> {
+    difference(a, b, path, "recorded")
+}
+
+/// [`first_difference`] where `a` is called `was` (`recorded`, `planned`).
+pub fn difference(a: &Value, b: &Value, path: &str, was: &str) -> Option<String> {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             for (k, v) in x {
                 let here = format!("{path}.{k}");
                 match y.get(k) {
                     Some(w) => {
-                        if let Some(d) = first_difference(v, w, &here) {
+                        if let Some(d) = difference(v, w, &here, was) {
                             return Some(d);
                         }
                     }
-                    None => return Some(format!("{here} (recorded {v}, now missing)")),
+                    None => return Some(format!("{here} ({was} {v}, now missing)")),
                 }
             }
             y.iter()
                 .find(|(k, _)| !x.contains_key(*k))
-                .map(|(k, w)| format!("{path}.{k} (not recorded, now {w})"))
+                .map(|(k, w)| format!("{path}.{k} (not {was}, now {w})"))
         }
         (Value::Array(x), Value::Array(y)) => {
             for (i, (v, w)) in x.iter().zip(y).enumerate() {
-                if let Some(d) = first_difference(v, w, &format!("{path}[{i}]")) {
+                if let Some(d) = difference(v, w, &format!("{path}[{i}]"), was) {
                     return Some(d);
                 }
             }
             (x.len() != y.len())
-                .then(|| format!("{path} (recorded {} items, now {})", x.len(), y.len()))
+                .then(|| format!("{path} ({was} {} items, now {})", x.len(), y.len()))
         }
         _ if a == b => None,
-        _ => Some(format!("{path} (recorded {a}, now {b})")),
+        _ => Some(format!("{path} ({was} {a}, now {b})")),
     }
 }
 

@@ -286,7 +286,8 @@ impl Journal {
         })
     }
 
-    fn fingerprint(&self, api: &Arc<ApiState>) -> String {
+    /// The fingerprint of `api` (the SHA-256 of its tool lists), stored with the API itself.
+    pub fn fingerprint(&self, api: &Arc<ApiState>) -> String {
         let key = Arc::as_ptr(api) as usize;
         let mut apis = match self.inner.apis.lock() {
             Ok(a) => a,
@@ -765,7 +766,9 @@ impl JournalObserver {
                 }
                 (Some(result.clone()), None, false)
             }
-            CallResult::Err { .. } => (Some(result.clone()), None, false),
+            CallResult::Err { .. } | CallResult::Planned { .. } => {
+                (Some(result.clone()), None, false)
+            }
         }
     }
 }

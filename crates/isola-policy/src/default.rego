@@ -10,7 +10,7 @@ require_approval contains msg if {
 }
 
 require_approval contains msg if {
-	steps := [sprintf("#%d %s", [step.seq, step.function]) |
+	steps := [sprintf("#%d %s", [step.seq + 1, step.function]) |
 		some step in input.plan.steps
 		step.effect == "destructive"
 	]

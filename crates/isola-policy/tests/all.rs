@@ -139,7 +139,7 @@ fn the_default_policy_asks_a_person_for_a_plan_with_destructive_steps() {
         &decision,
         Outcome::RequireApproval,
         &[
-            "the plan has destructive steps (#1 fs.deleteFile, #3 db.drop): the default policy asks a person",
+            "the plan has destructive steps (#2 fs.deleteFile, #4 db.drop): the default policy asks a person",
         ],
     );
     let writes = policy.decide_plan(&plan(&[

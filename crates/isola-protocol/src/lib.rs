@@ -146,6 +146,9 @@ pub enum CallResult {
         message: String,
         tool: String,
     },
+    /// Plan mode: the call was not sent but planned as step `step` (from 1); its promise
+    /// resolves to a placeholder for the result, known after apply.
+    Planned { step: u32 },
 }
 
 /// Why a call failed, as the host decided.

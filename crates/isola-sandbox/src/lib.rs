@@ -71,6 +71,8 @@ pub const SCRIPT_NAME: &str = "script.js";
 /// The file name of the prelude in stack traces; its frames are internal and are dropped from
 /// what users see.
 pub const PRELUDE_NAME: &str = "isola:prelude";
+/// The prelude's `settle` takes this for `ok` when the call was planned, not made (plan mode).
+const PLANNED: i32 = 2;
 
 /// The built-ins a sandbox context gets. Deliberately absent: `Performance` (a high-resolution
 /// timer is a side channel and nothing needs it), `DOMException`, `WeakRef` and
@@ -589,6 +591,9 @@ fn drive<'js>(
                         vec![name, message, tool, call_error_kind_str(kind).to_string()],
                         now_ms,
                     )),
+                    CallResult::Planned { step } => {
+                        settle.call::<_, ()>((id, PLANNED, step.to_string(), now_ms))
+                    }
                 };
                 if r.is_err() {
                     let _ = ctx.catch();
@@ -684,6 +689,11 @@ fn install<'js>(
                         arr.set(2, tool)?;
                         arr.set(3, call_error_kind_str(kind))?;
                         Ok(arr.into_value())
+                    }
+                    Some(CallResult::Planned { step }) => {
+                        let planned = rquickjs::Object::new(ctx.clone())?;
+                        planned.set("planned", step)?;
+                        Ok(planned.into_value())
                     }
                 }
             }

@@ -81,7 +81,49 @@
     return v;
   }
 
+  // Plan mode: a planned call (not sent) resolves to a placeholder for its result, known after
+  // apply. Reading a property of one gives a placeholder for that part; in a later call's
+  // arguments (or the result) one is written as {"$isola.ref": "#1.id"}, inside a string as
+  // ⟦#1.id⟧: the plan shows these as references, and the apply resolves them to the results.
+  const refs = new WeakMap(); // placeholder -> its path
+  const identifier = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+  const index = /^(0|[1-9][0-9]*)$/;
+  function placeholder(path) {
+    const child = (key) =>
+      typeof key === "symbol"
+        ? path + "[" + String(key) + "]"
+        : index.test(key)
+          ? path + "[" + key + "]"
+          : identifier.test(key)
+            ? path + "." + key
+            : path + "[" + stringify(key) + "]";
+    const frozen = (_target, key) => {
+      const what = key === undefined ? path : child(key);
+      throw new TypeError(what + " cannot be changed: " + path + " is known only after apply");
+    };
+    const p = new Proxy(Object.create(null), {
+      get(_target, key) {
+        if (key === "toJSON") return () => ({ "$isola.ref": path });
+        if (key === Symbol.toPrimitive) {
+          return (hint) => (hint === "number" ? NaN : "\u27e6" + path + "\u27e7");
+        }
+        // Not a thenable (awaiting one gives it back), not iterable.
+        if (typeof key === "symbol" || key === "then") return undefined;
+        return placeholder(child(key));
+      },
+      set: frozen,
+      defineProperty: frozen,
+      deleteProperty: frozen,
+      setPrototypeOf: (_target) => frozen(_target),
+    });
+    refs.set(p, path);
+    return p;
+  }
+
   function render(v) {
+    if (typeof v === "object" && v !== null && refs.has(v)) {
+      return "(known after apply: " + refs.get(v) + ")";
+    }
     switch (typeof v) {
       case "string":
         return v;
@@ -184,6 +226,7 @@
       return new Promise((resolve, reject) => pending.set(r, [resolve, reject, site]));
     }
     if (typeof r === "string") return Promise.resolve(parse(r));
+    if (!Array.isArray(r)) return Promise.resolve(placeholder("#" + r.planned));
     return Promise.reject(callError(new Error(""), r));
   }
 
@@ -246,7 +289,9 @@
       const p = pending.get(id);
       if (p === undefined) return;
       pending.delete(id);
-      if (ok) {
+      if (ok === 2) {
+        p[0](placeholder("#" + payload));
+      } else if (ok) {
         p[0](parse(payload));
       } else {
         p[1](callError(p[2], payload));

@@ -344,7 +344,7 @@ pub struct ApprovalRow {
     pub created_ms: i64,
     /// Undecided at this time (or later), it is `expired`.
     pub expires_ms: i64,
-    /// `pending`, `approved`, `denied` or `expired`.
+    /// `pending`, `approved`, `denied` or `expired`; a plan once applied, `applied`.
     pub status: String,
     /// Who decided (`None` while pending, and for an expired one).
     pub decided_by: Option<String>,
@@ -447,6 +447,10 @@ pub trait Store: Send + Sync {
         note: Option<&str>,
         now_ms: i64,
     ) -> Result<ApprovalRow>;
+    /// Use up the approved plan `id` (an approval of kind `plan`): `approved` becomes
+    /// `applied` if it was approved and has not expired at `now_ms`. Whether it was; of
+    /// concurrent users exactly one gets `true`.
+    async fn approval_use(&self, id: &str, now_ms: i64) -> Result<bool>;
     /// Store a new grant; an id already stored is [`StoreError::AlreadyExists`].
     async fn grant_create(&self, row: &GrantRow) -> Result<()>;
     /// The grants of `session` not expired at `now_ms`, oldest first.

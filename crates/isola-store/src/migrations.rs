@@ -78,6 +78,33 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         note TEXT
     );
     CREATE INDEX grants_session ON grants (session, created_ms);",
+    // 3: a plan's approval, once used by its apply, is `applied` (the table rebuilt for the
+    // status check, the one way both databases change one).
+    "CREATE TABLE approvals_v3 (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        execution TEXT,
+        session TEXT,
+        subject TEXT NOT NULL,
+        reasons TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('pending', 'approved', 'denied', 'expired', 'applied')),
+        decided_by TEXT,
+        decided_ms BIGINT,
+        note TEXT
+    );
+    INSERT INTO approvals_v3 (id, kind, execution, session, subject, reasons, created_ms,
+        expires_ms, status, decided_by, decided_ms, note)
+      SELECT id, kind, execution, session, subject, reasons, created_ms, expires_ms, status,
+        decided_by, decided_ms, note FROM approvals;
+    DROP TABLE approvals;
+    ALTER TABLE approvals_v3 RENAME TO approvals;
+    CREATE INDEX approvals_created ON approvals (created_ms);
+    CREATE INDEX approvals_status ON approvals (status, created_ms);
+    CREATE INDEX approvals_execution ON approvals (execution, created_ms);
+    CREATE INDEX approvals_session ON approvals (session);",
 ];
 
 /// The schema version this build writes and reads.

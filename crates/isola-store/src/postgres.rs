@@ -644,6 +644,19 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn approval_use(&self, id: &str, now_ms: i64) -> Result<bool> {
+        let client = self.client.lock().await;
+        let n = client
+            .execute(
+                "UPDATE approvals SET status = 'applied'
+                 WHERE id = $1 AND kind = 'plan' AND status = 'approved' AND expires_ms > $2",
+                &[&id, &now_ms],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(n == 1)
+    }
+
     async fn grant_create(&self, row: &GrantRow) -> Result<()> {
         let client = self.client.lock().await;
         let n = client

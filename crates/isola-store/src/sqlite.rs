@@ -691,6 +691,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn approval_use(&self, id: &str, now_ms: i64) -> Result<bool> {
+        let id = id.to_string();
+        self.run(move |conn, path| {
+            let n = conn
+                .prepare_cached(USE_PLAN)
+                .and_then(|mut s| s.execute(params![id, now_ms]))
+                .map_err(err(path))?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     async fn grant_create(&self, row: &GrantRow) -> Result<()> {
         let row = row.clone();
         self.run(move |conn, path| {
@@ -782,6 +794,10 @@ impl Store for SqliteStore {
 const DECIDE: &str = "UPDATE approvals
     SET status = ?2, decided_by = ?3, decided_ms = ?4, note = ?5
     WHERE id = ?1 AND status = 'pending' AND expires_ms > ?4";
+
+/// Use up the approved plan `?1`, unless it expired by `?2` (now).
+const USE_PLAN: &str = "UPDATE approvals SET status = 'applied'
+    WHERE id = ?1 AND kind = 'plan' AND status = 'approved' AND expires_ms > ?2";
 
 /// Mark approval `?1` expired if it is pending past its expiry at `?2` (now).
 const EXPIRE: &str = "UPDATE approvals SET status = 'expired' WHERE id = ?1 AND status = 'pending' AND expires_ms <= ?2";

@@ -531,6 +531,39 @@ async fn approvals_and_grants(store: Arc<dyn Store>) {
         ["a3"]
     );
 
+    // A plan is used once, only when approved and not expired; a call request never.
+    assert!(
+        !store.approval_use("a1", 5000).await.unwrap(),
+        "a call, not a plan"
+    );
+    let plan = |id: &str| ApprovalRow {
+        kind: "plan".into(),
+        ..approval(id, Some("ex-3"), 5000, 9000)
+    };
+    for id in ["p1", "p2"] {
+        store.approval_create(&plan(id)).await.unwrap();
+    }
+    assert!(
+        !store.approval_use("p1", 5100).await.unwrap(),
+        "still pending"
+    );
+    store
+        .approval_decide("p1", true, "alice", None, 5100)
+        .await
+        .unwrap();
+    store
+        .approval_decide("p2", true, "alice", None, 5100)
+        .await
+        .unwrap();
+    assert!(store.approval_use("p1", 5200).await.unwrap());
+    assert!(!store.approval_use("p1", 5300).await.unwrap(), "used once");
+    assert_eq!(
+        store.approval("p1", 5300).await.unwrap().unwrap().status,
+        "applied"
+    );
+    assert!(!store.approval_use("p2", 9000).await.unwrap(), "expired");
+    assert!(!store.approval_use("nope", 5300).await.unwrap());
+
     // Grants: oldest first, unexpired, per session; a duplicate id is refused.
     let g1 = grant("g1", "s1", 100, None);
     let g2 = grant("g2", "s1", 200, Some(1000));

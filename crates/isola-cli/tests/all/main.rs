@@ -15,6 +15,7 @@ mod journal;
 mod lifetime;
 mod mcp;
 mod mcp_http;
+mod plan;
 mod resume;
 mod support;
 mod tools;

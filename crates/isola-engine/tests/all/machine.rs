@@ -37,6 +37,7 @@ fn setup(limits: Limits, gated: bool) -> Setup {
         gated,
         observers: Vec::new(),
         replay: None,
+        planning: false,
         clock: || 42,
     }
 }

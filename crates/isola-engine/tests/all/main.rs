@@ -5,6 +5,7 @@
 
 mod gates;
 mod machine;
+mod plan;
 mod replay;
 mod truthful;
 mod workers;

@@ -15,8 +15,8 @@ const SCRIPT: &str = r#"
 const t0 = Date.now();
 const r = [Math.random(), Math.random()];
 const order: string[] = [];
-setTimeout(() => order.push("timer"), 15);
-const slept = await Promise.all([30, 5, 20].map((ms) => t.sleep({ ms }).then((v: any) => { order.push("sleep " + ms); return v; })));
+setTimeout(() => order.push("timer"), 40);
+const slept = await Promise.all([250, 5, 100].map((ms) => t.sleep({ ms }).then((v: any) => { order.push("sleep " + ms); return v; })));
 const echoed = await t.echo({ after: order.slice() });
 await new Promise((res) => setTimeout(res, 1));
 return { elapsed: Date.now() - t0 >= 0, r, order, slept, echoed, late: Date.now() };
@@ -71,10 +71,11 @@ fn functions(rec: &ExecRecord) -> Vec<(String, serde_json::Value)> {
 async fn a_replay_reproduces_the_result_without_calling_any_tool() {
     let (original, recording) = record(SCRIPT).await;
     assert_eq!(recording.calls.len(), 4);
-    // The timer (15 ms) fired between the 5 ms and the 20 ms sleeps.
+    // The timer (40 ms) fired between the 5 ms and the 100 ms sleeps (wide gaps: a loaded
+    // machine does not reorder them).
     assert_eq!(
         original.result["order"],
-        json!(["sleep 5", "timer", "sleep 20", "sleep 30"])
+        json!(["sleep 5", "timer", "sleep 100", "sleep 250"])
     );
     for _ in 0..3 {
         let (replayed, calls) = replay(SCRIPT, recording.clone(), false).await;

@@ -18,7 +18,8 @@ fn workers(program: &str, args: &[&str]) -> Backend {
     Backend::Workers(WorkerPool::new(command, 1))
 }
 
-fn real() -> Backend {
+/// The real worker (`isola-worker`, built with the workspace).
+pub(crate) fn real() -> Backend {
     workers("isola-worker", &[])
 }
 
