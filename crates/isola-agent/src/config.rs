@@ -20,7 +20,8 @@
 //!     "cache": { "enabled": false, "ttlSecs": 3600, "dir": ".isola/cache" },
 //!     "prices": { "my-model": { "input": 0.5, "output": 1.5, "cached": 0.1 } },
 //!     "embedMaxTokens": 4000,
-//!     "instructions": "Answer in French."
+//!     "instructions": "Answer in French.",
+//!     "plan": false
 //!   }
 //! }
 //! ```
@@ -188,6 +189,9 @@ pub struct AgentConfig {
     pub embed_max_tokens: usize,
     /// Added to the system prompt.
     pub instructions: Option<String>,
+    /// Plan mode: each script runs as a plan first, and is applied only once the plan is
+    /// allowed by the policy or approved (the front-end carries this out; `--plan`).
+    pub plan: bool,
 }
 
 impl Default for AgentConfig {
@@ -211,6 +215,7 @@ impl Default for AgentConfig {
             temperature: None,
             embed_max_tokens: isola_codemode::descriptions::DEFAULT_EMBED_MAX_TOKENS,
             instructions: None,
+            plan: false,
         }
     }
 }
@@ -220,7 +225,7 @@ impl Default for AgentConfig {
 #[non_exhaustive]
 pub enum ConfigError {
     /// `isola.agent` does not have the expected shape.
-    #[error("{}: isola.agent: {message}\nhint: the `isola.agent` keys are model, codeModel, fallback, mode, providers, maxAttempts, limits, retry, timeoutMs, idleTimeoutMs, stream, toolChoice, cache, prices, maxOutputTokens, temperature, embedMaxTokens, instructions (see crates/isola-agent/src/config.rs)", file.display())]
+    #[error("{}: isola.agent: {message}\nhint: the `isola.agent` keys are model, codeModel, fallback, mode, providers, maxAttempts, limits, retry, timeoutMs, idleTimeoutMs, stream, toolChoice, cache, prices, maxOutputTokens, temperature, embedMaxTokens, instructions, plan (see crates/isola-agent/src/config.rs)", file.display())]
     Invalid { file: PathBuf, message: String },
 
     /// No agent model anywhere.

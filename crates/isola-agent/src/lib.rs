@@ -45,5 +45,5 @@ pub use config::{
     RetrySettings, RunLimits,
 };
 pub use prompts::{RUN_TASK, extract_code};
-pub use run::{Agent, AgentEvent, ExecHook};
+pub use run::{Agent, AgentEvent, ExecHook, Executed};
 pub use transcript::{Step, Stop, StopReason, Summary, Transcript, thousands};

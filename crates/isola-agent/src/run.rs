@@ -17,7 +17,7 @@ use isola_engine::{Engine, ExecOptions, Tools, unwrap_result};
 use isola_llm::{
     CallRecord, ChatRequest, Finish, Message, Reply, Route, Streamed, ToolCall, ToolDef,
 };
-use isola_protocol::ExecError;
+use isola_protocol::{ExecError, ExecRecord};
 use serde_json::{Map, Value};
 
 use crate::Mode;
@@ -66,6 +66,58 @@ pub struct Agent {
 /// journal attaches itself to them).
 pub trait ExecHook: Send + Sync {
     fn before(&self, code: &str, options: &mut ExecOptions);
+
+    /// Carry the script out itself, instead of the agent running it after
+    /// [`ExecHook::before`]: plan mode plans it, has the plan decided, and applies it.
+    /// `None` (the default): the agent runs it.
+    fn execute<'a>(
+        &'a self,
+        _code: &'a str,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = Executed> + Send + 'a>>> {
+        None
+    }
+}
+
+/// What [`ExecHook::execute`] did with a script.
+pub struct Executed {
+    /// The record of what ran (the apply, or the plan run when nothing was applied).
+    pub record: ExecRecord,
+    /// What the model is told before the record: the plan, its decision, the apply's outcome.
+    pub note: Option<String>,
+}
+
+impl Executed {
+    /// Nothing ran: Isola could not carry the script out (`error` says why).
+    pub fn failed(
+        kind: isola_protocol::ErrorKind,
+        name: &str,
+        error: &dyn std::fmt::Display,
+    ) -> Self {
+        Executed {
+            record: ExecRecord {
+                ok: false,
+                result: serde_json::Value::Null,
+                result_truncated: None,
+                logs: Vec::new(),
+                logs_truncated: None,
+                calls: Vec::new(),
+                timings: isola_protocol::Timings::default(),
+                error: Some(ExecError {
+                    kind,
+                    limit: None,
+                    name: name.into(),
+                    message: error.to_string(),
+                    position: None,
+                    code_frame: None,
+                    stack: None,
+                    tool: None,
+                    hint: None,
+                }),
+                sandbox: None,
+            },
+            note: None,
+        }
+    }
 }
 
 /// What carrying out one tool call gave.
@@ -682,18 +734,29 @@ impl Run<'_> {
             code: code.clone(),
         });
         let span = tracing::info_span!("agent_execution", attempt);
-        let mut options = ExecOptions {
-            file_name: "script.ts".into(),
-            ..ExecOptions::default()
+        let hook = self.agent.hook.clone();
+        let executed = match hook.as_deref().and_then(|h| h.execute(&code)) {
+            Some(carried_out) => carried_out.await,
+            None => {
+                let mut options = ExecOptions {
+                    file_name: "script.ts".into(),
+                    ..ExecOptions::default()
+                };
+                if let Some(hook) = &hook {
+                    hook.before(&code, &mut options);
+                }
+                let _guard = span.enter();
+                Executed {
+                    record: self.agent.engine.execute(&code, options).await,
+                    note: None,
+                }
+            }
         };
-        if let Some(hook) = &self.agent.hook {
-            hook.before(&code, &mut options);
+        let record = executed.record;
+        let mut text = isola_codemode::render::record_text(&record, &self.view.api.api);
+        if let Some(note) = executed.note {
+            text = format!("{note}\n{text}");
         }
-        let record = {
-            let _guard = span.enter();
-            self.agent.engine.execute(&code, options).await
-        };
-        let text = isola_codemode::render::record_text(&record, &self.view.api.api);
         on_event(AgentEvent::Done {
             ok: record.ok,
             summary: first_line(&text),

@@ -79,6 +79,11 @@ pub struct AgentArgs {
     /// Run scripts inside this process instead of worker processes.
     #[arg(long)]
     pub in_process: bool,
+    /// Plan mode: each script the model writes runs as a plan first (reads made, changes held
+    /// back); only a plan the policy allows, or a person approves (`isola approvals`), is
+    /// applied. The model is told the plan, the decision and the outcome.
+    #[arg(long)]
+    pub plan: bool,
 }
 
 #[derive(Args, Debug)]
@@ -170,6 +175,7 @@ pub fn agent_config(config: &Config, args: &AgentArgs) -> Result<AgentConfig> {
     if let Some(ms) = args.idle_timeout {
         c.idle_timeout_ms = Some(ms);
     }
+    c.plan |= args.plan;
     Ok(c)
 }
 
@@ -219,7 +225,15 @@ async fn start(
         journal.as_ref().map(|j| j.store()),
         crate::govern::on_terminal(),
     )?;
-    let hook = crate::journal::AgentHook::new(journal.as_ref(), engine.clone(), governor, kind);
+    let mut hook = crate::journal::AgentHook::new(journal.as_ref(), engine.clone(), governor, kind);
+    if agent_config.plan {
+        if journal.is_none() {
+            return Err(crate::error::user_input(anyhow!(
+                "plan mode keeps its plans in the store, and the store is `none`\nhint: drop --store none, or --plan"
+            )));
+        }
+        hook = hook.planning(config.settings.approvals.timeout_ms);
+    }
     let agent = Agent::new(engine, hub.clone(), agent_config, models).with_hook(Arc::new(hook));
     Ok(Session {
         agent,

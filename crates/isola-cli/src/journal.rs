@@ -215,6 +215,11 @@ impl Journaled {
         }))
     }
 
+    /// The journal itself.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
     /// Where the journal is kept (approval requests wait there too).
     pub fn store(&self) -> Arc<dyn Store> {
         self.journal.store().clone()
@@ -239,7 +244,7 @@ impl Journaled {
         self
     }
 
-    /// Journal the execution about to run (started by `cli`); its id.
+    /// Journal the execution about to run; its id.
     pub fn begin(
         &self,
         engine: &Engine,
@@ -247,31 +252,14 @@ impl Journaled {
         file: &str,
         options: &mut ExecOptions,
     ) -> String {
-        self.begin_as(engine, source, file, "cli", options)
-    }
-
-    /// [`Journaled::begin`] with another origin (`plan`, `apply`).
-    pub fn begin_as(
-        &self,
-        engine: &Engine,
-        source: &str,
-        file: &str,
-        origin: &str,
-        options: &mut ExecOptions,
-    ) -> String {
         let exec = self.journal.begin(
-            Begin::new(source, origin)
+            Begin::new(source, "cli")
                 .session(self.session.clone())
                 .file(file),
             &engine.api(),
         );
         exec.attach(options);
         exec.id.clone()
-    }
-
-    /// The fingerprint of `engine`'s API, as the journal records it.
-    pub fn fingerprint(&self, engine: &Engine) -> String {
-        self.journal.fingerprint(&engine.api())
     }
 
     /// Take over the suspended execution `r` and journal its continuation (see
@@ -349,6 +337,8 @@ pub struct AgentHook {
     engine: Arc<Engine>,
     governor: Arc<isola_control::Governor>,
     session: String,
+    /// Plan mode: how long a plan is good for (`approvals.timeoutMs`).
+    plan_ttl_ms: Option<u64>,
 }
 
 impl AgentHook {
@@ -364,11 +354,44 @@ impl AgentHook {
             engine,
             governor,
             session: format!("{kind}-{}", isola_journal::new_execution_id()),
+            plan_ttl_ms: None,
         }
+    }
+
+    /// Run every script as a plan first (see [`crate::plan::agent_step`]); plans are good for
+    /// `ttl_ms`. Needs the journal.
+    pub fn planning(mut self, ttl_ms: u64) -> Self {
+        self.plan_ttl_ms = Some(ttl_ms);
+        self
+    }
+
+    fn principal() -> String {
+        format!("agent:{}", crate::govern::user())
     }
 }
 
 impl isola_agent::ExecHook for AgentHook {
+    fn execute<'a>(
+        &'a self,
+        code: &'a str,
+    ) -> Option<
+        std::pin::Pin<Box<dyn std::future::Future<Output = isola_agent::Executed> + Send + 'a>>,
+    > {
+        let ttl_ms = self.plan_ttl_ms?;
+        let journal = self.journal.as_ref()?;
+        Some(Box::pin(async move {
+            let planning = crate::plan::Planning {
+                journal,
+                governor: &self.governor,
+                engine: &self.engine,
+                session: Some(self.session.clone()),
+                principal: Self::principal(),
+                ttl_ms,
+            };
+            crate::plan::agent_step(&planning, code).await
+        }))
+    }
+
     fn before(&self, code: &str, options: &mut ExecOptions) {
         if let Some(journal) = &self.journal {
             let begin = Begin::new(code, "agent")
@@ -376,12 +399,11 @@ impl isola_agent::ExecHook for AgentHook {
                 .file("script.ts");
             journal.begin(begin, &self.engine.api()).attach(options);
         }
-        let principal = format!("agent:{}", crate::govern::user());
         crate::govern::attach(
             &self.governor,
             options,
             code,
-            &principal,
+            &Self::principal(),
             Some(self.session.clone()),
         );
     }

@@ -11,10 +11,13 @@ use std::process::ExitCode;
 
 use anyhow::{Result, anyhow};
 use clap::Args;
-use isola_control::plan::{Applier, PlanBody, Planner};
+use isola_control::Governor;
+use isola_control::plan::{Applier, ApplyReport, PlanBody, Planner};
 use isola_engine::{Engine, ExecOptions};
+use isola_journal::{Begin, Journal};
 use isola_policy::{Execution, Mode, Outcome, PlanInput};
-use isola_store::ApprovalRow;
+use isola_protocol::ExecRecord;
+use isola_store::{ApprovalRow, Store};
 use serde_json::{Value, json};
 
 use crate::cli::LimitArgs;
@@ -57,6 +60,242 @@ pub struct ApplyArgs {
     pub in_process: bool,
 }
 
+/// What planning and applying run with: the journal (a plan needs a store), the governor, the
+/// engine, and for whom.
+pub struct Planning<'a> {
+    pub journal: &'a Journal,
+    pub governor: &'a Governor,
+    pub engine: &'a Engine,
+    pub session: Option<String>,
+    pub principal: String,
+    /// How long a plan is good for, to be decided and applied (`approvals.timeoutMs`).
+    pub ttl_ms: u64,
+}
+
+/// A plan run: its record, and the plan (`None` when the run failed: no plan is made).
+pub struct Planned {
+    pub record: ExecRecord,
+    pub execution: String,
+    pub row: Option<ApprovalRow>,
+}
+
+/// An apply: its record and how far it got.
+pub struct Applied {
+    pub record: ExecRecord,
+    pub execution: String,
+    pub report: ApplyReport,
+}
+
+impl Planning<'_> {
+    fn options(&self, code: &str, file: &str, origin: &str) -> (ExecOptions, String) {
+        let mut options = ExecOptions {
+            file_name: file.to_string(),
+            planning: origin == "plan",
+            ..ExecOptions::default()
+        };
+        let exec = self.journal.begin(
+            Begin::new(code, origin)
+                .session(self.session.clone())
+                .file(file),
+            &self.engine.api(),
+        );
+        exec.attach(&mut options);
+        (options, exec.id)
+    }
+
+    /// Run `code` as a plan, store the plan, and have the plan policy decide it.
+    pub async fn plan(&self, code: &str, file: &str) -> Result<Planned> {
+        let (mut options, exec_id) = self.options(code, file, "plan");
+        let planner = Planner::new();
+        options.observers.push(planner.observer());
+        options.gates.insert_first(planner.gate());
+        crate::govern::attach_in(
+            self.governor,
+            &mut options,
+            code,
+            &self.principal,
+            self.session.clone(),
+            isola_policy::Counts::default(),
+            Mode::Plan,
+        );
+        let record = self.engine.execute(code, options).await;
+        if !record.ok {
+            return Ok(Planned {
+                record,
+                execution: exec_id,
+                row: None,
+            });
+        }
+        let body = planner.body();
+        let id = format!("plan-{exec_id}");
+        let plan = body.plan(&id);
+        let decision = self.governor.policy().decide_plan(&PlanInput {
+            plan: plan.clone(),
+            execution: Execution {
+                id: exec_id.clone(),
+                session: self.session.clone(),
+                principal: self.principal.clone(),
+                mode: Mode::Plan,
+            },
+        });
+        let now = isola_control::approval::now_ms();
+        let row = ApprovalRow {
+            id: id.clone(),
+            kind: "plan".into(),
+            execution: Some(exec_id.clone()),
+            session: self.session.clone(),
+            // What the approver is shown and the apply needs.
+            subject: json!({
+                "plan": id,
+                "execution": exec_id,
+                "session": self.session,
+                "principal": self.principal,
+                "code": code,
+                "file": file,
+                "api": self.journal.fingerprint(&self.engine.api()),
+                "steps": body.steps,
+                "reads": body.reads,
+                "counts": plan.counts,
+                "result": record.result,
+            })
+            .to_string(),
+            reasons: serde_json::to_string(&decision.reasons)?,
+            created_ms: now,
+            expires_ms: now.saturating_add(i64::try_from(self.ttl_ms).unwrap_or(i64::MAX)),
+            status: "pending".into(),
+            decided_by: None,
+            decided_ms: None,
+            note: None,
+        };
+        let store = self.journal.store();
+        store.approval_create(&row).await?;
+        let row = match decision.outcome {
+            Outcome::Allow => {
+                store
+                    .approval_decide(&id, true, "policy", None, now)
+                    .await?
+            }
+            Outcome::Deny => {
+                let why = decision.reasons.join("; ");
+                store
+                    .approval_decide(&id, false, "policy", Some(&why), now)
+                    .await?
+            }
+            Outcome::RequireApproval => row,
+        };
+        Ok(Planned {
+            record,
+            execution: exec_id,
+            row: Some(row),
+        })
+    }
+
+    /// Apply the plan `row` (approved, unexpired, unused, and made against this API), using it
+    /// up first: of two applies, one runs.
+    /// Apply the plan `row` (approved, unexpired, unused, and made against this API), using it
+    /// up first: of two applies, one runs.
+    pub async fn apply(&self, row: &ApprovalRow, allow_drift: bool) -> Result<Applied> {
+        let now = isola_control::approval::now_ms();
+        match row.status.as_str() {
+            "approved" if row.expires_ms > now => {}
+            "approved" => {
+                return Err(user_input(anyhow!(
+                    "plan {} expired (a plan is good for approvals.timeoutMs after it is made); plan the script again",
+                    row.id
+                )));
+            }
+            "pending" => {
+                return Err(user_input(anyhow!(
+                    "plan {id} waits for approval\nhint: isola approvals show {id}, then approve {id}",
+                    id = row.id
+                )));
+            }
+            "applied" => {
+                return Err(user_input(anyhow!(
+                    "plan {} was applied already: a plan is used once; plan the script again",
+                    row.id
+                )));
+            }
+            other => {
+                return Err(user_input(anyhow!(
+                    "plan {} is {other}{}: it cannot be applied",
+                    row.id,
+                    row.note
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+        let subject: Value = serde_json::from_str(&row.subject).unwrap_or(Value::Null);
+        let body = PlanBody {
+            steps: serde_json::from_value(subject["steps"].clone())
+                .map_err(|e| anyhow!("plan {} has unreadable steps: {e}", row.id))?,
+            reads: serde_json::from_value(subject["reads"].clone())
+                .map_err(|e| anyhow!("plan {} has unreadable reads: {e}", row.id))?,
+        };
+        let code = subject["code"].as_str().unwrap_or("");
+        let file = subject["file"].as_str().unwrap_or("script.ts");
+        if self.journal.fingerprint(&self.engine.api()) != subject["api"].as_str().unwrap_or("") {
+            return Err(user_input(anyhow!(
+                "the servers' API changed since plan {} was made (a tool was added, removed or changed); plan the script again",
+                row.id
+            )));
+        }
+        if !self.journal.store().approval_use(&row.id, now).await? {
+            return Err(user_input(anyhow!(
+                "plan {} was applied by another process first",
+                row.id
+            )));
+        }
+        let (mut options, exec_id) = self.options(code, file, "apply");
+        let applier = Applier::new(&row.id, body, allow_drift);
+        options.observers.push(applier.observer());
+        options.gates.insert_first(applier.gate());
+        crate::govern::attach_in(
+            self.governor,
+            &mut options,
+            code,
+            &self.principal,
+            self.session.clone(),
+            isola_policy::Counts::default(),
+            Mode::Apply,
+        );
+        let record = self.engine.execute(code, options).await;
+        Ok(Applied {
+            record,
+            execution: exec_id,
+            report: applier.report(),
+        })
+    }
+}
+
+/// Wait until the plan `id` is decided (or expires); its row then.
+pub async fn decided(store: &dyn Store, id: &str) -> Result<ApprovalRow> {
+    loop {
+        let row = store
+            .approval(id, isola_control::approval::now_ms())
+            .await?
+            .ok_or_else(|| anyhow!("plan {id} vanished from the store"))?;
+        if row.status != "pending" {
+            return Ok(row);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The principal of the person running this command.
+fn principal() -> String {
+    format!("cli:{}", crate::govern::user())
+}
+
+/// The store a plan needs, or why there is none.
+fn no_store() -> anyhow::Error {
+    user_input(anyhow!(
+        "plans are kept in the store, and the store is `none`\nhint: drop --store none (the default is a SQLite file)"
+    ))
+}
+
 pub async fn plan(
     config_path: Option<&Path>,
     store: Option<&str>,
@@ -66,106 +305,33 @@ pub async fn plan(
     let config = load_config(config_path)?;
     let mut limits = config.settings.limits.clone();
     args.limits.apply(&mut limits);
-    let Some(journaled) = Journaled::open(store, &config, args.session.clone()).await? else {
-        return Err(user_input(anyhow!(
-            "a plan is kept in the store, and the store is `none`\nhint: drop --store none (the default is a SQLite file)"
-        )));
-    };
-    let store = journaled.store();
-    let governor =
-        crate::govern::governor(&config, Some(store.clone()), crate::govern::on_terminal())?;
+    let journaled = Journaled::open(store, &config, args.session.clone())
+        .await?
+        .ok_or_else(no_store)?;
+    let governor = crate::govern::governor(
+        &config,
+        Some(journaled.store()),
+        crate::govern::on_terminal(),
+    )?;
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
     let engine = Engine::new(journaled.tools(hub.clone()), backend, limits)
         .with_max_script_bytes(config.settings.max_script_bytes);
-    let mut options = ExecOptions {
-        file_name: file_name.clone(),
-        planning: true,
-        ..ExecOptions::default()
+    let planning = Planning {
+        journal: journaled.journal(),
+        governor: &governor,
+        engine: &engine,
+        session: args.session.clone(),
+        principal: principal(),
+        ttl_ms: config.settings.approvals.timeout_ms,
     };
-    let exec_id = journaled.begin_as(&engine, &source, &file_name, "plan", &mut options);
-    let api = journaled.fingerprint(&engine);
-    let planner = Planner::new();
-    options.observers.push(planner.observer());
-    options.gates.insert_first(planner.gate());
-    let principal = format!("cli:{}", crate::govern::user());
-    crate::govern::attach_in(
-        &governor,
-        &mut options,
-        &source,
-        &principal,
-        args.session.clone(),
-        isola_policy::Counts::default(),
-        Mode::Plan,
-    );
-    let record = engine.execute(&source, options).await;
+    let planned = planning.plan(&source, &file_name).await;
     journaled.close().await;
     hub.shutdown().await;
-    if !record.ok {
+    let planned = planned?;
+    let Some(row) = planned.row else {
         eprintln!("isola: the plan run failed; no plan was made");
-        return finish(&record, Some(&exec_id), args.json, false);
-    }
-    let body = planner.body();
-    let id = format!("plan-{exec_id}");
-    let execution = Execution {
-        id: exec_id.clone(),
-        session: args.session.clone(),
-        principal: principal.clone(),
-        mode: Mode::Plan,
-    };
-    let plan = body.plan(&id);
-    let decision = governor.policy().decide_plan(&PlanInput {
-        plan: plan.clone(),
-        execution,
-    });
-    let now = isola_control::approval::now_ms();
-    let row = ApprovalRow {
-        id: id.clone(),
-        kind: "plan".into(),
-        execution: Some(exec_id.clone()),
-        session: args.session.clone(),
-        // What the approver is shown and the apply needs.
-        subject: json!({
-            "plan": id,
-            "execution": exec_id,
-            "session": args.session,
-            "principal": principal,
-            "code": source,
-            "file": file_name,
-            "api": api,
-            "steps": body.steps,
-            "reads": body.reads,
-            "counts": plan.counts,
-            "result": record.result,
-        })
-        .to_string(),
-        reasons: serde_json::to_string(&decision.reasons)?,
-        created_ms: now,
-        expires_ms: now.saturating_add(config.settings.approvals.timeout_ms as i64),
-        status: "pending".into(),
-        decided_by: None,
-        decided_ms: None,
-        note: None,
-    };
-    store.approval_create(&row).await?;
-    let row = match decision.outcome {
-        Outcome::Allow => {
-            store
-                .approval_decide(&id, true, "policy", None, now)
-                .await?
-        }
-        Outcome::Deny => {
-            store
-                .approval_decide(
-                    &id,
-                    false,
-                    "policy",
-                    Some(&decision.reasons.join("; ")),
-                    now,
-                )
-                .await?
-        }
-        Outcome::RequireApproval => row,
+        return finish(&planned.record, Some(&planned.execution), args.json, false);
     };
     if args.json {
         print(&format!(
@@ -272,15 +438,12 @@ pub async fn apply(
     args: ApplyArgs,
 ) -> Result<ExitCode> {
     let config = load_config(config_path)?;
-    let now = isola_control::approval::now_ms();
-    let Some(journaled) = Journaled::open(store, &config, None).await? else {
-        return Err(user_input(anyhow!(
-            "plans are kept in the store, and the store is `none`"
-        )));
-    };
-    let store = journaled.store();
-    let row = store
-        .approval(&args.id, now)
+    let journaled = Journaled::open(store, &config, None)
+        .await?
+        .ok_or_else(no_store)?;
+    let row = journaled
+        .store()
+        .approval(&args.id, isola_control::approval::now_ms())
         .await?
         .filter(|r| r.kind == "plan")
         .ok_or_else(|| {
@@ -289,49 +452,12 @@ pub async fn apply(
                 args.id
             ))
         })?;
-    let subject: Value = serde_json::from_str(&row.subject).unwrap_or(Value::Null);
-    match row.status.as_str() {
-        "approved" if row.expires_ms > now => {}
-        "approved" => {
-            return Err(user_input(anyhow!(
-                "plan {} expired (plans are good for approvals.timeoutMs after they are made); plan the script again",
-                row.id
-            )));
-        }
-        "pending" => {
-            return Err(user_input(anyhow!(
-                "plan {id} waits for approval\nhint: isola approvals show {id}, then approve {id}",
-                id = row.id
-            )));
-        }
-        "applied" => {
-            return Err(user_input(anyhow!(
-                "plan {} was applied already: a plan is used once; plan the script again",
-                row.id
-            )));
-        }
-        other => {
-            return Err(user_input(anyhow!(
-                "plan {} is {other}{}: it cannot be applied",
-                row.id,
-                row.note
-                    .as_deref()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default()
-            )));
-        }
-    }
-    let body = PlanBody {
-        steps: serde_json::from_value(subject["steps"].clone())
-            .map_err(|e| anyhow!("plan {} has unreadable steps: {e}", row.id))?,
-        reads: serde_json::from_value(subject["reads"].clone())
-            .map_err(|e| anyhow!("plan {} has unreadable reads: {e}", row.id))?,
-    };
-    let code = subject["code"].as_str().unwrap_or("").to_string();
-    let file = subject["file"].as_str().unwrap_or("script.ts").to_string();
     let journaled = journaled.in_session(row.session.clone());
-    let governor =
-        crate::govern::governor(&config, Some(store.clone()), crate::govern::on_terminal())?;
+    let governor = crate::govern::governor(
+        &config,
+        Some(journaled.store()),
+        crate::govern::on_terminal(),
+    )?;
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
     let engine = Engine::new(
@@ -340,47 +466,29 @@ pub async fn apply(
         config.settings.limits.clone(),
     )
     .with_max_script_bytes(config.settings.max_script_bytes);
-    if journaled.fingerprint(&engine) != subject["api"].as_str().unwrap_or("") {
-        hub.shutdown().await;
-        return Err(user_input(anyhow!(
-            "the servers' API changed since plan {} was made (a tool was added, removed or changed); plan the script again",
-            row.id
-        )));
-    }
-    // Used up now: of two applies, one runs.
-    if !store.approval_use(&row.id, now).await? {
-        hub.shutdown().await;
-        return Err(user_input(anyhow!(
-            "plan {} was applied by another process first",
-            row.id
-        )));
-    }
-    let mut options = ExecOptions {
-        file_name: file.clone(),
-        ..ExecOptions::default()
+    let planning = Planning {
+        journal: journaled.journal(),
+        governor: &governor,
+        engine: &engine,
+        session: row.session.clone(),
+        principal: principal(),
+        ttl_ms: config.settings.approvals.timeout_ms,
     };
-    let exec_id = journaled.begin_as(&engine, &code, &file, "apply", &mut options);
-    let applier = Applier::new(&row.id, body, args.allow_drift);
-    options.observers.push(applier.observer());
-    options.gates.insert_first(applier.gate());
-    crate::govern::attach_in(
-        &governor,
-        &mut options,
-        &code,
-        &format!("cli:{}", crate::govern::user()),
-        row.session.clone(),
-        isola_policy::Counts::default(),
-        Mode::Apply,
-    );
-    eprintln!(
-        "isola: applying {} ({} change(s))",
-        row.id,
-        applier.report().planned
-    );
-    let record = engine.execute(&code, options).await;
+    let steps = serde_json::from_str::<Value>(&row.subject)
+        .ok()
+        .and_then(|s| s["steps"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    if row.status == "approved" {
+        eprintln!("isola: applying {} ({steps} change(s))", row.id);
+    }
+    let applied = planning.apply(&row, args.allow_drift).await;
     journaled.close().await;
     hub.shutdown().await;
-    let report = applier.report();
+    let Applied {
+        record,
+        execution,
+        report,
+    } = applied?;
     for d in &report.drift {
         eprintln!("{}", neutralize(&format!("isola: drift: {d}")));
     }
@@ -392,22 +500,133 @@ pub async fn apply(
         );
     }
     if args.json {
-        let mut value = crate::journal::with_execution_id(&record, Some(&exec_id))?;
+        let mut value = crate::journal::with_execution_id(&record, Some(&execution))?;
         value["apply"] = serde_json::to_value(&report)?;
         value["apply"]["plan"] = json!(row.id);
         print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
-        return Ok(crate::commands::exit_code(&record));
-    }
-    let code = finish(&record, Some(&exec_id), false, args.trace)?;
-    if record.ok {
-        eprintln!(
-            "isola: applied {} of {} change(s) of {}",
-            report.applied, report.planned, row.id
-        );
+    } else {
+        finish(&record, Some(&execution), false, args.trace)?;
+        if record.ok {
+            eprintln!(
+                "isola: applied {} of {} change(s) of {}",
+                report.applied, report.planned, row.id
+            );
+        }
     }
     Ok(if incomplete {
         ExitCode::from(crate::exit::SCRIPT_FAILED)
     } else {
-        code
+        crate::commands::exit_code(&record)
     })
+}
+
+/// One script of an agent run in plan mode (`isola run --plan`): plan it; have the plan decided
+/// (by the plan policy, or by a person with `isola approvals`, waited for); apply it if it was
+/// approved. The model is told the plan, the decision and the outcome; a refused plan is an
+/// error it can act on.
+pub async fn agent_step(planning: &Planning<'_>, code: &str) -> isola_agent::Executed {
+    use isola_agent::Executed;
+    let planned = match planning.plan(code, "script.ts").await {
+        Ok(p) => p,
+        Err(e) => return Executed::failed(isola_protocol::ErrorKind::Internal, "PlanError", &e),
+    };
+    let Some(row) = planned.row else {
+        return Executed {
+            record: planned.record,
+            note: Some(
+                "The script failed while it was planned (reads were made, nothing was changed):"
+                    .into(),
+            ),
+        };
+    };
+    let summary = plan_summary(&row);
+    let row = if row.status == "pending" {
+        eprintln!(
+            "{}",
+            neutralize(&format!(
+                "isola: plan {id} of the agent's script waits for approval ({}): isola approvals show {id} | approve {id} | deny {id} --reason TEXT",
+                reasons_of(&row).join("; "),
+                id = row.id
+            ))
+        );
+        match decided(planning.journal.store().as_ref(), &row.id).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Executed::failed(isola_protocol::ErrorKind::Internal, "PlanError", &e);
+            }
+        }
+    } else {
+        row
+    };
+    let decision = decision_text(&row);
+    if row.status != "approved" {
+        let mut record = planned.record;
+        record.ok = false;
+        record.result = Value::Null;
+        record.error = Some(isola_protocol::ExecError {
+            kind: isola_protocol::ErrorKind::Denied,
+            limit: None,
+            name: "PlanRefused".into(),
+            message: format!("plan {}: {decision}; nothing was changed", row.id),
+            position: None,
+            code_frame: None,
+            stack: None,
+            tool: None,
+            hint: None,
+        });
+        return Executed {
+            record,
+            note: Some(summary),
+        };
+    }
+    match planning.apply(&row, false).await {
+        Ok(applied) => Executed {
+            note: Some(format!(
+                "{summary}{decision}. Applied {} of {} change(s):",
+                applied.report.applied, applied.report.planned
+            )),
+            record: applied.record,
+        },
+        Err(e) => Executed::failed(isola_protocol::ErrorKind::Internal, "ApplyError", &e),
+    }
+}
+
+/// The plan's changes and reads, one line each (what the model is told).
+fn plan_summary(row: &ApprovalRow) -> String {
+    let subject: Value = serde_json::from_str(&row.subject).unwrap_or(Value::Null);
+    let mut s = format!("Your script ran as plan {}. Its changes:\n", row.id);
+    let steps = subject["steps"].as_array().cloned().unwrap_or_default();
+    if steps.is_empty() {
+        s.push_str("  (none)\n");
+    }
+    for step in &steps {
+        s.push_str(&format!(
+            "  #{} {}({}) [{}]\n",
+            step["seq"].as_u64().unwrap_or(0) + 1,
+            step["function"].as_str().unwrap_or("?"),
+            cut(&isola_control::plan::shown(&step["arguments"]), 300),
+            step["effect"].as_str().unwrap_or("?")
+        ));
+    }
+    s
+}
+
+/// How a plan was decided, in a sentence.
+fn decision_text(row: &ApprovalRow) -> String {
+    let by = row.decided_by.as_deref().unwrap_or("nobody");
+    let why = row
+        .note
+        .as_deref()
+        .map(|n| format!(": {n}"))
+        .unwrap_or_default();
+    match row.status.as_str() {
+        "approved" => format!("It was approved by {by}"),
+        "denied" => format!("It was refused by {by}{why}"),
+        "expired" => "Nobody decided it in time".to_string(),
+        other => format!("It is {other}"),
+    }
+}
+
+fn reasons_of(row: &ApprovalRow) -> Vec<String> {
+    serde_json::from_str(&row.reasons).unwrap_or_default()
 }

@@ -820,3 +820,98 @@ fn local_server_flags() {
         parsed.stderr()
     );
 }
+
+/// `isola run --plan`: the model's script runs as a plan (the destructive write held back); it
+/// is applied only once a person approves the plan from another process, and the model is told
+/// the plan, the decision and the outcome. A refused plan reaches the model as an error, and
+/// nothing is written.
+#[test]
+fn in_plan_mode_a_script_is_applied_only_once_its_plan_is_approved() {
+    for approve in [true, false] {
+        let p = Project::new();
+        let d = p.data().display().to_string();
+        let script = format!(
+            "const a = await fs.readTextFile({{ path: \"{d}/a.txt\" }});\n\
+             const w = await fs.writeFile({{ path: \"{d}/summary.txt\", content: a.content.split(\"\\n\")[0] }});\n\
+             return \"written\";"
+        );
+        let server = MockServer::start(vec![
+            execute(&script),
+            Step::text("Done: summary.txt holds the first line of a.txt."),
+        ])
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_isola"))
+            .args([
+                "run",
+                "Summarise a.txt into summary.txt",
+                "--plan",
+                "--json",
+            ])
+            .args(["--model", "openai:gpt-4o-mini"])
+            .current_dir(p.path())
+            .env("XDG_DATA_HOME", p.path().join(".isola-data"))
+            .env_remove("ISOLA_STORE")
+            .env("OPENAI_BASE_URL", server.openai_base())
+            .env("OPENAI_API_KEY", "sk-test")
+            .env_remove("ISOLA_MODEL")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let plan = loop {
+            let list = p.isola(&["approvals", "list", "--json"]).json();
+            if let Some(plan) = list.as_array().and_then(|a| a.first().cloned()) {
+                break plan;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "no plan to decide within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert_eq!(plan["kind"], "plan", "{plan}");
+        assert!(
+            !p.data().join("summary.txt").exists(),
+            "not written while planned"
+        );
+        let id = plan["id"].as_str().unwrap();
+        let decided = if approve {
+            p.isola(&["approvals", "approve", id])
+        } else {
+            p.isola(&["approvals", "deny", id, "--reason", "use notes/ instead"])
+        };
+        assert_eq!(decided.code(), 0, "{}", decided.stderr());
+        let out = Run(child.wait_with_output().unwrap());
+        assert_eq!(out.code(), 0, "{}", out.stderr());
+        assert!(
+            out.stderr().contains(&format!("plan {id}")),
+            "{}",
+            out.stderr()
+        );
+        let told = &tool_results(&server.requests()[1])[0];
+        assert!(
+            told.contains(&format!("Your script ran as plan {id}"))
+                && told.contains("#1 fs.writeFile("),
+            "{told}"
+        );
+        if approve {
+            assert!(
+                told.contains("It was approved by") && told.contains("Applied 1 of 1 change(s)"),
+                "{told}"
+            );
+            assert!(told.contains("written"), "{told}");
+            assert_eq!(
+                std::fs::read_to_string(p.data().join("summary.txt")).unwrap(),
+                "alpha"
+            );
+        } else {
+            assert!(
+                told.contains("PlanRefused") && told.contains("use notes/ instead"),
+                "{told}"
+            );
+            assert!(!p.data().join("summary.txt").exists());
+        }
+    }
+}
