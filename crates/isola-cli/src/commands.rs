@@ -278,55 +278,34 @@ async fn resume(
         config.settings.limits.clone(),
     )
     .with_max_script_bytes(config.settings.max_script_bytes);
-    let mut options = ExecOptions {
-        file_name: r.file.clone(),
-        limits: r.limits.clone(),
-        replay: Some(isola_engine::Replay {
-            recording: r.recording.clone(),
-            live_after: true,
-        }),
-        ..ExecOptions::default()
-    };
-    let exec_id = match journaled.resume(&engine, &r, &mut options).await {
-        Ok(id) => id,
+    let principal = format!("cli:{}", crate::govern::user());
+    let options = match crate::journal::take_over(
+        journaled.journal(),
+        &governor,
+        &engine,
+        &r,
+        "cli",
+        &principal,
+    )
+    .await
+    {
+        Ok(options) => options,
         Err(e) => {
             hub.shutdown().await;
-            return Err(e);
+            return Err(crate::journal::journal_error(e));
         }
     };
-    // The policy's counts go on from the calls the execution made before it was suspended.
-    let api = engine.api();
-    let waiting: Vec<u32> = r.waiting.iter().map(|(seq, _)| *seq).collect();
-    let mut counts = isola_policy::Counts::default();
-    for call in r
-        .recording
-        .calls
-        .iter()
-        .filter(|c| !waiting.contains(&c.seq))
-    {
-        if let Some(b) = api.binding(&call.function) {
-            counts.add(&call.function, isola_control::effect_of(b.effect.class));
-        }
-    }
-    crate::govern::attach_in(
-        &governor,
-        &mut options,
-        &r.code,
-        &format!("cli:{}", crate::govern::user()),
-        r.session.clone(),
-        counts,
-        isola_policy::Mode::Live,
-    );
+    let waiting = r.waiting.len();
     eprintln!(
         "isola: resuming {} ({} recorded call(s) answered from the journal, {} to go through the gates again)",
         r.execution,
-        r.recording.calls.len() - waiting.len().min(r.recording.calls.len()),
-        waiting.len()
+        r.recording.calls.len() - waiting.min(r.recording.calls.len()),
+        waiting
     );
     let record = engine.execute(&r.code, options).await;
     journaled.close().await;
     hub.shutdown().await;
-    finish(&record, Some(&exec_id), args.json, args.trace)
+    finish(&record, Some(&r.execution), args.json, args.trace)
 }
 
 /// Print an execution's record (`--json`: all of it, with its journal id) and say how it ended.

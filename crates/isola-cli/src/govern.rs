@@ -37,6 +37,11 @@ pub fn load_policy(config: &Config) -> Result<Policy> {
     Ok(policy.with_time_limit(Duration::from_millis(p.time_limit_ms)))
 }
 
+/// The longest an `isola mcp` client's `execute` waits for a decision before the execution is
+/// suspended (and the client told how to resume it): clients give up on a tool call after a
+/// minute or two.
+pub const MCP_SUSPEND_AFTER: Duration = Duration::from_secs(30);
+
 /// The governor of a front-end: the config's policy, `store` to wait for decisions in, and with
 /// `terminal` the person at this terminal to ask.
 pub fn governor(
@@ -44,8 +49,19 @@ pub fn governor(
     store: Option<Arc<dyn Store>>,
     terminal: bool,
 ) -> Result<Arc<Governor>> {
+    governor_within(config, store, terminal, None)
+}
+
+/// [`governor`] that suspends a waiting execution after `most` at the latest.
+pub fn governor_within(
+    config: &Config,
+    store: Option<Arc<dyn Store>>,
+    terminal: bool,
+    most: Option<Duration>,
+) -> Result<Arc<Governor>> {
     let timeout = Duration::from_millis(config.settings.approvals.timeout_ms);
-    let suspend_after = Duration::from_millis(config.settings.approvals.suspend_after_ms);
+    let configured = Duration::from_millis(config.settings.approvals.suspend_after_ms);
+    let suspend_after = most.map_or(configured, |m| m.min(configured));
     let mut governor = Governor::new(Arc::new(load_policy(config)?), store, timeout)
         .with_suspend_after(suspend_after)
         .with_notice(Arc::new(|r: &Request| {

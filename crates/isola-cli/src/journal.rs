@@ -262,27 +262,56 @@ impl Journaled {
         exec.id.clone()
     }
 
-    /// Take over the suspended execution `r` and journal its continuation (see
-    /// [`isola_journal::Journal::resume`]); its id.
-    pub async fn resume(
-        &self,
-        engine: &Engine,
-        r: &isola_journal::Resumable,
-        options: &mut ExecOptions,
-    ) -> Result<String> {
-        let exec = self
-            .journal
-            .resume(r, "cli", &engine.api())
-            .await
-            .map_err(journal_error)?;
-        exec.attach(options);
-        Ok(exec.id.clone())
-    }
-
     /// Wait for every entry to be committed.
     pub async fn close(self) {
         self.journal.close().await;
     }
+}
+
+/// Take the suspended execution `r` over (journaled by `journal` as started by `origin`) and
+/// make the options that continue it: its recording replayed, then live, governed by `governor`
+/// for `principal`, the policy's counts going on from the calls it made before.
+pub async fn take_over(
+    journal: &Journal,
+    governor: &isola_control::Governor,
+    engine: &Engine,
+    r: &isola_journal::Resumable,
+    origin: &str,
+    principal: &str,
+) -> Result<ExecOptions, isola_journal::JournalError> {
+    let api = engine.api();
+    let mut options = ExecOptions {
+        file_name: r.file.clone(),
+        limits: r.limits.clone(),
+        replay: Some(isola_engine::Replay {
+            recording: r.recording.clone(),
+            live_after: true,
+        }),
+        ..ExecOptions::default()
+    };
+    journal.resume(r, origin, &api).await?.attach(&mut options);
+    let waiting: Vec<u32> = r.waiting.iter().map(|(seq, _)| *seq).collect();
+    let mut counts = isola_policy::Counts::default();
+    for call in r
+        .recording
+        .calls
+        .iter()
+        .filter(|c| !waiting.contains(&c.seq))
+    {
+        if let Some(b) = api.binding(&call.function) {
+            counts.add(&call.function, isola_control::effect_of(b.effect.class));
+        }
+    }
+    crate::govern::attach_in(
+        governor,
+        &mut options,
+        &r.code,
+        principal,
+        r.session.clone(),
+        counts,
+        isola_policy::Mode::Live,
+    );
+    Ok(options)
 }
 
 /// What `isola mcp` does before each `execute`: journal it (each client session, an HTTP
@@ -310,16 +339,51 @@ impl McpHook {
     }
 }
 
+impl McpHook {
+    fn origin(exec: &isola_server::ExecContext<'_>) -> String {
+        match &exec.client {
+            Some(c) => format!("mcp:{c}"),
+            None => "mcp".to_string(),
+        }
+    }
+}
+
 impl isola_server::ExecHook for McpHook {
+    fn resumes(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    fn resume<'a>(
+        &'a self,
+        exec: &'a isola_server::ExecContext<'a>,
+        execution: &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<isola_server::Resumption, String>> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            let Some(journal) = &self.journal else {
+                return Err("this server keeps no journal: there is nothing to resume".into());
+            };
+            let r = isola_journal::resumable(journal.store().as_ref(), execution)
+                .await
+                .map_err(|e| e.to_string())?;
+            let origin = Self::origin(exec);
+            let options = take_over(journal, &self.governor, &self.engine, &r, &origin, &origin)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(isola_server::Resumption {
+                code: r.code,
+                options,
+            })
+        })
+    }
+
     fn before(&self, exec: &isola_server::ExecContext<'_>, options: &mut ExecOptions) {
         let session = match &exec.http_session {
             Some(s) => format!("mcp-{s}"),
             None => self.stdio_session.clone(),
         };
-        let origin = match &exec.client {
-            Some(c) => format!("mcp:{c}"),
-            None => "mcp".to_string(),
-        };
+        let origin = Self::origin(exec);
         if let Some(journal) = &self.journal {
             let begin = Begin::new(exec.code, &origin)
                 .session(Some(session.clone()))

@@ -99,7 +99,12 @@ pub async fn run(
         },
     );
     // Never the terminal: an MCP host's user decides through `isola approvals`.
-    let governor = crate::govern::governor(&config, journaled.as_ref().map(|j| j.store()), false)?;
+    let governor = crate::govern::governor_within(
+        &config,
+        journaled.as_ref().map(|j| j.store()),
+        false,
+        Some(crate::govern::MCP_SUSPEND_AFTER),
+    )?;
     server = server.with_hook(Arc::new(crate::journal::McpHook::new(
         journaled.as_ref(),
         engine,

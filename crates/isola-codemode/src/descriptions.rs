@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 /// Tool names.
 pub const EXECUTE: &str = "execute";
+pub const RESUME: &str = "resume";
 pub const SEARCH: &str = "search";
 pub const DESCRIBE: &str = "describe";
 
@@ -76,6 +77,36 @@ pub fn tools(api: &Api, mode: Mode, declarations: &str, limits: &Limits) -> Vec<
             execute,
         ],
     }
+}
+
+/// The `resume` tool, listed by a server that keeps a journal: it continues an execution that
+/// was suspended while a call waited for a person's approval.
+pub fn resume_tool() -> Tool {
+    tool(
+        RESUME,
+        "Continue an execution that `execute` returned as suspended (a call waited for a person's \
+         approval). The calls it made before are answered from Isola's journal and none is sent \
+         again; the call that waited is sent if it was approved (the script's await throws if it \
+         was denied), and the script runs on to its end. Pass the execution id the suspended \
+         result named."
+            .to_string(),
+        serde_json::json!({
+            "type": "object",
+            "properties": {
+                "execution": {"type": "string", "description": "The suspended execution's id."}
+            },
+            "required": ["execution"],
+            "additionalProperties": false
+        }),
+    )
+    .with_title("Continue a suspended execution")
+    .with_annotations(
+        ToolAnnotations::new()
+            .read_only(false)
+            .destructive(true)
+            .idempotent(false)
+            .open_world(true),
+    )
 }
 
 fn read_only() -> ToolAnnotations {

@@ -370,8 +370,12 @@ fn expired(request: &Request, timeout: Duration) -> Decision {
 
 fn suspended(request: &Request) -> Decision {
     Decision::Suspend(format!(
-        "{} waits for approval {} (nothing was sent); once it is decided (`isola approvals approve {}` or `deny {} --reason ...`), `isola resume {}` continues the execution",
-        request.function, request.id, request.id, request.id, request.execution
+        "{} waits for approval {} (nothing was sent); once it is decided (`isola approvals approve {}` or `deny {} --reason ...`), `isola resume {exec}` (or the `resume` tool with execution {exec}) continues the execution",
+        request.function,
+        request.id,
+        request.id,
+        request.id,
+        exec = request.execution
     ))
 }
 

@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use tracing::Instrument;
 
 use isola_codemode::descriptions::{
-    self, DEFAULT_SEARCH_LIMIT, DESCRIBE, EXECUTE, MAX_SEARCH_LIMIT, SEARCH,
+    self, DEFAULT_SEARCH_LIMIT, DESCRIBE, EXECUTE, MAX_SEARCH_LIMIT, RESUME, SEARCH,
 };
 use isola_codemode::{View, ViewOptions};
 
@@ -51,6 +51,30 @@ pub struct IsolaServer {
 /// Told of each `execute` before it runs (the journal attaches itself to the options).
 pub trait ExecHook: Send + Sync {
     fn before(&self, exec: &ExecContext<'_>, options: &mut ExecOptions);
+
+    /// Whether [`ExecHook::resume`] works (a journal is kept): the `resume` tool is listed.
+    fn resumes(&self) -> bool {
+        false
+    }
+
+    /// Take over the suspended execution `execution` for the `resume` tool: its code and the
+    /// options that replay it, or why it cannot go on (told to the client).
+    fn resume<'a>(
+        &'a self,
+        _exec: &'a ExecContext<'a>,
+        _execution: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Resumption, String>> + Send + 'a>>
+    {
+        Box::pin(std::future::ready(Err(
+            "this server keeps no journal: there is nothing to resume".to_string(),
+        )))
+    }
+}
+
+/// A suspended execution ready to go on: run `code` with `options`.
+pub struct Resumption {
+    pub code: String,
+    pub options: ExecOptions,
 }
 
 /// What a hook learns of one `execute`.
@@ -216,23 +240,47 @@ impl IsolaServer {
             ..ExecOptions::default()
         };
         if let Some(hook) = &self.shared.hook {
-            let exec = ExecContext {
-                code,
-                client: context.peer.peer_info().map(|i| i.client_info.name.clone()),
-                http_session: context
-                    .extensions
-                    .get::<::http::request::Parts>()
-                    .and_then(|p| p.headers.get("mcp-session-id"))
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-            };
-            hook.before(&exec, &mut options);
+            hook.before(&exec_context(code, context), &mut options);
         }
+        self.run(code.to_string(), options, forwarder, context)
+            .await
+    }
+
+    /// The `resume` tool: the hook takes the suspended execution over; it runs on from there.
+    async fn resume(
+        &self,
+        args: &JsonObject,
+        context: &RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        let Some(execution) = args.get("execution").and_then(Value::as_str) else {
+            return text_error(
+                "`execution` is missing: pass the id of the suspended execution as `execution` (a string)",
+            );
+        };
+        let Some(hook) = &self.shared.hook else {
+            return text_error("this server keeps no journal: there is nothing to resume");
+        };
+        let exec = exec_context("", context);
+        let Resumption { code, mut options } = match hook.resume(&exec, execution).await {
+            Ok(r) => r,
+            Err(message) => return text_error(&message),
+        };
+        options.cancel = Some(context.ct.clone());
+        self.run(code, options, None, context).await
+    }
+
+    async fn run(
+        &self,
+        code: String,
+        options: ExecOptions,
+        forwarder: Option<tokio::task::JoinHandle<()>>,
+        context: &RequestContext<RoleServer>,
+    ) -> CallToolResult {
         let span = tracing::info_span!("mcp.execute", request = %context.id);
         let record = self
             .shared
             .engine
-            .execute(code, options)
+            .execute(&code, options)
             .instrument(span)
             .await;
         if let Some(forwarder) = forwarder {
@@ -283,6 +331,20 @@ impl IsolaServer {
             Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
             Err(message) => text_error(&message),
         }
+    }
+}
+
+/// Who is asking, for the hook.
+fn exec_context<'a>(code: &'a str, context: &RequestContext<RoleServer>) -> ExecContext<'a> {
+    ExecContext {
+        code,
+        client: context.peer.peer_info().map(|i| i.client_info.name.clone()),
+        http_session: context
+            .extensions
+            .get::<::http::request::Parts>()
+            .and_then(|p| p.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
     }
 }
 
@@ -365,7 +427,11 @@ impl ServerHandler for IsolaServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(self.view().tools.clone()))
+        let mut tools = self.view().tools.clone();
+        if self.shared.hook.as_ref().is_some_and(|h| h.resumes()) {
+            tools.push(descriptions::resume_tool());
+        }
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     async fn call_tool(
@@ -378,6 +444,9 @@ impl ServerHandler for IsolaServer {
             EXECUTE => self.execute(&args, &context).await,
             SEARCH => self.search(&args),
             DESCRIBE => self.describe(&args),
+            RESUME if self.shared.hook.as_ref().is_some_and(|h| h.resumes()) => {
+                self.resume(&args, &context).await
+            }
             other => {
                 return Err(McpError::invalid_params(
                     format!(

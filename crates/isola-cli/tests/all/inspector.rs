@@ -83,7 +83,8 @@ fn lists_and_calls_execute_over_stdio() {
     let script = SCRIPT.replace("data/a.txt", p.data().join("a.txt").to_str().unwrap());
 
     let list = inspector(&p, &[], &["--method", "tools/list"]);
-    assert_eq!(tool_names(&list), ["execute"], "{list:#}");
+    // `resume` too: the journal is on (the default store).
+    assert_eq!(tool_names(&list), ["execute", "resume"], "{list:#}");
     let execute = &list["tools"][0];
     let description = execute["description"].as_str().unwrap();
     for needle in [
@@ -146,7 +147,7 @@ fn search_and_describe_over_stdio() {
     let list = inspector(&p, &search_mode, &["--method", "tools/list"]);
     assert_eq!(
         tool_names(&list),
-        ["search", "describe", "execute"],
+        ["search", "describe", "execute", "resume"],
         "{list:#}"
     );
 
@@ -213,4 +214,69 @@ fn a_failing_script_is_an_error_result() {
     assert!(text.contains("boom from the script"), "{text}");
     assert!(text.contains("--> script.ts:2:11"), "{text}");
     assert_eq!(result["structuredContent"]["error"]["kind"], "runtime");
+}
+
+/// A call held for approval longer than `approvals.suspendAfterMs` ends `execute` with the
+/// suspension and how to go on; once `isola approvals` approved it, the `resume` tool runs the
+/// script on from the journal (the earlier write not sent again) and returns its result.
+#[test]
+fn a_suspended_execution_resumes_through_the_resume_tool() {
+    let p = Project::new().with_isola(serde_json::json!({
+        "approvals": {"suspendAfterMs": 200},
+        "effects": {"fs": {"write_file": "write", "create_directory": "destructive"}},
+    }));
+    let store = format!("sqlite:{}", p.path().join("store.db").display());
+    let d = p.data().display().to_string();
+    let code = format!(
+        "code=await fs.writeFile({{ path: \"{d}/first.txt\", content: \"1\" }});\nawait fs.createDirectory({{ path: \"{d}/sub\" }});\nreturn \"done\";"
+    );
+    let call = |tool: &str, arg: &str, exit: i32| {
+        inspector_exits(
+            &p,
+            &["--store", &store],
+            &[
+                "--method",
+                "tools/call",
+                "--tool-name",
+                tool,
+                "--tool-arg",
+                arg,
+            ],
+            exit,
+        )
+    };
+    let suspended = call("execute", &code, 5);
+    let said = text(&suspended);
+    assert_eq!(
+        suspended["structuredContent"]["error"]["kind"], "suspended",
+        "{suspended:#}"
+    );
+    assert!(said.contains("the `resume` tool with execution"), "{said}");
+    let id = said
+        .split("`isola resume ")
+        .nth(1)
+        .and_then(|t| t.split('`').next())
+        .unwrap()
+        .to_string();
+    assert!(!p.data().join("sub").exists());
+    std::fs::remove_file(p.data().join("first.txt")).unwrap();
+    let ok = p.isola(&[
+        "--store",
+        &store,
+        "approvals",
+        "approve",
+        &format!("ap-{id}-2"),
+    ]);
+    assert_eq!(ok.code(), 0, "{}", ok.stderr());
+
+    let resumed = call("resume", &format!("execution={id}"), 0);
+    assert_eq!(
+        resumed["structuredContent"]["result"], "done",
+        "{resumed:#}"
+    );
+    assert!(p.data().join("sub").is_dir());
+    assert!(!p.data().join("first.txt").exists(), "not sent again");
+    // Done: a second resume is refused, saying why.
+    let again = call("resume", &format!("execution={id}"), 5);
+    assert!(text(&again).contains("it has finished (ok)"), "{again:#}");
 }

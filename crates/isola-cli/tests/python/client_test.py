@@ -79,7 +79,7 @@ async def connect(extra_args, config=CONFIG, **client_options):
 async def embedded_mode():
     async with connect([]) as client:
         tools = (await client.list_tools()).tools
-        assert [t.name for t in tools] == ["execute"], [t.name for t in tools]
+        assert [t.name for t in tools] == ["execute", "resume"], [t.name for t in tools]
         description = tools[0].description
         assert "declare namespace fs {" in description and "declare namespace everything {" in description
         assert "function readTextFile(input: ReadTextFileInput)" in description
@@ -152,7 +152,7 @@ return {{ sum, firstLines: files.map((f: any) => f.content.split("\\n")[0]) }};
 async def search_mode():
     async with connect(["--embed-max-tokens", "0"]) as client:
         tools = (await client.list_tools()).tools
-        assert [t.name for t in tools] == ["search", "describe", "execute"], [t.name for t in tools]
+        assert [t.name for t in tools] == ["search", "describe", "execute", "resume"], [t.name for t in tools]
         assert "declare namespace" not in tools[2].description
         ok("search mode: search, describe, execute")
 
