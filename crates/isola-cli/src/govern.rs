@@ -225,6 +225,27 @@ fn ask_on_tty(request: &Request, by: &str) -> std::io::Result<Option<Answer>> {
 }
 
 /// What a person deciding is shown: the call, why, and the script.
+/// Asks an MCP host's user through elicitation (`isola mcp`, a client that supports it); no
+/// answer (the form dismissed, or refused by the client) leaves the request waiting in the store.
+pub struct ElicitAsk {
+    pub elicitor: isola_server::Elicitor,
+    /// Who decides, as the approval records it (`mcp:<client>`).
+    pub by: String,
+}
+
+impl Ask for ElicitAsk {
+    fn ask(&self, request: &Request) -> BoxFuture<'static, Option<Answer>> {
+        let (elicitor, by) = (self.elicitor.clone(), self.by.clone());
+        let message = describe_request(request);
+        Box::pin(async move {
+            match elicitor.approve(message.trim().to_string()).await? {
+                isola_server::Elicited::Approve => Some(Answer::Approve { by }),
+                isola_server::Elicited::Deny { reason } => Some(Answer::Deny { by, note: reason }),
+            }
+        })
+    }
+}
+
 fn describe_request(r: &Request) -> String {
     let arguments = shown_arguments(&r.arguments, &r.id);
     let mut s = format!(

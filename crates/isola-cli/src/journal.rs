@@ -340,6 +340,22 @@ impl McpHook {
 }
 
 impl McpHook {
+    /// The governor of one client's execution: a client that can ask its user (elicitation)
+    /// has the request decided right there, or through the store as ever.
+    fn governor_for(
+        &self,
+        exec: &isola_server::ExecContext<'_>,
+        origin: &str,
+    ) -> Arc<isola_control::Governor> {
+        match &exec.elicitor {
+            Some(elicitor) => Arc::new(self.governor.asking(Arc::new(crate::govern::ElicitAsk {
+                elicitor: elicitor.clone(),
+                by: origin.to_string(),
+            }))),
+            None => self.governor.clone(),
+        }
+    }
+
     fn origin(exec: &isola_server::ExecContext<'_>) -> String {
         match &exec.client {
             Some(c) => format!("mcp:{c}"),
@@ -368,7 +384,8 @@ impl isola_server::ExecHook for McpHook {
                 .await
                 .map_err(|e| e.to_string())?;
             let origin = Self::origin(exec);
-            let options = take_over(journal, &self.governor, &self.engine, &r, &origin, &origin)
+            let governor = self.governor_for(exec, &origin);
+            let options = take_over(journal, &governor, &self.engine, &r, &origin, &origin)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(isola_server::Resumption {
@@ -390,7 +407,8 @@ impl isola_server::ExecHook for McpHook {
                 .file("script.ts");
             journal.begin(begin, &self.engine.api()).attach(options);
         }
-        crate::govern::attach(&self.governor, options, exec.code, &origin, Some(session));
+        let governor = self.governor_for(exec, &origin);
+        crate::govern::attach(&governor, options, exec.code, &origin, Some(session));
     }
 }
 

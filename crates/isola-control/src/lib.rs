@@ -117,6 +117,15 @@ impl Governor {
         self
     }
 
+    /// The same governor, asking `ask` instead (one MCP client's user, through elicitation).
+    pub fn asking(&self, ask: Arc<dyn Ask>) -> Governor {
+        let mut inner = (*self.inner).clone();
+        inner.ask = Some(ask);
+        Governor {
+            inner: Arc::new(inner),
+        }
+    }
+
     pub fn policy(&self) -> &Policy {
         &self.inner.policy
     }

@@ -41,7 +41,7 @@ use std::net::SocketAddr;
 use rmcp::ServiceExt;
 
 pub use isola_codemode::{Mode, View, ViewOptions};
-pub use server::{ExecContext, ExecHook, IsolaServer, Resumption, TYPES_URI};
+pub use server::{Elicited, Elicitor, ExecContext, ExecHook, IsolaServer, Resumption, TYPES_URI};
 
 /// Why serving failed.
 #[derive(Debug, thiserror::Error)]

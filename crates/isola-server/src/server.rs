@@ -78,13 +78,85 @@ pub struct Resumption {
 }
 
 /// What a hook learns of one `execute`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ExecContext<'a> {
     pub code: &'a str,
     /// The client's name (`clientInfo.name`), when it gave one.
     pub client: Option<String>,
     /// The Streamable HTTP session (`Mcp-Session-Id`); `None` over stdio (one client).
     pub http_session: Option<String>,
+    /// The host's user can be asked (the client supports elicitation).
+    pub elicitor: Option<Elicitor>,
+}
+
+/// Asks the MCP host's user to approve or deny a call, with an elicitation form (`approve`, and
+/// an optional `reason`). Only for a client that declared form elicitation.
+#[derive(Clone)]
+pub struct Elicitor {
+    peer: Peer<RoleServer>,
+}
+
+/// The host's user's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Elicited {
+    Approve,
+    Deny { reason: Option<String> },
+}
+
+impl Elicitor {
+    fn of(peer: &Peer<RoleServer>) -> Option<Elicitor> {
+        peer.supported_elicitation_modes()
+            .contains(&rmcp::service::ElicitationMode::Form)
+            .then(|| Elicitor { peer: peer.clone() })
+    }
+
+    /// Ask; `None` when there is no answer (the user dismissed the form, or the client or the
+    /// protocol refused the request: the caller waits for a decision elsewhere).
+    pub async fn approve(&self, message: String) -> Option<Elicited> {
+        let schema = serde_json::json!({
+            "type": "object",
+            "properties": {
+                "approve": {"type": "boolean", "title": "Approve this call",
+                            "description": "Yes lets the call through; no denies it."},
+                "reason": {"type": "string", "title": "Reason (optional)"}
+            },
+            "required": ["approve"]
+        });
+        let Value::Object(schema) = schema else {
+            return None;
+        };
+        let requested_schema = rmcp::model::ElicitationSchema::from_json_schema(schema).ok()?;
+        let result = self
+            .peer
+            .create_elicitation(rmcp::model::ElicitRequestParams::FormElicitationParams {
+                meta: None,
+                message,
+                requested_schema,
+            })
+            .await;
+        let result = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!("the host did not answer the approval form: {e}");
+                return None;
+            }
+        };
+        let reason = |c: &Value| c.get("reason").and_then(Value::as_str).map(str::to_string);
+        match result.action {
+            rmcp::model::ElicitationAction::Accept => {
+                let content = result.content.unwrap_or(Value::Null);
+                match content.get("approve").and_then(Value::as_bool) {
+                    Some(true) => Some(Elicited::Approve),
+                    Some(false) => Some(Elicited::Deny {
+                        reason: reason(&content),
+                    }),
+                    None => None,
+                }
+            }
+            rmcp::model::ElicitationAction::Decline => Some(Elicited::Deny { reason: None }),
+            _ => None,
+        }
+    }
 }
 
 struct Shared {
@@ -338,6 +410,7 @@ impl IsolaServer {
 fn exec_context<'a>(code: &'a str, context: &RequestContext<RoleServer>) -> ExecContext<'a> {
     ExecContext {
         code,
+        elicitor: Elicitor::of(&context.peer),
         client: context.peer.peer_info().map(|i| i.client_info.name.clone()),
         http_session: context
             .extensions

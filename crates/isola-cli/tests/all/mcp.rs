@@ -80,3 +80,41 @@ fn python_sdk_over_http() {
 fn python_sdk_over_http_with_initialize() {
     python_client("http", "legacy");
 }
+
+/// A host that supports elicitation is asked to approve a held call, right in its UI: the
+/// official Python SDK's client approves one destructive call and denies the next.
+#[test]
+fn a_host_that_can_ask_its_user_decides_approvals_by_elicitation() {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let p = Project::new();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/elicit_test.py");
+    let output = Command::new(&python)
+        .arg(&script)
+        .args([env!("CARGO_BIN_EXE_isola"), p.path().to_str().unwrap()])
+        .env("XDG_DATA_HOME", p.path().join(".isola-data"))
+        .env_remove("ISOLA_STORE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("all passed"),
+        "the Python client failed:\n{stdout}\n{stderr}"
+    );
+    // The decisions are recorded with who made them.
+    let all = p.isola(&["approvals", "list", "--all", "--json"]).json();
+    let statuses: Vec<(&str, &str)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["status"].as_str().unwrap(),
+                a["decidedBy"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses.len(), 2, "{all}");
+    assert!(statuses.contains(&("approved", "mcp:mcp")), "{all}");
+    assert!(statuses.contains(&("denied", "mcp:mcp")), "{all}");
+}
