@@ -538,7 +538,7 @@ async fn approvals_and_grants(store: Arc<dyn Store>) {
     );
     let plan = |id: &str| ApprovalRow {
         kind: "plan".into(),
-        ..approval(id, Some("ex-3"), 5000, 9000)
+        ..approval(id, Some("ex-3"), 3000, 9000)
     };
     for id in ["p1", "p2"] {
         store.approval_create(&plan(id)).await.unwrap();
