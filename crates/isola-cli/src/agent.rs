@@ -9,7 +9,6 @@ use anyhow::{Context, Result, anyhow};
 use clap::Args;
 use isola_agent::{Agent, AgentConfig, AgentEvent, Mode, StopReason, Transcript};
 use isola_config::Config;
-use isola_engine::Engine;
 use isola_llm::{ProviderKind, ToolChoice};
 use isola_mcp::McpHub;
 
@@ -215,11 +214,13 @@ async fn start(
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
     let limits = config.settings.limits.clone();
-    let engine = Arc::new(match &journal {
-        Some(j) => Engine::new(j.tools(hub.clone()), backend, limits)
-            .with_max_script_bytes(config.settings.max_script_bytes),
-        None => crate::commands::engine(&config, hub.clone(), backend, limits),
-    });
+    let engine = Arc::new(crate::commands::engine(
+        &config,
+        journal.as_ref(),
+        hub.clone(),
+        backend,
+        limits,
+    ));
     let governor = crate::govern::governor(
         &config,
         journal.as_ref().map(|j| j.store()),

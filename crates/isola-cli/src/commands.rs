@@ -100,14 +100,20 @@ pub fn backend(config: &Config, in_process: bool) -> Result<Backend> {
     )))
 }
 
-/// The engine every command uses: the config's settings applied.
+/// The engine every command uses: the servers of `hub` (with the journal's `state` when there
+/// is a journal), the config's settings applied.
 pub fn engine(
     config: &Config,
+    journaled: Option<&crate::journal::Journaled>,
     hub: Arc<McpHub>,
     backend: Backend,
     limits: isola_protocol::Limits,
 ) -> Engine {
-    Engine::new(hub, backend, limits).with_max_script_bytes(config.settings.max_script_bytes)
+    let tools: Arc<dyn isola_engine::Tools> = match journaled {
+        Some(j) => j.tools(hub),
+        None => hub,
+    };
+    Engine::new(tools, backend, limits).with_max_script_bytes(config.settings.max_script_bytes)
 }
 
 async fn tools(config: Option<&Path>, json: bool) -> Result<ExitCode> {
@@ -211,11 +217,7 @@ async fn exec(config_path: Option<&Path>, store: Option<&str>, args: ExecArgs) -
     )?;
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
-    let engine = match &journaled {
-        Some(j) => Engine::new(j.tools(hub.clone()), backend, limits)
-            .with_max_script_bytes(config.settings.max_script_bytes),
-        None => engine(&config, hub.clone(), backend, limits),
-    };
+    let engine = engine(&config, journaled.as_ref(), hub.clone(), backend, limits);
     let mut options = ExecOptions {
         file_name: file_name.clone(),
         ..ExecOptions::default()
@@ -272,12 +274,13 @@ async fn resume(
     let governor = crate::govern::governor(&config, Some(store), crate::govern::on_terminal())?;
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
-    let engine = Engine::new(
-        journaled.tools(hub.clone()),
+    let engine = engine(
+        &config,
+        Some(&journaled),
+        hub.clone(),
         backend,
         config.settings.limits.clone(),
-    )
-    .with_max_script_bytes(config.settings.max_script_bytes);
+    );
     let principal = format!("cli:{}", crate::govern::user());
     let options = match crate::journal::take_over(
         journaled.journal(),

@@ -87,11 +87,13 @@ pub async fn run(
     // The journal (recovering what a crashed run left) before any server starts.
     let journaled = crate::journal::Journaled::open(store, &config, None).await?;
     let hub = connect(&config).await;
-    let engine = Arc::new(match &journaled {
-        Some(j) => isola_engine::Engine::new(j.tools(hub.clone()), backend, limits)
-            .with_max_script_bytes(config.settings.max_script_bytes),
-        None => crate::commands::engine(&config, hub.clone(), backend, limits),
-    });
+    let engine = Arc::new(crate::commands::engine(
+        &config,
+        journaled.as_ref(),
+        hub.clone(),
+        backend,
+        limits,
+    ));
     let mut server = IsolaServer::new(
         engine.clone(),
         ViewOptions {

@@ -103,19 +103,38 @@ impl Planning<'_> {
         (options, exec.id)
     }
 
-    /// Run `code` as a plan, store the plan, and have the plan policy decide it.
-    pub async fn plan(&self, code: &str, file: &str) -> Result<Planned> {
-        let (mut options, exec_id) = self.options(code, file, "plan");
-        let planner = Planner::new();
-        options.observers.push(planner.observer());
-        options.gates.insert_first(planner.gate());
+    /// The policy's gate first, then `gate` (the planner's or the applier's: the policy's gate
+    /// lets a change through to it in these modes), then the journal's.
+    fn govern(
+        &self,
+        options: &mut ExecOptions,
+        gate: std::sync::Arc<dyn isola_engine::CallGate>,
+        observer: Box<dyn isola_engine::Observer>,
+        code: &str,
+        mode: Mode,
+    ) {
+        options.observers.push(observer);
+        options.gates.insert_first(gate);
         crate::govern::attach_in(
             self.governor,
-            &mut options,
+            options,
             code,
             &self.principal,
             self.session.clone(),
             isola_policy::Counts::default(),
+            mode,
+        );
+    }
+
+    /// Run `code` as a plan, store the plan, and have the plan policy decide it.
+    pub async fn plan(&self, code: &str, file: &str) -> Result<Planned> {
+        let (mut options, exec_id) = self.options(code, file, "plan");
+        let planner = Planner::new();
+        self.govern(
+            &mut options,
+            planner.gate(),
+            planner.observer(),
+            code,
             Mode::Plan,
         );
         let record = self.engine.execute(code, options).await;
@@ -250,15 +269,11 @@ impl Planning<'_> {
         }
         let (mut options, exec_id) = self.options(code, file, "apply");
         let applier = Applier::new(&row.id, body, allow_drift);
-        options.observers.push(applier.observer());
-        options.gates.insert_first(applier.gate());
-        crate::govern::attach_in(
-            self.governor,
+        self.govern(
             &mut options,
+            applier.gate(),
+            applier.observer(),
             code,
-            &self.principal,
-            self.session.clone(),
-            isola_policy::Counts::default(),
             Mode::Apply,
         );
         let record = self.engine.execute(code, options).await;
@@ -315,8 +330,7 @@ pub async fn plan(
     )?;
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
-    let engine = Engine::new(journaled.tools(hub.clone()), backend, limits)
-        .with_max_script_bytes(config.settings.max_script_bytes);
+    let engine = crate::commands::engine(&config, Some(&journaled), hub.clone(), backend, limits);
     let planning = Planning {
         journal: journaled.journal(),
         governor: &governor,
@@ -460,12 +474,13 @@ pub async fn apply(
     )?;
     let backend = backend(&config, args.in_process)?;
     let hub = connect(&config).await;
-    let engine = Engine::new(
-        journaled.tools(hub.clone()),
+    let engine = crate::commands::engine(
+        &config,
+        Some(&journaled),
+        hub.clone(),
         backend,
         config.settings.limits.clone(),
-    )
-    .with_max_script_bytes(config.settings.max_script_bytes);
+    );
     let planning = Planning {
         journal: journaled.journal(),
         governor: &governor,

@@ -33,25 +33,9 @@ fn seed(p: &Project, lines: &[Value]) {
     std::fs::write(p.path().join("graph.jsonl"), text.join("\n")).unwrap();
 }
 
-/// An imperative infrastructure change: a VPC, a subnet in it (named from the VPC's result), a
-/// relation between them, and the legacy subnet removed.
-const INFRA: &str = r#"const graph = await memory.readGraph({});
-const names = graph.entities.map((e) => e.name);
-if (names.includes("vpc-prod")) return "nothing to do";
-const vpc = await memory.createEntities({
-  entities: [{ name: "vpc-prod", entityType: "vpc", observations: ["10.0.0.0/16"] }],
-});
-const subnet = await memory.createEntities({
-  entities: [{ name: "subnet-a", entityType: "subnet", observations: [`in ${vpc.entities[0].name}`] }],
-});
-await memory.createRelations({
-  relations: [{ from: vpc.entities[0].name, to: subnet.entities[0].name, relationType: "contains" }],
-});
-if (names.includes("subnet-legacy")) {
-  await memory.deleteEntities({ entityNames: ["subnet-legacy"] });
-}
-return { vpc: vpc.entities[0].name, subnet: subnet.entities[0].name };
-"#;
+/// The bundled example's script (`examples/infra/network.ts`): a VPC, a subnet in it (named
+/// from the VPC's result), a relation between them, and the legacy subnet removed.
+const INFRA: &str = include_str!("../../../../examples/infra/network.ts");
 
 fn legacy() -> Value {
     json!({"type": "entity", "name": "subnet-legacy", "entityType": "subnet", "observations": []})
