@@ -224,7 +224,51 @@ fn ask_on_tty(request: &Request, by: &str) -> std::io::Result<Option<Answer>> {
     }
 }
 
-/// What a person deciding is shown: the call, why, and the script.
+/// Ask the person at this terminal whether to apply the plan `shown`; `None`: no answer (the
+/// terminal closed). Approve is `(true, None)`, deny `(false, reason)`. On a thread of its own,
+/// as [`TerminalAsk`]: a decision made elsewhere leaves the question behind.
+pub fn ask_plan_on_terminal(shown: String) -> BoxFuture<'static, Option<(bool, Option<String>)>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("isola-plan-prompt".into())
+        .spawn(move || {
+            let ask = || -> std::io::Result<Option<(bool, Option<String>)>> {
+                let tty = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/tty")?;
+                let mut out = tty.try_clone()?;
+                let mut lines = std::io::BufReader::new(tty);
+                write!(out, "{shown}")?;
+                loop {
+                    write!(out, "apply this plan? [y]es, [n]o (optionally: n REASON): ")?;
+                    out.flush()?;
+                    let mut line = String::new();
+                    if lines.read_line(&mut line)? == 0 {
+                        return Ok(None);
+                    }
+                    let line = line.trim();
+                    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+                    match word.to_ascii_lowercase().as_str() {
+                        "y" | "yes" => return Ok(Some((true, None))),
+                        "n" | "no" => {
+                            let note = (!rest.trim().is_empty()).then(|| rest.trim().to_string());
+                            return Ok(Some((false, note)));
+                        }
+                        _ => writeln!(out, "answer y or n")?,
+                    }
+                }
+            };
+            let _ = tx.send(ask().ok().flatten());
+        });
+    Box::pin(async move {
+        match spawned {
+            Ok(_) => rx.await.ok().flatten(),
+            Err(_) => None,
+        }
+    })
+}
+
 /// Asks an MCP host's user through elicitation (`isola mcp`, a client that supports it); no
 /// answer (the form dismissed, or refused by the client) leaves the request waiting in the store.
 pub struct ElicitAsk {
@@ -246,6 +290,7 @@ impl Ask for ElicitAsk {
     }
 }
 
+/// What a person deciding is shown: the call, why, and the script.
 fn describe_request(r: &Request) -> String {
     let arguments = shown_arguments(&r.arguments, &r.id);
     let mut s = format!(

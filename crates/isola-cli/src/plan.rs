@@ -285,8 +285,32 @@ impl Planning<'_> {
     }
 }
 
+/// Wait until the pending plan `row` is decided (or expires): on a terminal, ask the person
+/// there too; whoever decides first, here or with `isola approvals`, decides. Its row then.
+pub async fn decision(store: &dyn Store, row: &ApprovalRow) -> Result<ApprovalRow> {
+    if !crate::govern::on_terminal() {
+        return decided(store, &row.id).await;
+    }
+    let asked = crate::govern::ask_plan_on_terminal(plan_text(row));
+    tokio::select! {
+        answer = asked => {
+            let Some((approve, note)) = answer else {
+                return decided(store, &row.id).await;
+            };
+            let by = format!("{} (terminal)", crate::govern::user());
+            let now = isola_control::approval::now_ms();
+            match store.approval_decide(&row.id, approve, &by, note.as_deref(), now).await {
+                Ok(row) => Ok(row),
+                // Decided elsewhere first (or expired): that stands.
+                Err(_) => decided(store, &row.id).await,
+            }
+        }
+        row = decided(store, &row.id) => row,
+    }
+}
+
 /// Wait until the plan `id` is decided (or expires); its row then.
-pub async fn decided(store: &dyn Store, id: &str) -> Result<ApprovalRow> {
+async fn decided(store: &dyn Store, id: &str) -> Result<ApprovalRow> {
     loop {
         let row = store
             .approval(id, isola_control::approval::now_ms())
@@ -466,6 +490,11 @@ pub async fn apply(
                 args.id
             ))
         })?;
+    let row = if row.status == "pending" && crate::govern::on_terminal() {
+        decision(journaled.store().as_ref(), &row).await?
+    } else {
+        row
+    };
     let journaled = journaled.in_session(row.session.clone());
     let governor = crate::govern::governor(
         &config,
@@ -564,7 +593,7 @@ pub async fn agent_step(planning: &Planning<'_>, code: &str) -> isola_agent::Exe
                 id = row.id
             ))
         );
-        match decided(planning.journal.store().as_ref(), &row.id).await {
+        match decision(planning.journal.store().as_ref(), &row).await {
             Ok(r) => r,
             Err(e) => {
                 return Executed::failed(isola_protocol::ErrorKind::Internal, "PlanError", &e);

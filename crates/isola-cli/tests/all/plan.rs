@@ -214,3 +214,59 @@ fn the_bundled_infra_example_runs() {
     assert!(stderr.contains("applied 4 of 4 change(s)"), "{stderr}");
     assert!(stderr.contains("DriftError"), "{stderr}");
 }
+
+/// On a terminal, `isola apply` of a plan that waits for approval asks the person there, and
+/// applies it once they say yes.
+#[test]
+fn apply_on_a_terminal_asks_for_a_pending_plan() {
+    let p = project();
+    seed(&p, &[legacy()]);
+    p.write("infra.ts", INFRA);
+    let plan = p.isola(&["plan", "infra.ts", "--json"]).json();
+    assert_eq!(plan["status"], "pending", "{plan}");
+    let id = plan["plan"].as_str().unwrap();
+    // Answer `y` when asked; everything the terminal showed, and the exit status, on stdout.
+    let program = r#"
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+out, answered = b"", False
+while True:
+    try:
+        data = os.read(fd, 65536)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+    if not answered and b"apply this plan?" in out:
+        os.write(fd, b"y\n")
+        answered = True
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(out)
+print("\nexit", os.waitstatus_to_exitcode(status))
+"#;
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .args([env!("CARGO_BIN_EXE_isola"), "apply", id])
+        .current_dir(p.path())
+        .env("XDG_DATA_HOME", p.path().join(".isola-data"))
+        .env_remove("ISOLA_STORE")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(screen.contains("#4   memory.deleteEntities"), "{screen}");
+    assert!(screen.contains("applied 4 of 4 change(s)"), "{screen}");
+    assert!(screen.trim_end().ends_with("exit 0"), "{screen}");
+    let all = p.isola(&["approvals", "list", "--all", "--json"]).json();
+    assert_eq!(all[0]["status"], "applied", "{all}");
+    assert!(
+        all[0]["decidedBy"]
+            .as_str()
+            .unwrap()
+            .ends_with("(terminal)"),
+        "{all}"
+    );
+}
