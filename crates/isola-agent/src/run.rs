@@ -65,6 +65,9 @@ pub struct Agent {
 /// Told of each script the agent is about to run, with the options it will run with (the
 /// journal attaches itself to them).
 pub trait ExecHook: Send + Sync {
+    /// A run of `prompt` begins: the scripts until the next one are for it.
+    fn prompt(&self, _prompt: &str) {}
+
     fn before(&self, code: &str, options: &mut ExecOptions);
 
     /// Carry the script out itself, instead of the agent running it after
@@ -201,6 +204,9 @@ impl Agent {
         on_event: &mut (dyn FnMut(AgentEvent) + Send),
     ) -> Transcript {
         let started = Instant::now();
+        if let Some(hook) = &self.hook {
+            hook.prompt(prompt);
+        }
         let view = View::build(
             self.engine.api(),
             self.engine.limits(),

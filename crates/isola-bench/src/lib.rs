@@ -493,6 +493,7 @@ pub async fn mcp_overhead(
                 code: script.clone(),
                 file: "bench.ts".into(),
                 resumable: false,
+                purpose: None,
             }));
             let t = Instant::now();
             let rec = engine.execute(&script, options).await;

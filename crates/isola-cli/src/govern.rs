@@ -111,15 +111,28 @@ pub fn attach(
     principal: &str,
     session: Option<String>,
 ) {
+    let who = Who {
+        principal: principal.to_string(),
+        session,
+        purpose: None,
+    };
     attach_in(
         governor,
         options,
         code,
-        principal,
-        session,
+        who,
         isola_policy::Counts::default(),
         Mode::Live,
     );
+}
+
+/// Who an execution runs for, as policies and approvers see it.
+pub struct Who {
+    /// `cli:ada`, `mcp:<client>`, `agent:ada`.
+    pub principal: String,
+    pub session: Option<String>,
+    /// What it is for, shown to whoever approves (an agent run and its prompt).
+    pub purpose: Option<String>,
 }
 
 /// [`attach`] for an execution in `mode` that made `counts` calls already (a resumed one).
@@ -127,8 +140,7 @@ pub fn attach_in(
     governor: &Governor,
     options: &mut ExecOptions,
     code: &str,
-    principal: &str,
-    session: Option<String>,
+    who: Who,
     counts: isola_policy::Counts,
     mode: Mode,
 ) {
@@ -138,13 +150,14 @@ pub fn attach_in(
         .unwrap_or_else(isola_journal::new_execution_id);
     let exec = ExecInfo {
         id,
-        session: options.session.clone().or(session),
-        principal: principal.to_string(),
+        session: options.session.clone().or(who.session),
+        principal: who.principal,
         mode,
         code: code.to_string(),
         file: options.file_name.clone(),
         // Journaled executions can be suspended and resumed.
         resumable: options.execution_id.is_some(),
+        purpose: who.purpose,
     };
     options
         .gates
@@ -290,6 +303,19 @@ impl Ask for ElicitAsk {
     }
 }
 
+/// `text` on one line, at most `max` bytes (cut at a character).
+fn cut_line(text: &str, max: usize) -> String {
+    let one = text.replace(['\n', '\r'], " ");
+    if one.len() <= max {
+        return one;
+    }
+    let end = (0..=max)
+        .rev()
+        .find(|i| one.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!("{} ...", &one[..end])
+}
+
 /// What a person deciding is shown: the call, why, and the script.
 fn describe_request(r: &Request) -> String {
     let arguments = shown_arguments(&r.arguments, &r.id);
@@ -309,6 +335,9 @@ fn describe_request(r: &Request) -> String {
             .map(|s| format!("  session {s}"))
             .unwrap_or_default(),
     );
+    if let Some(purpose) = &r.purpose {
+        s.push_str(&format!("  for        {}\n", cut_line(purpose, 300)));
+    }
     s.push_str(&script_excerpt(&r.code, &r.function, &r.file));
     s.push_str(&format!(
         "  (or elsewhere: isola approvals approve {0} | isola approvals deny {0} --reason TEXT)\n",
@@ -703,6 +732,9 @@ fn show_text(r: &ApprovalRow) -> String {
             .map(|s| format!("  session {s}"))
             .unwrap_or_default(),
     );
+    if let Some(purpose) = subject["purpose"].as_str() {
+        s.push_str(&format!("  for        {}\n", cut_line(purpose, 300)));
+    }
     if let Some(by) = &r.decided_by {
         s.push_str(&format!(
             "  decided    by {by}{}\n",

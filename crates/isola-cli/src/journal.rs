@@ -302,12 +302,16 @@ pub async fn take_over(
             counts.add(&call.function, isola_control::effect_of(b.effect.class));
         }
     }
+    let who = crate::govern::Who {
+        principal: principal.to_string(),
+        session: r.session.clone(),
+        purpose: None,
+    };
     crate::govern::attach_in(
         governor,
         &mut options,
         &r.code,
-        principal,
-        r.session.clone(),
+        who,
         counts,
         isola_policy::Mode::Live,
     );
@@ -421,6 +425,8 @@ pub struct AgentHook {
     session: String,
     /// Plan mode: how long a plan is good for (`approvals.timeoutMs`).
     plan_ttl_ms: Option<u64>,
+    /// What the current scripts are for: the run and its prompt (shown to approvers).
+    purpose: std::sync::Mutex<Option<String>>,
 }
 
 impl AgentHook {
@@ -437,6 +443,7 @@ impl AgentHook {
             governor,
             session: format!("{kind}-{}", isola_journal::new_execution_id()),
             plan_ttl_ms: None,
+            purpose: std::sync::Mutex::new(None),
         }
     }
 
@@ -450,9 +457,29 @@ impl AgentHook {
     fn principal() -> String {
         format!("agent:{}", crate::govern::user())
     }
+
+    fn who(&self) -> crate::govern::Who {
+        crate::govern::Who {
+            principal: Self::principal(),
+            session: Some(self.session.clone()),
+            purpose: self
+                .purpose
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        }
+    }
 }
 
 impl isola_agent::ExecHook for AgentHook {
+    fn prompt(&self, prompt: &str) {
+        let purpose = format!("agent run {}: {prompt}", self.session);
+        *self
+            .purpose
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(purpose);
+    }
+
     fn execute<'a>(
         &'a self,
         code: &'a str,
@@ -462,12 +489,14 @@ impl isola_agent::ExecHook for AgentHook {
         let ttl_ms = self.plan_ttl_ms?;
         let journal = self.journal.as_ref()?;
         Some(Box::pin(async move {
+            let who = self.who();
             let planning = crate::plan::Planning {
                 journal,
                 governor: &self.governor,
                 engine: &self.engine,
-                session: Some(self.session.clone()),
-                principal: Self::principal(),
+                session: who.session,
+                principal: who.principal,
+                purpose: who.purpose,
                 ttl_ms,
             };
             crate::plan::agent_step(&planning, code).await
@@ -481,12 +510,13 @@ impl isola_agent::ExecHook for AgentHook {
                 .file("script.ts");
             journal.begin(begin, &self.engine.api()).attach(options);
         }
-        crate::govern::attach(
+        crate::govern::attach_in(
             &self.governor,
             options,
             code,
-            &Self::principal(),
-            Some(self.session.clone()),
+            self.who(),
+            isola_policy::Counts::default(),
+            isola_policy::Mode::Live,
         );
     }
 }

@@ -68,6 +68,8 @@ pub struct Planning<'a> {
     pub engine: &'a Engine,
     pub session: Option<String>,
     pub principal: String,
+    /// What the executions are for, shown to whoever approves (an agent run and its prompt).
+    pub purpose: Option<String>,
     /// How long a plan is good for, to be decided and applied (`approvals.timeoutMs`).
     pub ttl_ms: u64,
 }
@@ -115,12 +117,16 @@ impl Planning<'_> {
     ) {
         options.observers.push(observer);
         options.gates.insert_first(gate);
+        let who = crate::govern::Who {
+            principal: self.principal.clone(),
+            session: self.session.clone(),
+            purpose: self.purpose.clone(),
+        };
         crate::govern::attach_in(
             self.governor,
             options,
             code,
-            &self.principal,
-            self.session.clone(),
+            who,
             isola_policy::Counts::default(),
             mode,
         );
@@ -169,6 +175,7 @@ impl Planning<'_> {
                 "execution": exec_id,
                 "session": self.session,
                 "principal": self.principal,
+                "purpose": self.purpose,
                 "code": code,
                 "file": file,
                 "api": self.journal.fingerprint(&self.engine.api()),
@@ -361,6 +368,7 @@ pub async fn plan(
         engine: &engine,
         session: args.session.clone(),
         principal: principal(),
+        purpose: None,
         ttl_ms: config.settings.approvals.timeout_ms,
     };
     let planned = planning.plan(&source, &file_name).await;
@@ -424,6 +432,12 @@ pub fn plan_text(row: &ApprovalRow) -> String {
             step["function"].as_str().unwrap_or("?"),
             step["effect"].as_str().unwrap_or("?"),
             cut(&isola_control::plan::shown(&step["arguments"]), 300)
+        ));
+    }
+    if let Some(purpose) = subject["purpose"].as_str() {
+        s.push_str(&format!(
+            "  for {}\n",
+            cut(&purpose.replace('\n', " "), 300)
         ));
     }
     for read in &reads {
@@ -516,6 +530,7 @@ pub async fn apply(
         engine: &engine,
         session: row.session.clone(),
         principal: principal(),
+        purpose: None,
         ttl_ms: config.settings.approvals.timeout_ms,
     };
     let steps = serde_json::from_str::<Value>(&row.subject)

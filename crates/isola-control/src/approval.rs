@@ -29,6 +29,8 @@ pub struct Request {
     /// The script that makes the call.
     pub code: String,
     pub file: String,
+    /// What the execution is for (an agent run and its prompt).
+    pub purpose: Option<String>,
 }
 
 /// The id of the approval request for call `seq` (0-based) of `execution`: `ap-<execution>-<n>`,
@@ -54,6 +56,7 @@ impl Request {
             reasons,
             code: exec.code.clone(),
             file: exec.file.clone(),
+            purpose: exec.purpose.clone(),
         }
     }
 
@@ -73,6 +76,7 @@ impl Request {
                 "principal": self.principal,
                 "file": self.file,
                 "code": self.code,
+                "purpose": self.purpose,
             })
             .to_string(),
             reasons: json!(self.reasons).to_string(),

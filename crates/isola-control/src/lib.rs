@@ -52,6 +52,8 @@ pub struct ExecInfo {
     /// It is journaled in the store, so a long wait may suspend it (see
     /// [`Governor::with_suspend_after`]) and a resume continue it.
     pub resumable: bool,
+    /// What it is for, shown to whoever approves (an agent run and its prompt).
+    pub purpose: Option<String>,
 }
 
 /// The policy and the ways of asking for approval, shared by every execution of a process.

@@ -872,6 +872,13 @@ fn in_plan_mode_a_script_is_applied_only_once_its_plan_is_approved() {
             std::thread::sleep(std::time::Duration::from_millis(100));
         };
         assert_eq!(plan["kind"], "plan", "{plan}");
+        // Whoever decides sees which run and which prompt the script is for.
+        let purpose = plan["subject"]["purpose"].as_str().unwrap_or_default();
+        assert!(
+            purpose.starts_with("agent run run-")
+                && purpose.ends_with(": Summarise a.txt into summary.txt"),
+            "{plan}"
+        );
         assert!(
             !p.data().join("summary.txt").exists(),
             "not written while planned"
