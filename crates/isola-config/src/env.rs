@@ -48,12 +48,12 @@ pub const VARS: &[EnvVar] = &[
     ),
     var(
         ISOLA_STORE,
-        "exec, run, chat, mcp, journal, sessions, replay, approvals",
+        "exec, run, chat, mcp, journal, sessions, replay, resume, plan, apply, approvals",
         "where the journal, sessions and state live (sqlite:PATH, postgres://..., none); --store wins",
     ),
     var(
         XDG_DATA_HOME,
-        "exec, run, chat, mcp, journal, sessions, replay, approvals",
+        "exec, run, chat, mcp, journal, sessions, replay, resume, plan, apply, approvals",
         "the default store is $XDG_DATA_HOME/isola/isola.db (else ~/.local/share/isola/isola.db)",
     ),
     var(
