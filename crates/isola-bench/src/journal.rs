@@ -19,11 +19,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// One execution, journaled by `journal` if given: how long it took to its record, how long the
+/// journal's commit of its last entries took after that (0 without a journal), and its id.
 async fn run(
     engine: &Engine,
     journal: Option<&Journal>,
     code: &str,
-) -> Result<(f64, String), String> {
+) -> Result<(f64, f64, String), String> {
     let mut options = ExecOptions::default();
     let id = journal.map(|j| {
         let exec = j.begin(Begin::new(code, "bench"), &engine.api());
@@ -32,14 +34,16 @@ async fn run(
     });
     let t = Instant::now();
     let rec = engine.execute(code, options).await;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
     if let Some(j) = journal {
         j.flush().await?;
     }
-    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    let flush_ms = t.elapsed().as_secs_f64() * 1000.0;
     if !rec.ok {
         return Err(format!("the run failed: {:?}", rec.error));
     }
-    Ok((ms, id.unwrap_or_default()))
+    Ok((ms, flush_ms, id.unwrap_or_default()))
 }
 
 /// 100 read-only `echo` calls to a real server, journal off and on in alternating rounds.
@@ -56,23 +60,75 @@ pub async fn mcp_on_off(
     let code = format!(
         "for (let i = 0; i < {calls}; i++) {{ await {ns}.echo({{ message: 'm' + i }}); }}\nreturn {calls};"
     );
-    let (mut off, mut on) = (Vec::new(), Vec::new());
+    let (mut off, mut on, mut commits) = (Vec::new(), Vec::new(), Vec::new());
     // One warm-up of each, then alternate.
     run(&engine, None, &code).await?;
     run(&engine, Some(&journal), &code).await?;
     let before = journal.stats().bytes.load(Ordering::Relaxed);
     for _ in 0..rounds {
         off.push(run(&engine, None, &code).await?.0);
-        on.push(run(&engine, Some(&journal), &code).await?.0);
+        let (ms, commit_ms, _) = run(&engine, Some(&journal), &code).await?;
+        on.push(ms);
+        commits.push(commit_ms);
     }
     let bytes = journal.stats().bytes.load(Ordering::Relaxed) - before;
     let (off, on) = (median(off), median(on));
-    Ok(format!(
-        "{calls} read-only calls to {ns}.echo, median of {rounds} rounds: journal off {off:.1} ms, on {on:.1} ms: {:+.1}% ({:.1} µs per call); {:.0} journal bytes per call\n",
+    let mut out = format!(
+        "{calls} read-only calls to {ns}.echo, median of {rounds} rounds: journal off {off:.1} ms, on {on:.1} ms to the record: {:+.1}% ({:.1} µs per call); then the commit of its last entries {:.1} ms (once per execution, after its result; `isola exec` waits for it, `isola mcp` does not); {:.0} journal bytes per call\n",
         (on / off - 1.0) * 100.0,
         (on - off) * 1000.0 / f64::from(calls),
+        median(commits),
         bytes as f64 / f64::from(rounds * calls),
-    ))
+    );
+    // What each thing the journal adds to an execution costs alone (the same rounds, each
+    // against its own run without it).
+    type Part = fn(&mut ExecOptions);
+    let parts: [(&str, Part); 3] = [
+        ("an observer that does nothing", |o| {
+            o.observers.push(Box::new(|_: &isola_engine::Event<'_>| {
+                isola_engine::Flow::Continue
+            }))
+        }),
+        ("a gate that allows every call", |o| {
+            o.gates
+                .push(std::sync::Arc::new(|_: &isola_engine::CallIntent| {
+                    isola_engine::Verdict::Allow
+                }))
+        }),
+        ("the execution id (an idempotency key sent upstream)", |o| {
+            o.execution_id = Some("bench".into())
+        }),
+    ];
+    for (what, part) in parts {
+        let (mut without, mut with) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            without.push(timed(&engine, &code, |_| {}).await?);
+            with.push(timed(&engine, &code, part).await?);
+        }
+        let (a, b) = (median(without), median(with));
+        out += &format!(
+            "  of which {what}: {:+.1}% ({:.1} µs per call)\n",
+            (b / a - 1.0) * 100.0,
+            (b - a) * 1000.0 / f64::from(calls)
+        );
+    }
+    Ok(out)
+}
+
+/// One execution of `code` with `part` applied to its options; its milliseconds.
+async fn timed(
+    engine: &Engine,
+    code: &str,
+    part: impl Fn(&mut ExecOptions),
+) -> Result<f64, String> {
+    let mut options = ExecOptions::default();
+    part(&mut options);
+    let t = Instant::now();
+    let rec = engine.execute(code, options).await;
+    if !rec.ok {
+        return Err(format!("the run failed: {:?}", rec.error));
+    }
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// Side-effecting calls (an instant tool with no `readOnlyHint`, so each intent is committed
@@ -102,7 +158,8 @@ pub async fn side_effects(
         s.entries.load(Ordering::Relaxed),
         s.bytes.load(Ordering::Relaxed),
     );
-    let (ms, _) = run(&engine, Some(&journal), &code).await?;
+    let (exec_ms, commit_ms, _) = run(&engine, Some(&journal), &code).await?;
+    let ms = exec_ms + commit_ms;
     let (commits, entries, bytes) = (
         s.commits.load(Ordering::Relaxed) - c0,
         s.entries.load(Ordering::Relaxed) - e0,
@@ -131,7 +188,7 @@ pub async fn replay(store: Arc<dyn Store>, calls: u32, rounds: u32) -> Result<St
     let code = format!(
         "let s = 0; for (let i = 0; i < {calls}; i++) {{ await bench.noop({{ i }}); s += Math.random() > 2 ? 1 : 0; }} return [s, Date.now() > 0];"
     );
-    let (_, id) = run(&engine, Some(&journal), &code).await?;
+    let (_, _, id) = run(&engine, Some(&journal), &code).await?;
     journal.close().await;
     let mut times = Vec::new();
     for _ in 0..rounds {
