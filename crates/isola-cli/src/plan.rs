@@ -599,6 +599,20 @@ pub async fn agent_step(planning: &Planning<'_>, code: &str) -> isola_agent::Exe
         };
     };
     let summary = plan_summary(&row);
+    let changes = serde_json::from_str::<Value>(&row.subject)
+        .ok()
+        .and_then(|s| s["steps"].as_array().map(Vec::len))
+        .unwrap_or(0);
+    if changes == 0 && row.status == "approved" {
+        // Reads only: the plan run did all there was to do; running it again live would only
+        // read everything twice.
+        return Executed {
+            record: planned.record,
+            note: Some(format!(
+                "{summary}It changes nothing, so its plan run is its result:"
+            )),
+        };
+    }
     let row = if row.status == "pending" {
         eprintln!(
             "{}",

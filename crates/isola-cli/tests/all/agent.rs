@@ -835,7 +835,10 @@ fn in_plan_mode_a_script_is_applied_only_once_its_plan_is_approved() {
              const w = await fs.writeFile({{ path: \"{d}/summary.txt\", content: a.content.split(\"\\n\")[0] }});\n\
              return \"written\";"
         );
+        // A script that only reads is not applied again: its plan run is its result.
+        let look = format!("return (await fs.readTextFile({{ path: \"{d}/b.txt\" }})).content;");
         let server = MockServer::start(vec![
+            execute(&look),
             execute(&script),
             Step::text("Done: summary.txt holds the first line of a.txt."),
         ])
@@ -897,7 +900,14 @@ fn in_plan_mode_a_script_is_applied_only_once_its_plan_is_approved() {
             "{}",
             out.stderr()
         );
-        let told = &tool_results(&server.requests()[1])[0];
+        let requests = server.requests();
+        let looked = &tool_results(&requests[1])[0];
+        assert!(
+            looked.contains("It changes nothing, so its plan run is its result")
+                && looked.contains("beta"),
+            "{looked}"
+        );
+        let told = &tool_results(&requests[2])[1];
         assert!(
             told.contains(&format!("Your script ran as plan {id}"))
                 && told.contains("#1 fs.writeFile("),
