@@ -100,6 +100,37 @@ pub fn backend(config: &Config, in_process: bool) -> Result<Backend> {
     )))
 }
 
+/// What a command that runs scripts sets up once it has its journal: the governor (asking at
+/// this terminal when there is one), the servers, and the engine over them.
+pub struct Running {
+    pub governor: Arc<isola_control::Governor>,
+    pub hub: Arc<McpHub>,
+    pub engine: Engine,
+}
+
+impl Running {
+    pub async fn start(
+        config: &Config,
+        journaled: Option<&crate::journal::Journaled>,
+        in_process: bool,
+        limits: isola_protocol::Limits,
+    ) -> Result<Running> {
+        let governor = crate::govern::governor(
+            config,
+            journaled.map(|j| j.store()),
+            crate::govern::on_terminal(),
+        )?;
+        let backend = backend(config, in_process)?;
+        let hub = connect(config).await;
+        let engine = engine(config, journaled, hub.clone(), backend, limits);
+        Ok(Running {
+            governor,
+            hub,
+            engine,
+        })
+    }
+}
+
 /// The engine every command uses: the servers of `hub` (with the journal's `state` when there
 /// is a journal), the config's settings applied.
 pub fn engine(
@@ -210,14 +241,11 @@ async fn exec(config_path: Option<&Path>, store: Option<&str>, args: ExecArgs) -
     args.limits.apply(&mut limits);
     // The journal's store (recovering what a crashed run left), before any server starts.
     let journaled = crate::journal::Journaled::open(store, &config, args.session.clone()).await?;
-    let governor = crate::govern::governor(
-        &config,
-        journaled.as_ref().map(|j| j.store()),
-        crate::govern::on_terminal(),
-    )?;
-    let backend = backend(&config, args.in_process)?;
-    let hub = connect(&config).await;
-    let engine = engine(&config, journaled.as_ref(), hub.clone(), backend, limits);
+    let Running {
+        governor,
+        hub,
+        engine,
+    } = Running::start(&config, journaled.as_ref(), args.in_process, limits).await?;
     let mut options = ExecOptions {
         file_name: file_name.clone(),
         ..ExecOptions::default()
@@ -271,16 +299,17 @@ async fn resume(
             );
         }
     }
-    let governor = crate::govern::governor(&config, Some(store), crate::govern::on_terminal())?;
-    let backend = backend(&config, args.in_process)?;
-    let hub = connect(&config).await;
-    let engine = engine(
+    let Running {
+        governor,
+        hub,
+        engine,
+    } = Running::start(
         &config,
         Some(&journaled),
-        hub.clone(),
-        backend,
+        args.in_process,
         config.settings.limits.clone(),
-    );
+    )
+    .await?;
     let principal = format!("cli:{}", crate::govern::user());
     let options = match crate::journal::take_over(
         journaled.journal(),

@@ -182,96 +182,44 @@ impl TerminalAsk {
 
 impl Ask for TerminalAsk {
     fn ask(&self, request: &Request) -> BoxFuture<'static, Option<Answer>> {
-        let (request, by, lock) = (request.clone(), self.by.clone(), self.one_at_a_time.clone());
-        // A thread of its own, not tokio's blocking pool: when the request is decided elsewhere
-        // the read goes on waiting, and the runtime would wait for it at exit; a detached thread
-        // ends with the process.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let spawned = std::thread::Builder::new()
-            .name("isola-approval-prompt".into())
-            .spawn(move || {
-                let _one = lock
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                let _ = tx.send(ask_on_tty(&request, &by).ok().flatten());
-            });
-        Box::pin(async move {
-            match spawned {
-                Ok(_) => rx.await.ok().flatten(),
-                Err(_) => None,
-            }
+        let (shown, by, lock) = (
+            describe_request(request),
+            self.by.clone(),
+            self.one_at_a_time.clone(),
+        );
+        on_own_thread("isola-approval-prompt", move || {
+            let _one = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            ask_on_tty(
+                &shown,
+                "approve? [y]es, [a]lways in this session, [n]o (optionally: n REASON): ",
+                "answer y, a or n",
+                |word, note| match word {
+                    "y" | "yes" => Some(Answer::Approve { by: by.clone() }),
+                    "a" | "always" => Some(Answer::ApproveSession { by: by.clone() }),
+                    "n" | "no" => Some(Answer::Deny {
+                        by: by.clone(),
+                        note,
+                    }),
+                    _ => None,
+                },
+            )
         })
     }
 }
 
-fn ask_on_tty(request: &Request, by: &str) -> std::io::Result<Option<Answer>> {
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")?;
-    let mut out = tty.try_clone()?;
-    let mut lines = std::io::BufReader::new(tty);
-    write!(out, "{}", describe_request(request))?;
-    loop {
-        write!(
-            out,
-            "approve? [y]es, [a]lways in this session, [n]o (optionally: n REASON): "
-        )?;
-        out.flush()?;
-        let mut line = String::new();
-        if lines.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim();
-        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
-        let by = by.to_string();
-        match word.to_ascii_lowercase().as_str() {
-            "y" | "yes" => return Ok(Some(Answer::Approve { by })),
-            "a" | "always" => return Ok(Some(Answer::ApproveSession { by })),
-            "n" | "no" => {
-                let note = (!rest.trim().is_empty()).then(|| rest.trim().to_string());
-                return Ok(Some(Answer::Deny { by, note }));
-            }
-            _ => writeln!(out, "answer y, a or n")?,
-        }
-    }
-}
-
-/// Ask the person at this terminal whether to apply the plan `shown`; `None`: no answer (the
-/// terminal closed). Approve is `(true, None)`, deny `(false, reason)`. On a thread of its own,
-/// as [`TerminalAsk`]: a decision made elsewhere leaves the question behind.
-pub fn ask_plan_on_terminal(shown: String) -> BoxFuture<'static, Option<(bool, Option<String>)>> {
+/// Run `ask` on a thread of its own, not tokio's blocking pool: when the question is decided
+/// elsewhere the read goes on waiting, and the runtime would wait for it at exit; a detached
+/// thread ends with the process.
+fn on_own_thread<T: Send + 'static>(
+    name: &str,
+    ask: impl FnOnce() -> std::io::Result<Option<T>> + Send + 'static,
+) -> BoxFuture<'static, Option<T>> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
-        .name("isola-plan-prompt".into())
+        .name(name.into())
         .spawn(move || {
-            let ask = || -> std::io::Result<Option<(bool, Option<String>)>> {
-                let tty = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open("/dev/tty")?;
-                let mut out = tty.try_clone()?;
-                let mut lines = std::io::BufReader::new(tty);
-                write!(out, "{shown}")?;
-                loop {
-                    write!(out, "apply this plan? [y]es, [n]o (optionally: n REASON): ")?;
-                    out.flush()?;
-                    let mut line = String::new();
-                    if lines.read_line(&mut line)? == 0 {
-                        return Ok(None);
-                    }
-                    let line = line.trim();
-                    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
-                    match word.to_ascii_lowercase().as_str() {
-                        "y" | "yes" => return Ok(Some((true, None))),
-                        "n" | "no" => {
-                            let note = (!rest.trim().is_empty()).then(|| rest.trim().to_string());
-                            return Ok(Some((false, note)));
-                        }
-                        _ => writeln!(out, "answer y or n")?,
-                    }
-                }
-            };
             let _ = tx.send(ask().ok().flatten());
         });
     Box::pin(async move {
@@ -279,6 +227,56 @@ pub fn ask_plan_on_terminal(shown: String) -> BoxFuture<'static, Option<(bool, O
             Ok(_) => rx.await.ok().flatten(),
             Err(_) => None,
         }
+    })
+}
+
+/// Show `shown` on `/dev/tty` and ask `question` until `answer` takes the reply (its first
+/// word, lower-cased, and the rest as an optional note); `None` when the terminal closes.
+fn ask_on_tty<T>(
+    shown: &str,
+    question: &str,
+    hint: &str,
+    answer: impl Fn(&str, Option<String>) -> Option<T>,
+) -> std::io::Result<Option<T>> {
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let mut out = tty.try_clone()?;
+    let mut lines = std::io::BufReader::new(tty);
+    write!(out, "{shown}")?;
+    loop {
+        write!(out, "{question}")?;
+        out.flush()?;
+        let mut line = String::new();
+        if lines.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim();
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let note = (!rest.trim().is_empty()).then(|| rest.trim().to_string());
+        match answer(&word.to_ascii_lowercase(), note) {
+            Some(a) => return Ok(Some(a)),
+            None => writeln!(out, "{hint}")?,
+        }
+    }
+}
+
+/// Ask the person at this terminal whether to apply the plan `shown`; `None`: no answer (the
+/// terminal closed). Approve is `(true, None)`, deny `(false, reason)`. A decision made
+/// elsewhere leaves the question behind.
+pub fn ask_plan_on_terminal(shown: String) -> BoxFuture<'static, Option<(bool, Option<String>)>> {
+    on_own_thread("isola-plan-prompt", move || {
+        ask_on_tty(
+            &shown,
+            "apply this plan? [y]es, [n]o (optionally: n REASON): ",
+            "answer y or n",
+            |word, note| match word {
+                "y" | "yes" => Some((true, None)),
+                "n" | "no" => Some((false, note)),
+                _ => None,
+            },
+        )
     })
 }
 
@@ -303,17 +301,9 @@ impl Ask for ElicitAsk {
     }
 }
 
-/// `text` on one line, at most `max` bytes (cut at a character).
+/// `text` on one line, at most `max` bytes.
 fn cut_line(text: &str, max: usize) -> String {
-    let one = text.replace(['\n', '\r'], " ");
-    if one.len() <= max {
-        return one;
-    }
-    let end = (0..=max)
-        .rev()
-        .find(|i| one.is_char_boundary(*i))
-        .unwrap_or(0);
-    format!("{} ...", &one[..end])
+    crate::render::shorten(&text.replace(['\n', '\r'], " "), max)
 }
 
 /// What a person deciding is shown: the call, why, and the script.

@@ -747,15 +747,7 @@ pub async fn journal(
                                 .join(", ")
                         ),
                     };
-                    let mut line: String = clean(&line);
-                    if line.len() > 300 {
-                        let cut = (0..=300)
-                            .rev()
-                            .find(|i| line.is_char_boundary(*i))
-                            .unwrap_or(0);
-                        line.truncate(cut);
-                        line.push_str(" ...");
-                    }
+                    let line = crate::render::shorten(&clean(&line), 300);
                     text.push_str(&format!("{:>4}  {line}\n", r.seq));
                 }
                 for u in &unknown {
@@ -920,15 +912,7 @@ pub async fn sessions(
                     s.state_bytes
                 );
                 for i in &state {
-                    let mut v = clean(&i.value);
-                    if v.len() > 120 {
-                        let cut = (0..=120)
-                            .rev()
-                            .find(|c| v.is_char_boundary(*c))
-                            .unwrap_or(0);
-                        v.truncate(cut);
-                        v.push_str(" ...");
-                    }
+                    let v = crate::render::shorten(&clean(&i.value), 120);
                     text.push_str(&format!("  {} (v{}) = {v}\n", clean(&i.key), i.version));
                 }
                 for e in &execs {

@@ -21,9 +21,10 @@ use isola_store::{ApprovalRow, Store};
 use serde_json::{Value, json};
 
 use crate::cli::LimitArgs;
-use crate::commands::{backend, connect, finish, load_config, print, read_script};
+use crate::commands::{Running, finish, load_config, print, read_script};
 use crate::error::user_input;
 use crate::journal::Journaled;
+use crate::render::shorten as cut;
 use crate::term::neutralize;
 
 #[derive(Args, Debug)]
@@ -354,14 +355,11 @@ pub async fn plan(
     let journaled = Journaled::open(store, &config, args.session.clone())
         .await?
         .ok_or_else(no_store)?;
-    let governor = crate::govern::governor(
-        &config,
-        Some(journaled.store()),
-        crate::govern::on_terminal(),
-    )?;
-    let backend = backend(&config, args.in_process)?;
-    let hub = connect(&config).await;
-    let engine = crate::commands::engine(&config, Some(&journaled), hub.clone(), backend, limits);
+    let Running {
+        governor,
+        hub,
+        engine,
+    } = Running::start(&config, Some(&journaled), args.in_process, limits).await?;
     let planning = Planning {
         journal: journaled.journal(),
         governor: &governor,
@@ -473,17 +471,6 @@ pub fn plan_text(row: &ApprovalRow) -> String {
     neutralize(&s).into_owned()
 }
 
-fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let end = (0..=max)
-        .rev()
-        .find(|i| s.is_char_boundary(*i))
-        .unwrap_or(0);
-    format!("{} ...", &s[..end])
-}
-
 pub async fn apply(
     config_path: Option<&Path>,
     store: Option<&str>,
@@ -510,20 +497,17 @@ pub async fn apply(
         row
     };
     let journaled = journaled.in_session(row.session.clone());
-    let governor = crate::govern::governor(
-        &config,
-        Some(journaled.store()),
-        crate::govern::on_terminal(),
-    )?;
-    let backend = backend(&config, args.in_process)?;
-    let hub = connect(&config).await;
-    let engine = crate::commands::engine(
+    let Running {
+        governor,
+        hub,
+        engine,
+    } = Running::start(
         &config,
         Some(&journaled),
-        hub.clone(),
-        backend,
+        args.in_process,
         config.settings.limits.clone(),
-    );
+    )
+    .await?;
     let planning = Planning {
         journal: journaled.journal(),
         governor: &governor,

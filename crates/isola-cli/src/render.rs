@@ -236,6 +236,14 @@ pub fn record_text(
     Ok(())
 }
 
+/// `text` cut to at most `max` bytes (on a character), with ` ...` where it was cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    format!("{} ...", isola_engine::cut(text, max))
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         return s.to_string();

@@ -49,7 +49,7 @@ pub use hints::{distance as edit_distance, suggest};
 pub use isola_typegen::{EffectClass, ToolEffect};
 use machine::{Effect, Ending, Execution, Input, Setup};
 pub use observer::{Event, Flow, Observer};
-pub use record::unwrap_result;
+pub use record::{cut, unwrap_result};
 pub use replay::{Recorder, Recording, ReplayGate};
 pub use tools::{CallMeta, IDEMPOTENCY_KEY_META, ToolError, Tools};
 
