@@ -143,26 +143,29 @@ pub enum CallError {
     },
 
     /// The server's answer was over the size limit of one MCP message; Isola did not read it.
+    /// `bytes` is its size when it is known (a stdio line; an HTTP body is cut off unread).
     #[error(
-        "the answer of `{server}.{tool}` is {}, over the limit of {} on one MCP message; it was not read\nhint: ask the tool for less at a time (a page, a filter, a smaller range)",
-        size_text(*bytes),
+        "the answer of `{server}.{tool}` is {}over the limit of {} on one MCP message; it was not read\nhint: ask the tool for less at a time (a page, a filter, a smaller range)",
+        bytes.map(|b| format!("{}, ", size_text(b))).unwrap_or_default(),
         size_text(*limit)
     )]
     TooLarge {
         server: String,
         tool: String,
-        bytes: u64,
+        bytes: Option<u64>,
         limit: u64,
     },
 
-    /// The server's answer nested deeper than Isola parses; it was not read.
+    /// The server's answer nested deeper than Isola parses; it was not read. `depth` is how
+    /// deep, when it is known (it is not for an HTTP body serde_json gave up on).
     #[error(
-        "the answer of `{server}.{tool}` nests {depth} levels deep, over the limit of {limit} levels; it was not read"
+        "the answer of `{server}.{tool}` nests {} levels deep, over the limit of {limit} levels; it was not read",
+        depth.map_or_else(|| format!("more than {limit}"), |d| d.to_string())
     )]
     TooDeep {
         server: String,
         tool: String,
-        depth: u64,
+        depth: Option<u64>,
         limit: u64,
     },
 
@@ -828,7 +831,9 @@ impl Slot {
                 let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
                     .custom_headers(custom_headers)
                     .max_concurrent_requests(64);
-                let inner = StreamableHttpClientTransport::from_config(config);
+                let client = crate::http::BoundedClient::new()
+                    .map_err(|e| format!("{}: {e}", self.transport))?;
+                let inner = StreamableHttpClientTransport::with_client(client, config);
                 let detail = http_error_detail(&inner);
                 let transport = Watched {
                     inner,

@@ -25,6 +25,7 @@
 //! in `Debug` output. The sandbox never sees them: it only gets tool results.
 
 pub mod framing;
+pub mod http;
 pub mod hub;
 pub mod stdio;
 

@@ -47,7 +47,7 @@ pub const REFUSED_CODE: i32 = -32001;
 
 /// How deep a `tools/list` answer is kept before its deeper parts are replaced by a marker:
 /// enough below [`PARSE_DEPTH`] for the envelope around the tool schemas.
-const TOOLS_LIST_KEEP_DEPTH: usize = PARSE_DEPTH - 8;
+pub(crate) const TOOLS_LIST_KEEP_DEPTH: usize = PARSE_DEPTH - 8;
 
 /// How deep a tool's `inputSchema` may nest (counting the schema object as 1) and still be read
 /// from a stdio server: [`TOOLS_LIST_KEEP_DEPTH`] less the envelope (message, `result`,
@@ -61,10 +61,10 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// An answer Isola refused to read, as the hub sees it in the error that replaced it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Oversized {
-    /// The answer was `bytes` long; one message may be `limit` bytes.
-    Bytes { bytes: u64, limit: u64 },
-    /// The answer nested `depth` levels deep; `limit` levels can be read.
-    Depth { depth: u64, limit: u64 },
+    /// The answer was `bytes` long (when known); one message may be `limit` bytes.
+    Bytes { bytes: Option<u64>, limit: u64 },
+    /// The answer nested `depth` levels deep (when known); `limit` levels can be read.
+    Depth { depth: Option<u64>, limit: u64 },
 }
 
 /// Whether `error` is one Isola made in place of an answer over a limit, and which limit.
@@ -74,11 +74,17 @@ pub fn oversized(error: &ErrorData) -> Option<Oversized> {
     }
     let refused = error.data.as_ref()?.get(REFUSED_KEY)?;
     let limit = refused.get("limit")?.as_u64()?;
-    if let Some(bytes) = refused.get("bytes").and_then(Value::as_u64) {
-        return Some(Oversized::Bytes { bytes, limit });
+    let known = |key: &str| refused.get(key).and_then(Value::as_u64);
+    if refused.get("depth").is_some() {
+        return Some(Oversized::Depth {
+            depth: known("depth"),
+            limit,
+        });
     }
-    let depth = refused.get("depth")?.as_u64()?;
-    Some(Oversized::Depth { depth, limit })
+    Some(Oversized::Bytes {
+        bytes: known("bytes"),
+        limit,
+    })
 }
 
 /// `16 MiB` for a size that is a whole number of MiB, else `N bytes`.
