@@ -65,6 +65,7 @@ pub async fn mcp_on_off(
     run(&engine, None, &code).await?;
     run(&engine, Some(&journal), &code).await?;
     let before = journal.stats().bytes.load(Ordering::Relaxed);
+    let commits_before = journal.stats().commits.load(Ordering::Relaxed);
     for _ in 0..rounds {
         off.push(run(&engine, None, &code).await?.0);
         let (ms, commit_ms, _) = run(&engine, Some(&journal), &code).await?;
@@ -72,18 +73,20 @@ pub async fn mcp_on_off(
         commits.push(commit_ms);
     }
     let bytes = journal.stats().bytes.load(Ordering::Relaxed) - before;
+    let transactions = journal.stats().commits.load(Ordering::Relaxed) - commits_before;
     let (off, on) = (median(off), median(on));
     let mut out = format!(
-        "{calls} read-only calls to {ns}.echo, median of {rounds} rounds: journal off {off:.1} ms, on {on:.1} ms to the record: {:+.1}% ({:.1} µs per call); then the commit of its last entries {:.1} ms (once per execution, after its result; `isola exec` waits for it, `isola mcp` does not); {:.0} journal bytes per call\n",
+        "{calls} read-only calls to {ns}.echo, median of {rounds} rounds: journal off {off:.1} ms, on {on:.1} ms to the record: {:+.1}% ({:.1} µs per call); then the commit of its last entries {:.1} ms (once per execution, after its result; `isola exec` waits for it, `isola mcp` does not); {:.1} transactions per execution; {:.0} journal bytes per call\n",
         (on / off - 1.0) * 100.0,
         (on - off) * 1000.0 / f64::from(calls),
         median(commits),
+        transactions as f64 / f64::from(rounds),
         bytes as f64 / f64::from(rounds * calls),
     );
     // What each thing the journal adds to an execution costs alone (the same rounds, each
     // against its own run without it).
     type Part = fn(&mut ExecOptions);
-    let parts: [(&str, Part); 3] = [
+    let parts: [(&str, Part); 4] = [
         ("an observer that does nothing", |o| {
             o.observers.push(Box::new(|_: &isola_engine::Event<'_>| {
                 isola_engine::Flow::Continue
@@ -97,6 +100,16 @@ pub async fn mcp_on_off(
         }),
         ("the execution id (an idempotency key sent upstream)", |o| {
             o.execution_id = Some("bench".into())
+        }),
+        ("the three together", |o| {
+            o.observers.push(Box::new(|_: &isola_engine::Event<'_>| {
+                isola_engine::Flow::Continue
+            }));
+            o.gates
+                .push(std::sync::Arc::new(|_: &isola_engine::CallIntent| {
+                    isola_engine::Verdict::Allow
+                }));
+            o.execution_id = Some("bench".into());
         }),
     ];
     for (what, part) in parts {

@@ -45,7 +45,7 @@ use isola_engine::{
 use isola_protocol::{CallResult, ExecRecord};
 use isola_store::{EntryRow, ExecQuery, ExecRow, Store, StoreError, WriteOp};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 pub use entry::{Entry, FORMAT, Omitted, UnknownCall, chain_hash, sha256};
 pub use replay::{Replayed, recording, replay};
@@ -88,6 +88,12 @@ pub struct JournalConfig {
     /// Writes waiting for the writer at most; an execution whose events find it full is
     /// stopped (the store is stalled) rather than run unrecorded.
     pub capacity: usize,
+    /// How long entries no flush waits for (read-only calls, logs) may be gathered before
+    /// they are committed, in milliseconds: a crash can lose at most this much of them (an
+    /// acknowledged flush, so every side-effecting call's intent, is never lost). Commits
+    /// during an execution compete with it for the CPU: at 5 ms the journal cost 100
+    /// read-only calls +22%, at 100 ms +6% (`isola-bench journal`, BENCHMARKS.md).
+    pub gather_ms: u64,
 }
 
 /// The keys redacted by default.
@@ -110,6 +116,7 @@ impl Default for JournalConfig {
             max_result_bytes: 256 * 1024,
             redact: DEFAULT_REDACT.iter().map(|s| s.to_string()).collect(),
             capacity: 16 * 1024,
+            gather_ms: 100,
         }
     }
 }
@@ -129,13 +136,65 @@ pub fn new_execution_id() -> String {
 
 enum Cmd {
     Write(Vec<WriteOp>),
+    /// Entries of one execution, to be redacted, encoded and chained by the writer (off the
+    /// engine's critical path), between `pre` and `extra` ops.
+    Append(Append),
     /// Acknowledged once everything sent before it is committed.
     Flush(oneshot::Sender<Result<(), String>>),
 }
 
-/// How long entries no flush waits for may be gathered before they are committed (a crash
-/// can lose at most this much of them; an acknowledged flush is never lost).
-const GATHER_MS: u64 = 5;
+struct Append {
+    shared: Arc<Shared>,
+    pre: Vec<WriteOp>,
+    entries: Vec<Entry>,
+    extra: Vec<WriteOp>,
+    at_ms: i64,
+}
+
+impl Append {
+    /// The writer's half of [`Shared::write`]: redact, encode and chain the entries into
+    /// `ops`. The chain's state is only touched here, in queue order.
+    fn encode(self, ops: &mut Vec<WriteOp>, failed: &Mutex<Option<String>>) {
+        let Append {
+            shared,
+            pre,
+            entries,
+            extra,
+            at_ms,
+        } = self;
+        ops.extend(pre);
+        let mut st = match shared.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        for mut entry in entries {
+            shared.redact(&mut entry);
+            let body = match serde_json::to_string(&entry) {
+                Ok(b) => b,
+                Err(e) => {
+                    let message = format!("the journal cannot encode an entry: {e}");
+                    tracing::error!("{message}");
+                    if let Ok(mut f) = failed.lock() {
+                        f.get_or_insert(message);
+                    }
+                    return;
+                }
+            };
+            let hash = chain_hash(&st.prev, &shared.id, st.next, &body);
+            ops.push(WriteOp::Entry(EntryRow {
+                exec_id: shared.id.clone(),
+                seq: st.next,
+                kind: entry.kind().to_string(),
+                at_ms,
+                body,
+                prev: std::mem::replace(&mut st.prev, hash.clone()),
+                hash,
+            }));
+            st.next += 1;
+        }
+        ops.extend(extra);
+    }
+}
 
 /// Counters of a journal's writer (for benchmarks and `--json` reports).
 #[derive(Debug, Default)]
@@ -155,7 +214,7 @@ pub struct Journal {
 }
 
 struct Inner {
-    tx: mpsc::Sender<Cmd>,
+    queue: Queue,
     store: Arc<dyn Store>,
     config: JournalConfig,
     redactor: Redactor,
@@ -171,13 +230,21 @@ impl Journal {
     /// Start the writer task (on the current tokio runtime).
     pub fn start(store: Arc<dyn Store>, config: JournalConfig) -> Self {
         let (tx, rx) = mpsc::channel(config.capacity.max(16));
+        let flushing = Arc::new(Notify::new());
         let failed = Arc::new(Mutex::new(None));
         let stats = Arc::new(Stats::default());
-        tokio::spawn(writer(store.clone(), rx, failed.clone(), stats.clone()));
+        tokio::spawn(writer(
+            store.clone(),
+            rx,
+            flushing.clone(),
+            std::time::Duration::from_millis(config.gather_ms),
+            failed.clone(),
+            stats.clone(),
+        ));
         let redactor = Redactor::new(&config.redact);
         Self {
             inner: Arc::new(Inner {
-                tx,
+                queue: Queue { tx, flushing },
                 store,
                 config,
                 redactor,
@@ -199,7 +266,7 @@ impl Journal {
 
     /// Wait until everything sent so far is committed.
     pub async fn flush(&self) -> Result<(), String> {
-        flush(&self.inner.tx).await
+        self.inner.queue.flush().await
     }
 
     /// Flush; the writer ends when the last clone is dropped.
@@ -298,7 +365,7 @@ impl Journal {
         }
         let body = api_snapshot(api);
         let fp = sha256(body.as_bytes());
-        let _ = self.inner.tx.try_send(Cmd::Write(vec![WriteOp::Api {
+        let _ = self.inner.queue.tx.try_send(Cmd::Write(vec![WriteOp::Api {
             fingerprint: fp.clone(),
             body,
         }]));
@@ -311,13 +378,26 @@ impl Journal {
     }
 }
 
-async fn flush(tx: &mpsc::Sender<Cmd>) -> Result<(), String> {
-    let (ack, done) = oneshot::channel();
-    tx.send(Cmd::Flush(ack))
-        .await
-        .map_err(|_| "the journal's writer has stopped".to_string())?;
-    done.await
-        .map_err(|_| "the journal's writer has stopped".to_string())?
+/// The writer's queue. Entries go in without waking it (it gathers them on a timer, so the
+/// engine's task pays no cross-thread wake-up per entry); a flush also rings `flushing`, which
+/// cuts the gathering short.
+#[derive(Clone)]
+struct Queue {
+    tx: mpsc::Sender<Cmd>,
+    flushing: Arc<Notify>,
+}
+
+impl Queue {
+    async fn flush(&self) -> Result<(), String> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Cmd::Flush(ack))
+            .await
+            .map_err(|_| "the journal's writer has stopped".to_string())?;
+        self.flushing.notify_one();
+        done.await
+            .map_err(|_| "the journal's writer has stopped".to_string())?
+    }
 }
 
 /// The writer: commit whatever is waiting, in one transaction, then acknowledge the flushes
@@ -325,31 +405,59 @@ async fn flush(tx: &mpsc::Sender<Cmd>) -> Result<(), String> {
 async fn writer(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Cmd>,
+    flushing: Arc<Notify>,
+    gather: std::time::Duration,
     failed: Arc<Mutex<Option<String>>>,
     stats: Arc<Stats>,
 ) {
-    let mut ops = Vec::new();
+    let mut batch = Vec::new();
     let mut acks = Vec::new();
     while let Some(cmd) = rx.recv().await {
-        let take = |cmd: Cmd, ops: &mut Vec<WriteOp>, acks: &mut Vec<_>| match cmd {
-            Cmd::Write(w) => ops.extend(w),
+        let take = |cmd: Cmd, batch: &mut Vec<Cmd>, acks: &mut Vec<_>| match cmd {
             Cmd::Flush(a) => acks.push(a),
+            other => batch.push(other),
         };
-        take(cmd, &mut ops, &mut acks);
+        take(cmd, &mut batch, &mut acks);
         // Entries nobody waits for (read-only calls, logs) are gathered for up to
-        // GATHER_MS before they are committed; a flush (a call about to be sent, the end)
-        // commits at once.
-        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(GATHER_MS);
-        while ops.len() < 4096 {
-            match rx.try_recv() {
-                Ok(cmd) => take(cmd, &mut ops, &mut acks),
-                Err(_) if !acks.is_empty() => break,
-                Err(_) => match tokio::time::timeout_at(until, rx.recv()).await {
-                    Ok(Some(cmd)) => take(cmd, &mut ops, &mut acks),
-                    Ok(None) | Err(_) => break,
-                },
+        // `gather` before they are committed; a flush (a call about to be sent, the end)
+        // commits at once. The writer sleeps rather than waits on the queue meanwhile, so
+        // the entries sent while it sleeps do not wake it one by one.
+        if acks.is_empty() {
+            tokio::select! {
+                () = tokio::time::sleep(gather) => {}
+                () = flushing.notified() => {}
             }
         }
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(cmd) => take(cmd, &mut batch, &mut acks),
+                Err(_) => break,
+            }
+        }
+        // Redacting, encoding and hashing a batch nobody waits for take another thread:
+        // Isola's runtime has one, and the executions' engines need it (a few hundred entries
+        // take a millisecond or so, enough to delay the answers of calls arriving meanwhile).
+        // A batch a flush waits for is encoded here: its caller is waiting for the commit, and
+        // a thread hop would cost it more than the encoding (1,000 side-effecting calls at
+        // concurrency 16 ran 30% slower with it).
+        let items = std::mem::take(&mut batch);
+        let mut ops = if acks.is_empty() {
+            let fail = failed.clone();
+            let encoded = tokio::task::spawn_blocking(move || encode_all(items, &fail)).await;
+            match encoded {
+                Ok(ops) => ops,
+                Err(e) => {
+                    let message = format!("the journal's encoder failed: {e}");
+                    tracing::error!("{message}");
+                    if let Ok(mut f) = failed.lock() {
+                        f.get_or_insert(message);
+                    }
+                    Vec::new()
+                }
+            }
+        } else {
+            encode_all(items, &failed)
+        };
         let already = match failed.lock() {
             Ok(f) => f.clone(),
             Err(p) => p.into_inner().clone(),
@@ -380,11 +488,23 @@ async fn writer(
                 }
             }
         };
-        ops.clear();
         for ack in acks.drain(..) {
             let _ = ack.send(result.clone());
         }
     }
+}
+
+/// The store's operations for a batch of writes and entries, in order.
+fn encode_all(items: Vec<Cmd>, failed: &Mutex<Option<String>>) -> Vec<WriteOp> {
+    let mut ops = Vec::with_capacity(items.len() * 2);
+    for item in items {
+        match item {
+            Cmd::Write(w) => ops.extend(w),
+            Cmd::Append(a) => a.encode(&mut ops, failed),
+            Cmd::Flush(_) => {}
+        }
+    }
+    ops
 }
 
 /// What an execution is, for its `started` entry.
@@ -471,37 +591,37 @@ impl Shared {
         }
     }
 
-    /// Chain `entries` and send them (with `extra` ops after).
-    fn write(&self, entries: Vec<Entry>, extra: Vec<WriteOp>) -> Flow {
+    /// Queue `entries` for the writer, after the `pre` ops and before the `extra` ones.
+    fn write(
+        self: &Arc<Self>,
+        pre: Vec<WriteOp>,
+        entries: Vec<Entry>,
+        extra: Vec<WriteOp>,
+    ) -> Flow {
         if let Some(e) = self.failure() {
             return Flow::Stop(format!("the journal cannot write: {e}"));
         }
-        let mut st = match self.state.lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
+        let append = Append {
+            shared: self.clone(),
+            pre,
+            entries,
+            extra,
+            at_ms: now_ms(),
         };
-        let mut ops = Vec::with_capacity(entries.len() + extra.len() + 2);
-        let at = now_ms();
-        for entry in entries {
-            let body = match serde_json::to_string(&entry) {
-                Ok(b) => b,
-                Err(e) => return Flow::Stop(format!("the journal cannot encode an entry: {e}")),
-            };
-            let hash = chain_hash(&st.prev, &self.id, st.next, &body);
-            ops.push(WriteOp::Entry(EntryRow {
-                exec_id: self.id.clone(),
-                seq: st.next,
-                kind: entry.kind().to_string(),
-                at_ms: at,
-                body,
-                prev: std::mem::replace(&mut st.prev, hash.clone()),
-                hash,
-            }));
-            st.next += 1;
-        }
-        ops.extend(extra);
-        match self.journal.tx.try_send(Cmd::Write(ops)) {
-            Ok(()) => Flow::Continue,
+        // A hold can last: what led to it is committed now, not after the gathering, so a
+        // process that dies while it waits leaves the hold on record (and the execution
+        // resumable).
+        let urgent = append
+            .entries
+            .iter()
+            .any(|e| matches!(e, Entry::Gate { decision, .. } if decision == "held"));
+        match self.journal.queue.tx.try_send(Cmd::Append(append)) {
+            Ok(()) => {
+                if urgent {
+                    self.journal.queue.flushing.notify_one();
+                }
+                Flow::Continue
+            }
             Err(mpsc::error::TrySendError::Full(_)) => Flow::Stop(format!(
                 "the journal's store is not keeping up ({} writes waiting); stopped rather than run unrecorded",
                 self.journal.config.capacity
@@ -510,6 +630,52 @@ impl Shared {
                 Flow::Stop("the journal's writer has stopped".into())
             }
         }
+    }
+
+    /// What of `entry` is not stored: secrets in arguments and results, answers too large.
+    fn redact(&self, entry: &mut Entry) {
+        let redactor = &self.journal.redactor;
+        match entry {
+            Entry::Call { arguments, .. } => {
+                redactor.redact(arguments);
+            }
+            Entry::Input {
+                result: result @ Some(_),
+                omitted,
+                redacted,
+                ..
+            } => {
+                if let Some(answer) = result.take() {
+                    (*result, *omitted, *redacted) = self.stored_result(answer);
+                }
+            }
+            Entry::Finished { record, .. } => {
+                redactor.redact(&mut record.result);
+            }
+            _ => {}
+        }
+    }
+
+    /// A call's answer as stored: redacted, or hash and size when too large.
+    fn stored_result(&self, result: CallResult) -> (Option<CallResult>, Option<Omitted>, bool) {
+        let journal = &self.journal;
+        if let CallResult::Ok { value } = &result {
+            if value.len() as u64 > journal.config.max_result_bytes {
+                let omitted = Omitted {
+                    sha256: sha256(value.as_bytes()),
+                    bytes: value.len() as u64,
+                };
+                return (None, Some(omitted), false);
+            }
+            if journal.redactor.may_match(value)
+                && let Ok(mut v) = serde_json::from_str::<Value>(value)
+                && journal.redactor.redact(&mut v)
+            {
+                let value = v.to_string();
+                return (Some(CallResult::Ok { value }), None, true);
+            }
+        }
+        (Some(result), None, false)
     }
 
     /// The `started` entry and the execution row, the first time.
@@ -569,27 +735,6 @@ impl Shared {
         (vec![started], pre)
     }
 
-    /// Send the execution row before the entries (they reference it).
-    fn write_first(&self, entries: Vec<Entry>, pre: Vec<WriteOp>, extra: Vec<WriteOp>) -> Flow {
-        if pre.is_empty() {
-            return self.write(entries, extra);
-        }
-        // The row goes in the same batch, ahead of the entries.
-        if let Some(e) = self.failure() {
-            return Flow::Stop(format!("the journal cannot write: {e}"));
-        }
-        match self.journal.tx.try_send(Cmd::Write(pre)) {
-            Ok(()) => self.write(entries, extra),
-            Err(_) => Flow::Stop("the journal's store is not keeping up".into()),
-        }
-    }
-
-    fn redacted(&self, v: &Value) -> Value {
-        let mut v = v.clone();
-        self.journal.redactor.redact(&mut v);
-        v
-    }
-
     fn is_read_only(&self, server: &str, tool: &str) -> bool {
         self.read_only.iter().any(|(s, t)| s == server && t == tool)
     }
@@ -622,7 +767,7 @@ impl Observer for JournalObserver {
         if repeats {
             return match entries.is_empty() {
                 true => Flow::Continue,
-                false => sh.write_first(entries, pre, Vec::new()),
+                false => sh.write(pre, entries, Vec::new()),
             };
         }
         let mut extra = Vec::new();
@@ -635,7 +780,7 @@ impl Observer for JournalObserver {
                     function: call.function.clone(),
                     server: call.server.clone(),
                     tool: call.tool.clone(),
-                    arguments: sh.redacted(&call.arguments),
+                    arguments: call.arguments.clone(),
                     read_only: sh.is_read_only(&call.server, &call.tool),
                     idempotency_key: format!("{}:{}", sh.id, call.seq),
                 });
@@ -683,17 +828,14 @@ impl Observer for JournalObserver {
                 });
             }
             Event::Input { input } => entries.push(match input {
-                Input::CallDone { id, result, now_ms } => {
-                    let (result, omitted, redacted) = self.stored_result(result);
-                    Entry::Input {
-                        t: "callDone".into(),
-                        id: *id,
-                        now_ms: *now_ms,
-                        result,
-                        omitted,
-                        redacted,
-                    }
-                }
+                Input::CallDone { id, result, now_ms } => Entry::Input {
+                    t: "callDone".into(),
+                    id: *id,
+                    now_ms: *now_ms,
+                    result: Some(result.clone()),
+                    omitted: None,
+                    redacted: false,
+                },
                 Input::Fire { id, now_ms } => Entry::Input {
                     t: "fire".into(),
                     id: *id,
@@ -714,12 +856,11 @@ impl Observer for JournalObserver {
                     Some(e) if e.kind == isola_protocol::ErrorKind::Suspended => "suspended",
                     Some(_) => "failed",
                 };
-                let mut rec = ExecRecord {
+                let rec = ExecRecord {
                     logs: Vec::new(),
                     calls: Vec::new(),
                     ..(*record).clone()
                 };
-                sh.journal.redactor.redact(&mut rec.result);
                 entries.push(Entry::Finished {
                     status: status.into(),
                     record: rec,
@@ -732,44 +873,7 @@ impl Observer for JournalObserver {
                 });
             }
         }
-        sh.write_first(entries, pre, extra)
-    }
-}
-
-impl JournalObserver {
-    /// A call's answer as stored: redacted, or hash and size when too large.
-    fn stored_result(&self, result: &CallResult) -> (Option<CallResult>, Option<Omitted>, bool) {
-        let sh = &self.shared;
-        match result {
-            CallResult::Ok { value } => {
-                if value.len() as u64 > sh.journal.config.max_result_bytes {
-                    return (
-                        None,
-                        Some(Omitted {
-                            sha256: sha256(value.as_bytes()),
-                            bytes: value.len() as u64,
-                        }),
-                        false,
-                    );
-                }
-                if sh.journal.redactor.may_match(value)
-                    && let Ok(mut v) = serde_json::from_str::<Value>(value)
-                    && sh.journal.redactor.redact(&mut v)
-                {
-                    return (
-                        Some(CallResult::Ok {
-                            value: v.to_string(),
-                        }),
-                        None,
-                        true,
-                    );
-                }
-                (Some(result.clone()), None, false)
-            }
-            CallResult::Err { .. } | CallResult::Planned { .. } => {
-                (Some(result.clone()), None, false)
-            }
-        }
+        sh.write(pre, entries, extra)
     }
 }
 
@@ -798,9 +902,9 @@ impl CallGate for WriteAhead {
         if self.shared.is_read_only(&call.server, &call.tool) {
             return Verdict::Allow;
         }
-        let tx = self.shared.journal.tx.clone();
+        let queue = self.shared.journal.queue.clone();
         let wait: BoxFuture<'static, Decision> = Box::pin(async move {
-            match flush(&tx).await {
+            match queue.flush().await {
                 Ok(()) => Decision::Allow,
                 Err(e) => Decision::Deny(not_durable(&e)),
             }
