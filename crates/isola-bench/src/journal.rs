@@ -112,6 +112,22 @@ pub async fn mcp_on_off(
             o.execution_id = Some("bench".into());
         }),
     ];
+    // A trivial execution (the second figure): its record, and its record plus the
+    // commit `isola exec` waits for.
+    let (mut off, mut on, mut committed) = (Vec::new(), Vec::new(), Vec::new());
+    let trivial_rounds = rounds * 5;
+    for _ in 0..trivial_rounds {
+        off.push(run(&engine, None, "return 1;").await?.0);
+        let (ms, commit_ms, _) = run(&engine, Some(&journal), "return 1;").await?;
+        on.push(ms);
+        committed.push(ms + commit_ms);
+    }
+    let (off, on, committed) = (median(off), median(on), median(committed));
+    out += &format!(
+        "trivial execution, median of {trivial_rounds}: journal off {off:.3} ms, on {on:.3} ms to the record ({:+.3} ms), {committed:.3} ms with its commit ({:+.3} ms)\n",
+        on - off,
+        committed - off,
+    );
     for (what, part) in parts {
         let (mut without, mut with) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
