@@ -153,10 +153,7 @@ fn throwing_script(message: &str) -> String {
 }
 
 pub fn noop_namespace() -> Vec<Namespace> {
-    vec![Namespace {
-        name: "bench".into(),
-        functions: vec!["noop".into()],
-    }]
+    vec![Namespace::new("bench", &["noop"])]
 }
 
 /// Microseconds per awaited call over `calls` sequential calls to the no-op binding.

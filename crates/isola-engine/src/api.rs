@@ -32,6 +32,7 @@ impl ApiState {
         let mut namespaces = Vec::new();
         for ns in &api.namespaces {
             let mut functions = Vec::new();
+            let mut positional = std::collections::BTreeMap::new();
             for f in &ns.functions {
                 let validator = match jsonschema::validator_for(&f.input_schema) {
                     Ok(v) => Some(v),
@@ -51,10 +52,15 @@ impl ApiState {
                     validator,
                 });
                 functions.push(f.ident.clone());
+                let names: Vec<String> = f.positional().into_iter().map(|(n, _)| n).collect();
+                if !names.is_empty() {
+                    positional.insert(f.ident.clone(), names);
+                }
             }
             namespaces.push(isola_protocol::Namespace {
                 name: ns.ident.clone(),
                 functions,
+                positional,
             });
         }
         Self {

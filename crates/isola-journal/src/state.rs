@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use futures::future::BoxFuture;
 use isola_engine::{CallMeta, ToolError, Tools};
 use isola_store::{Expect, Store};
-use isola_typegen::{ServerSpec, ToolSpec};
+use isola_typegen::{POSITIONAL_KEY, ServerSpec, ToolSpec};
 use serde_json::{Map, Value, json};
 
 /// The size limits of state.
@@ -200,7 +200,8 @@ fn spec(name: &str, description: &str, schema: Value, read_only: bool) -> ToolSp
     }
 }
 
-/// The `state` server as the API lists it.
+/// The `state` server as the API lists it. Its functions also take their arguments in order
+/// (`state.get(key)`, `state.set(key, value)`), as the issue that made it asked.
 pub fn state_server() -> ServerSpec {
     let key = json!({"type": "string", "description": "The key (1 to 512 bytes)."});
     let if_version = json!({"type": "integer", "minimum": 0, "description": "Write only if the key is at this version (0: absent). By default, the version this execution read, if it read the key."});
@@ -210,31 +211,31 @@ pub fn state_server() -> ServerSpec {
             spec(
                 "get",
                 "The value of a key of this session's durable state (JSON), or null.",
-                json!({"type": "object", "properties": {"key": key}, "required": ["key"], "additionalProperties": false}),
+                json!({"type": "object", "properties": {"key": key}, "required": ["key"], "additionalProperties": false, POSITIONAL_KEY: ["key"]}),
                 true,
             ),
             spec(
                 "version",
                 "The version of a key (0 when absent): what a later write of this execution expects.",
-                json!({"type": "object", "properties": {"key": key}, "required": ["key"], "additionalProperties": false}),
+                json!({"type": "object", "properties": {"key": key}, "required": ["key"], "additionalProperties": false, POSITIONAL_KEY: ["key"]}),
                 true,
             ),
             spec(
                 "set",
                 "Store a JSON value under a key, durably. Fails with a conflict if another execution changed the key since this one read it.",
-                json!({"type": "object", "properties": {"key": key, "value": {"description": "Any JSON value."}, "ifVersion": if_version}, "required": ["key", "value"], "additionalProperties": false}),
+                json!({"type": "object", "properties": {"key": key, "value": {"description": "Any JSON value."}, "ifVersion": if_version}, "required": ["key", "value"], "additionalProperties": false, POSITIONAL_KEY: ["key", "value"]}),
                 false,
             ),
             spec(
                 "delete",
                 "Delete a key; true if it existed. Conflicts as set does.",
-                json!({"type": "object", "properties": {"key": key, "ifVersion": if_version}, "required": ["key"], "additionalProperties": false}),
+                json!({"type": "object", "properties": {"key": key, "ifVersion": if_version}, "required": ["key"], "additionalProperties": false, POSITIONAL_KEY: ["key"]}),
                 false,
             ),
             spec(
                 "list",
                 "The keys of this session's state that start with prefix (all keys without one), in order.",
-                json!({"type": "object", "properties": {"prefix": {"type": "string"}}, "additionalProperties": false}),
+                json!({"type": "object", "properties": {"prefix": {"type": "string"}}, "additionalProperties": false, POSITIONAL_KEY: ["prefix"]}),
                 true,
             ),
         ],

@@ -375,6 +375,30 @@ async fn state_outlives_executions_and_conflicts_are_errors() {
     )
     .await;
     assert_eq!(r.result, json!({"n": 2}), "{:?}", r.error);
+    // The same calls with their arguments in order; too many of them is a clear error.
+    let (_, r) = run(
+        &journal,
+        &engine,
+        "await state.set('pos', {n: 1}); const p: any = await state.get('pos'); \
+         let e = ''; try { await (state.set as any)('a', 1, 2) } catch (x: any) { e = x.message } \
+         const keys = [await state.list('po'), await state.list()]; \
+         return [p, ...keys, await state.delete_('pos'), await state.get('pos'), e]",
+        Some("demo"),
+    )
+    .await;
+    assert_eq!(
+        r.result,
+        json!([
+            {"n": 1},
+            ["pos"],
+            ["count", "pos"],
+            true,
+            null,
+            "state.set takes (key, value) or one object, got 3 arguments"
+        ]),
+        "{:?}",
+        r.error
+    );
     // Another session sees nothing.
     let (_, r) = run(
         &journal,
@@ -430,5 +454,5 @@ async fn state_outlives_executions_and_conflicts_are_errors() {
     assert_eq!(item.value, "{\"n\":3}");
     // Every execution of the session is in the journal.
     let s = store.session("demo").await.unwrap().unwrap();
-    assert_eq!(s.executions, 5);
+    assert_eq!(s.executions, 6);
 }

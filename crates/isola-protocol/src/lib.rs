@@ -30,12 +30,14 @@
 //! assert!(text.contains("\"exec\""));
 //! ```
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The version of the host ↔ sandbox protocol. A worker that reports another one in
 /// [`Ready::protocol`] is refused (the standalone worker binary can be out of step with the
 /// host).
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Resource limits of one execution. Every one is enforced; see `ARCHITECTURE.md`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -78,6 +80,21 @@ pub struct Namespace {
     pub name: String,
     /// Function identifiers, already valid JS.
     pub functions: Vec<String>,
+    /// For the functions that also take arguments in order, the property each argument
+    /// fills, by function identifier (see `isola_typegen::POSITIONAL_KEY`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub positional: BTreeMap<String, Vec<String>>,
+}
+
+impl Namespace {
+    /// Functions that each take one object.
+    pub fn new(name: &str, functions: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            functions: functions.iter().map(|f| (*f).to_owned()).collect(),
+            positional: BTreeMap::new(),
+        }
+    }
 }
 
 /// Start one execution.

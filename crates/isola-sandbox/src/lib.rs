@@ -41,7 +41,7 @@
 //!
 //! let request = ExecRequest::new(
 //!     "(async () => await math.add({ a: 2, b: 3 }))()".into(),
-//!     vec![Namespace { name: "math".into(), functions: vec!["add".into()] }],
+//!     vec![Namespace::new("math", &["add"])],
 //!     Limits::default(),
 //! );
 //! let host = Rc::new(RefCell::new(Adder));
@@ -829,6 +829,12 @@ fn install<'js>(
         let entry = Array::new(ctx.clone())?;
         entry.set(0, ns.name.as_str())?;
         entry.set(1, ns.functions.clone())?;
+        let positional: Vec<Vec<String>> = ns
+            .functions
+            .iter()
+            .map(|f| ns.positional.get(f).cloned().unwrap_or_default())
+            .collect();
+        entry.set(2, positional)?;
         namespaces.set(i, entry)?;
     }
 

@@ -230,12 +230,33 @@
     return Promise.reject(callError(new Error(""), r));
   }
 
-  for (const [ns, fns] of namespaces) {
+  // A function with positional parameters (`state.set(key, value)`) also takes its arguments
+  // in order; one object (or nothing) is the input as for every other function.
+  function inOrder(binding, fname, params) {
+    return function (...args) {
+      const first = args[0];
+      if (args.length <= 1 && (first === undefined || (typeof first === "object" && first !== null && !Array.isArray(first)))) {
+        return invoke(binding, fname, first);
+      }
+      if (args.length > params.length) {
+        return Promise.reject(
+          new TypeError(fname + " takes (" + params.join(", ") + ") or one object, got " + args.length + " arguments"),
+        );
+      }
+      const input = {};
+      for (let i = 0; i < args.length; i++) if (args[i] !== undefined) input[params[i]] = args[i];
+      return invoke(binding, fname, input);
+    };
+  }
+
+  for (const [ns, fns, positional] of namespaces) {
     const obj = {};
-    for (const f of fns) {
+    for (let j = 0; j < fns.length; j++) {
+      const f = fns[j];
       const binding = nextBinding++;
       const fname = ns + "." + f;
-      const fn = function (input) {
+      const params = positional[j];
+      const fn = params.length > 0 ? inOrder(binding, fname, params) : function (input) {
         return invoke(binding, fname, input);
       };
       Object.defineProperty(fn, "name", { value: fname });

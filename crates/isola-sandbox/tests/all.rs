@@ -114,14 +114,8 @@ impl Host for TestHost {
 
 fn namespaces() -> Vec<Namespace> {
     vec![
-        Namespace {
-            name: "math".into(),
-            functions: vec!["add".into()],
-        },
-        Namespace {
-            name: "slow".into(),
-            functions: vec!["echo".into(), "fail".into()],
-        },
+        Namespace::new("math", &["add"]),
+        Namespace::new("slow", &["echo", "fail"]),
     ]
 }
 

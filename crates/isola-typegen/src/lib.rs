@@ -162,10 +162,56 @@ pub struct ApiFunction {
     pub annotations: Option<Value>,
 }
 
+/// The input-schema keyword with which a tool Isola itself serves (the `state` namespace) also
+/// takes its leading properties as arguments in order: `"x-isola-positional": ["key", "value"]`
+/// makes `set(key, value)` the same call as `set({ key, value })`.
+pub const POSITIONAL_KEY: &str = "x-isola-positional";
+
+/// Most arguments a function takes in order.
+const MAX_POSITIONAL: usize = 4;
+
 impl ApiFunction {
     /// What calling it does, from its annotations.
     pub fn effect(&self) -> ToolEffect {
         ToolEffect::from_annotations(self.annotations.as_ref())
+    }
+
+    /// The properties it also takes as arguments in order, each with whether it is required
+    /// ([`POSITIONAL_KEY`]). Empty unless the keyword names at most four distinct properties of
+    /// the schema, each a plain identifier (not reserved, not `__`-prefixed), no required one
+    /// after an optional one: anything else is ignored whole, so a server cannot make the
+    /// declarations or the prelude say something odd.
+    pub fn positional(&self) -> Vec<(String, bool)> {
+        let schema = &self.input_schema;
+        let Some(names) = schema.get(POSITIONAL_KEY).and_then(Value::as_array) else {
+            return Vec::new();
+        };
+        let properties = schema.get("properties").and_then(Value::as_object);
+        let required: Vec<&str> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let mut out: Vec<(String, bool)> = Vec::new();
+        for name in names {
+            let usable = name.as_str().filter(|n| {
+                ident::is_identifier_name(n)
+                    && !ident::is_js_reserved(n)
+                    && !n.starts_with("__")
+                    && properties.is_some_and(|p| p.contains_key(*n))
+                    && !out.iter().any(|(o, _)| o == n)
+            });
+            match usable {
+                Some(n) if out.len() < MAX_POSITIONAL => {
+                    out.push((n.to_owned(), required.contains(&n)));
+                }
+                _ => return Vec::new(),
+            }
+        }
+        if out.windows(2).any(|w| !w[0].1 && w[1].1) {
+            return Vec::new();
+        }
+        out
     }
 }
 

@@ -283,6 +283,22 @@ impl Plan {
         } else {
             self.types[plan.input].name.as_str()
         };
+        let positional = f.positional();
+        if !positional.is_empty() && !self.input_empty(i) {
+            let params: Vec<String> = positional
+                .iter()
+                .map(|(name, required)| {
+                    let optional = if *required { "" } else { "?" };
+                    format!("{name}{optional}: {input}[\"{name}\"]")
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "{INDENT}function {}({}): Promise<{output}>;",
+                f.ident,
+                params.join(", ")
+            );
+        }
         let _ = writeln!(
             out,
             "{INDENT}function {}(input{optional}: {input}): Promise<{output}>;",

@@ -21,10 +21,7 @@ fn pool(warm: usize) -> WorkerPool {
 fn request(body: &str, limits: Limits) -> ExecRequest {
     ExecRequest::new(
         format!("(async () => {{\n{body}\n}})()"),
-        vec![Namespace {
-            name: "t".into(),
-            functions: vec!["echo".into()],
-        }],
+        vec![Namespace::new("t", &["echo"])],
         limits,
     )
 }

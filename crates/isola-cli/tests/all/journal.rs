@@ -289,7 +289,7 @@ fn postgres_as_the_store_through_the_cli() {
     let p = Project::new();
     p.write(
         "s.ts",
-        "const n: any = (await state.get({ key: 'n' })) ?? 0; await state.set({ key: 'n', value: n + 1 }); return n + 1",
+        "const n: any = (await state.get('n')) ?? 0; await state.set('n', n + 1); return n + 1",
     );
     for expected in [1, 2] {
         let run = p.isola(&["exec", "s.ts", "--store", &url, "--session", "pg", "--json"]);

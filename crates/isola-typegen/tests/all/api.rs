@@ -366,3 +366,47 @@ fn tool_spec_reads_mcp_json() {
     let back = serde_json::to_value(&spec).unwrap();
     assert_eq!(back["inputSchema"], json!({"type": "object"}));
 }
+
+/// `x-isola-positional` adds an overload taking the named properties in order; a keyword that
+/// names something odd (not a property, a reserved word, a required after an optional, more
+/// than four) is ignored whole.
+#[test]
+fn positional_parameters_add_an_overload_and_odd_ones_are_ignored() {
+    let props = json!({"key": {"type": "string"}, "value": {}, "prefix": {"type": "string"}, "delete": {"type": "string"}});
+    let tool = |name: &str, positional: Value, required: Value| json!({"name": name, "inputSchema": {"type": "object", "properties": props, "required": required, "x-isola-positional": positional}});
+    check(
+        json!([
+            tool("set", json!(["key", "value"]), json!(["key", "value"])),
+            tool("list", json!(["prefix"]), json!([])),
+            tool("not_a_property", json!(["nope"]), json!([])),
+            tool("reserved", json!(["delete"]), json!([])),
+            tool(
+                "required_after_optional",
+                json!(["prefix", "key"]),
+                json!(["key"])
+            ),
+            tool("twice", json!(["key", "key"]), json!(["key"])),
+        ]),
+        r#"
+interface SetInput { key: string; value: unknown; prefix?: string; delete?: string }
+function set(key: SetInput["key"], value: SetInput["value"]): Promise<ToolOutput>;
+function set(input: SetInput): Promise<ToolOutput>;
+
+interface ListInput { key?: string; value?: unknown; prefix?: string; delete?: string }
+function list(prefix?: ListInput["prefix"]): Promise<ToolOutput>;
+function list(input?: ListInput): Promise<ToolOutput>;
+
+interface NotAPropertyInput { key?: string; value?: unknown; prefix?: string; delete?: string }
+function notAProperty(input?: NotAPropertyInput): Promise<ToolOutput>;
+
+interface ReservedInput { key?: string; value?: unknown; prefix?: string; delete?: string }
+function reserved(input?: ReservedInput): Promise<ToolOutput>;
+
+interface RequiredAfterOptionalInput { key: string; value?: unknown; prefix?: string; delete?: string }
+function requiredAfterOptional(input: RequiredAfterOptionalInput): Promise<ToolOutput>;
+
+interface TwiceInput { key: string; value?: unknown; prefix?: string; delete?: string }
+function twice(input: TwiceInput): Promise<ToolOutput>;
+"#,
+    );
+}

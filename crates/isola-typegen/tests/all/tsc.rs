@@ -177,3 +177,36 @@ fn wrong_calls_fail_to_type_check() {
         );
     }
 }
+
+/// Arguments in order (`x-isola-positional`) type-check as the object form does: right types
+/// pass, a wrong type, a missing required argument or one too many fail.
+#[test]
+fn positional_overloads_type_check() {
+    let api = crate::support::api_of(vec![serde_json::json!({
+        "name": "set",
+        "inputSchema": {"type": "object", "properties": {"key": {"type": "string"}, "value": {"type": "number"}},
+                        "required": ["key", "value"], "x-isola-positional": ["key", "value"]}
+    })]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("all.d.ts"), api.declarations(None)).unwrap();
+    let calls = [
+        (true, r#"s.set("k", 1)"#),
+        (true, r#"s.set({ key: "k", value: 1 })"#),
+        (false, r#"s.set(1, 1)"#),
+        (false, r#"s.set("k")"#),
+        (false, r#"s.set("k", 1, 2)"#),
+    ];
+    let mut files = Vec::new();
+    for (i, (_, call)) in calls.iter().enumerate() {
+        let file = format!("call{i}.ts");
+        let text = format!(
+            "/// <reference path=\"all.d.ts\" />\nasync function main(): Promise<void> {{\n  await {call};\n}}\nmain();\n"
+        );
+        std::fs::write(dir.path().join(&file), text).unwrap();
+        files.push(file);
+    }
+    let sets: Vec<Vec<&str>> = files.iter().map(|f| vec![f.as_str()]).collect();
+    for ((expect, call), (ok, out)) in calls.iter().zip(run_tsc(dir.path(), &sets)) {
+        assert_eq!(ok, *expect, "{call}:\n{out}");
+    }
+}
