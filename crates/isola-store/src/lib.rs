@@ -22,6 +22,8 @@ mod migrations;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
+#[cfg(feature = "postgres")]
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! The PostgreSQL store (tokio-postgres, no TLS: reach the server over a unix socket, loopback,
-//! or a network you trust). One connection; a batch is one transaction. Migrations take an
+//! The PostgreSQL store (tokio-postgres; TLS with libpq's `sslmode` and `sslrootcert`, see
+//! [`crate::tls`]). One connection; a batch is one transaction. Migrations take an
 //! advisory lock, so nodes starting together migrate once.
 
 use tokio::sync::Mutex;
@@ -7,6 +7,7 @@ use tokio_postgres::{Client, NoTls, Row, Transaction};
 
 use crate::migrations::{MIGRATIONS, VERSION_TABLE};
 use crate::sqlite::one_of;
+use crate::tls;
 use crate::{
     ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, Result, SessionRow,
     StateItem, Store, StoreError, WriteOp, check_expect, check_new_approval, decide_failure,
@@ -33,19 +34,31 @@ impl PostgresStore {
     /// Connect to `url`, leaving the schema as it is.
     async fn connect_unmigrated(url: &str) -> Result<Self> {
         let location = redact_password(url);
-        let (client, connection) =
-            tokio_postgres::connect(url, NoTls)
-                .await
-                .map_err(|e| StoreError::Postgres {
-                    location: location.clone(),
-                    message: format!("cannot connect: {}", pg_message(&e)),
-                })?;
+        let failed = |message: String| StoreError::Postgres {
+            location: location.clone(),
+            message,
+        };
+        let params = tls::split(url).map_err(&failed)?;
+        let cannot =
+            |e: tokio_postgres::Error| failed(format!("cannot connect: {}", pg_message(&e)));
         let loc = location.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::error!(store = %loc, "PostgreSQL connection ended: {e}");
-            }
-        });
+        let ended = move |e: tokio_postgres::Error| {
+            tracing::error!(store = %loc, "PostgreSQL connection ended: {e}");
+        };
+        let client = if params.enabled {
+            let connector = tls::connector(&params).map_err(&failed)?;
+            let (client, connection) = tokio_postgres::connect(&params.url, connector)
+                .await
+                .map_err(cannot)?;
+            tokio::spawn(async move { connection.await.map_err(ended) });
+            client
+        } else {
+            let (client, connection) = tokio_postgres::connect(&params.url, NoTls)
+                .await
+                .map_err(cannot)?;
+            tokio::spawn(async move { connection.await.map_err(ended) });
+            client
+        };
         Ok(Self {
             location,
             client: Mutex::new(client),
@@ -106,7 +119,19 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
             Some(d) => format!("{} ({d})", db.message()),
             None => db.message().to_string(),
         },
-        None => e.to_string(),
+        None => {
+            // The causes (a TLS handshake's reason, an I/O error) are not in the top message.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                let more = cause.to_string();
+                if !text.contains(&more) {
+                    text = format!("{text}: {more}");
+                }
+                source = cause.source();
+            }
+            text
+        }
     }
 }
 

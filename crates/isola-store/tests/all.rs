@@ -826,3 +826,102 @@ async fn a_server_that_is_not_there_is_a_clear_error() {
         .to_string();
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+/// A server that takes TLS connections only, with a self-signed certificate for `localhost`:
+/// libpq's `sslmode`s mean what they mean there, and each refusal says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_over_tls_checks_the_certificate_as_sslmode_says() {
+    let pg = PgCluster::start_tls().unwrap();
+    let cert = pg.tls_cert().unwrap().display().to_string();
+    // Another certificate, trusted by nobody here.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(dir.path().join("other.key"))
+        .arg("-out")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let other = other.display().to_string();
+    let open =
+        |url: String| async move { isola_store::open(&StoreUrl::parse(&url).unwrap()).await };
+    let works = [
+        pg.tcp_url("localhost", "postgres", ""),
+        pg.tcp_url("localhost", "postgres", "sslmode=require"),
+        pg.tcp_url(
+            "localhost",
+            "postgres",
+            &format!("sslmode=verify-full&sslrootcert={cert}"),
+        ),
+        // verify-ca checks the chain, not the name.
+        pg.tcp_url(
+            "127.0.0.1",
+            "postgres",
+            &format!("sslmode=verify-ca&sslrootcert={cert}"),
+        ),
+    ];
+    for url in works {
+        let store = open(url.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        store
+            .state_put("tls", "k", "1", Expect::Any, 100, 1000)
+            .await
+            .unwrap();
+    }
+    let fails = [
+        (
+            pg.tcp_url("localhost", "postgres", "sslmode=disable"),
+            "no encryption",
+        ),
+        (
+            pg.tcp_url(
+                "localhost",
+                "postgres",
+                &format!("sslmode=verify-full&sslrootcert={other}"),
+            ),
+            "invalid peer certificate",
+        ),
+        (
+            pg.tcp_url(
+                "127.0.0.1",
+                "postgres",
+                &format!("sslmode=verify-full&sslrootcert={cert}"),
+            ),
+            "not valid for name",
+        ),
+        (
+            pg.tcp_url(
+                "localhost",
+                "postgres",
+                "sslmode=verify-full&sslrootcert=/nonexistent.pem",
+            ),
+            "sslrootcert /nonexistent.pem",
+        ),
+        (
+            pg.tcp_url("localhost", "postgres", "sslmode=always"),
+            "sslmode `always`",
+        ),
+    ];
+    for (url, why) in fails {
+        let e = open(url.clone())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{url} connected"));
+        let text = e.to_string();
+        assert!(text.to_lowercase().contains(why), "{url}: {text}");
+    }
+}

@@ -19,6 +19,9 @@ pub struct PgCluster {
     /// Run as this uid/gid (root cannot run postgres).
     as_user: Option<u32>,
     port: u16,
+    /// With TLS: the server's self-signed certificate (PEM, for `localhost` only), and a
+    /// loopback TCP port that takes TLS connections only.
+    tls: Option<PathBuf>,
 }
 
 const NOBODY: u32 = 65534;
@@ -58,6 +61,17 @@ pub fn pg_bin() -> Result<PathBuf> {
 impl PgCluster {
     /// initdb and start a cluster; its superuser is `isola`, trusted on the socket.
     pub fn start() -> Result<Self> {
+        Self::start_with(false)
+    }
+
+    /// [`PgCluster::start`], also listening on 127.0.0.1 for TLS connections only
+    /// (`hostssl`; `hostnossl` is rejected), with a self-signed certificate for `localhost`
+    /// made by `openssl` ([`PgCluster::tls_cert`]); [`PgCluster::tcp_url`] reaches it.
+    pub fn start_tls() -> Result<Self> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Self> {
         let bin = pg_bin()?;
         let root = unsafe { libc::geteuid() } == 0;
         let dir = tempfile::Builder::new()
@@ -74,13 +88,19 @@ impl PgCluster {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))?;
             std::os::unix::fs::chown(&data, Some(uid), Some(uid))?;
         }
-        // A port only names the socket file; pick one per cluster anyway.
-        let port = 20000 + (std::process::id() % 20000) as u16;
+        // Without TLS a port only names the socket file; with it, it must be free on loopback.
+        let port = match tls {
+            false => 20000 + (std::process::id() % 20000) as u16,
+            true => std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port(),
+        };
         let mut cluster = Self {
             dir,
             bin,
             as_user,
             port,
+            tls: None,
         };
         cluster.run(
             "initdb",
@@ -96,11 +116,51 @@ impl PgCluster {
                 "--locale=C",
             ],
         )?;
-        let opts = format!(
+        let mut opts = format!(
             "-k {} -c listen_addresses='' -p {} -c fsync=on -c max_connections=40",
             cluster.dir.path().display(),
             cluster.port
         );
+        if tls {
+            let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+            let made = Command::new("openssl")
+                .args([
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                ])
+                .args([
+                    "-subj",
+                    "/CN=localhost",
+                    "-addext",
+                    "subjectAltName=DNS:localhost",
+                ])
+                // A server certificate, not a CA (rustls refuses a CA as the end entity).
+                .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+                .args(["-addext", "extendedKeyUsage=serverAuth"])
+                .arg("-keyout")
+                .arg(&key)
+                .arg("-out")
+                .arg(&cert)
+                .output()
+                .context("running openssl")?;
+            if !made.status.success() {
+                bail!("openssl failed: {}", String::from_utf8_lossy(&made.stderr));
+            }
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+            if let Some(uid) = as_user {
+                std::os::unix::fs::chown(&key, Some(uid), Some(uid))?;
+                std::os::unix::fs::chown(&cert, Some(uid), Some(uid))?;
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            )?;
+            opts = opts.replace("listen_addresses=''", "listen_addresses='127.0.0.1'");
+            opts += " -c ssl=on";
+            // The client reads the certificate from outside the data directory.
+            let public = cluster.dir.path().join("server.crt");
+            std::fs::copy(&cert, &public)?;
+            cluster.tls = Some(public);
+        }
         let log = cluster.dir.path().join("server.log");
         cluster.run(
             "pg_ctl",
@@ -149,6 +209,16 @@ impl PgCluster {
     /// The directory of the server's socket.
     pub fn socket_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The server's certificate (PEM), when started with TLS.
+    pub fn tls_cert(&self) -> Option<&Path> {
+        self.tls.as_deref()
+    }
+
+    /// A URL for database `db` over TCP to `host` (`localhost` or `127.0.0.1`), with `query`.
+    pub fn tcp_url(&self, host: &str, db: &str, query: &str) -> String {
+        format!("postgres://isola@{host}:{}/{db}?{query}", self.port)
     }
 
     /// A URL for database `db` (`postgres` always exists).
