@@ -38,6 +38,9 @@ pub struct LoadReport {
     pub executions: u64,
     pub failed: u64,
     pub seconds: f64,
+    /// From the moment every client had its session to the last execution's answer: the
+    /// executions alone, without the clients' `initialize` and closing.
+    pub executing_seconds: f64,
     pub worker_starts: usize,
     pub most_workers_alive: usize,
     /// (executions done, isola's RSS in KiB) samples.
@@ -47,11 +50,13 @@ pub struct LoadReport {
 impl LoadReport {
     pub fn text(&self, label: &str) -> String {
         let mut out = format!(
-            "{label}: {} executions ({} failed) in {:.2} s = {:.0} executions/s; worker processes started: {}, at most {} alive at once\n",
+            "{label}: {} executions ({} failed) in {:.2} s = {:.0} executions/s ({:.2} s = {:.0}/s from all sessions open to the last answer); worker processes started: {}, at most {} alive at once\n",
             self.executions,
             self.failed,
             self.seconds,
             self.executions as f64 / self.seconds,
+            self.executing_seconds,
+            self.executions as f64 / self.executing_seconds,
             self.worker_starts,
             self.most_workers_alive,
         );
@@ -184,13 +189,25 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, String> {
     let per_client = options.executions / options.clients as u64;
     let step = (options.executions / 10).max(1);
     let rss = Arc::new(std::sync::Mutex::new(vec![(0, rss_kib(pid))]));
+    // Every client's session first; the executions start together.
+    let ready = Arc::new(tokio::sync::Barrier::new(options.clients));
+    let opened = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let last = Arc::new(std::sync::Mutex::new(started));
     let tasks: Vec<_> = (0..options.clients)
         .map(|_| {
             let url = served.url.clone();
             let (done, failed, rss) = (done.clone(), failed.clone(), rss.clone());
+            let (ready, opened, last) = (ready.clone(), opened.clone(), last.clone());
             tokio::spawn(async move {
                 let transport = StreamableHttpClientTransport::from_uri(url);
-                let client = ().serve(transport).await.map_err(|e| e.to_string())?;
+                let client = ().serve(transport).await.map_err(|e| e.to_string());
+                // Even a client that failed to connect waits, or the others would wait forever.
+                ready.wait().await;
+                let client = client?;
+                opened
+                    .lock()
+                    .map_err(|e| e.to_string())?
+                    .get_or_insert_with(Instant::now);
                 let mut args = Map::new();
                 args.insert("code".into(), Value::String(SCRIPT.into()));
                 for _ in 0..per_client {
@@ -202,6 +219,10 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, String> {
                         }
                     }
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    {
+                        let mut last = last.lock().map_err(|e| e.to_string())?;
+                        *last = (*last).max(Instant::now());
+                    }
                     if n % step == 0 {
                         rss.lock()
                             .map_err(|e| e.to_string())?
@@ -217,6 +238,12 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, String> {
         task.await.map_err(|e| e.to_string())??;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let opened = opened.lock().map_err(|e| e.to_string())?.unwrap_or(started);
+    let executing_seconds = last
+        .lock()
+        .map_err(|e| e.to_string())?
+        .saturating_duration_since(opened)
+        .as_secs_f64();
     stop.store(true, Ordering::SeqCst);
     let (worker_starts, most_workers_alive) = sampler.join().map_err(|_| "sampler panicked")?;
     let rss = rss.lock().map_err(|e| e.to_string())?.clone();
@@ -224,6 +251,7 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, String> {
         executions: done.load(Ordering::SeqCst),
         failed: failed.load(Ordering::SeqCst),
         seconds,
+        executing_seconds,
         worker_starts,
         most_workers_alive,
         rss,
