@@ -40,7 +40,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             crate::agent::chat(cli.config.as_deref(), cli.store.as_deref(), args).await
         }
         Command::Mcp(args) => {
-            crate::mcp::run(cli.config.as_deref(), cli.store.as_deref(), args).await
+            crate::mcp::run(cli.config.as_deref(), cli.store.as_deref(), args, false).await
+        }
+        Command::Serve(args) => {
+            crate::mcp::run(cli.config.as_deref(), cli.store.as_deref(), args, true).await
         }
         Command::Journal(c) => {
             crate::journal::journal(cli.config.as_deref(), cli.store.as_deref(), c).await

@@ -361,6 +361,9 @@ impl McpHook {
     }
 
     fn origin(exec: &isola_server::ExecContext<'_>) -> String {
+        if let Some(origin) = &exec.origin {
+            return origin.clone();
+        }
         match &exec.client {
             Some(c) => format!("mcp:{c}"),
             None => "mcp".to_string(),
@@ -400,9 +403,10 @@ impl isola_server::ExecHook for McpHook {
     }
 
     fn before(&self, exec: &isola_server::ExecContext<'_>, options: &mut ExecOptions) {
-        let session = match &exec.http_session {
-            Some(s) => format!("mcp-{s}"),
-            None => self.stdio_session.clone(),
+        let session = match (&exec.session, &exec.http_session) {
+            (Some(s), _) => s.clone(),
+            (None, Some(s)) => format!("mcp-{s}"),
+            (None, None) => self.stdio_session.clone(),
         };
         let origin = Self::origin(exec);
         if let Some(journal) = &self.journal {

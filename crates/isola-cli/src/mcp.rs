@@ -62,11 +62,19 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{s}` resolves to no address"))
 }
 
+/// Where `isola serve` listens without --http.
+const SERVE_DEFAULT: &str = "127.0.0.1:8760";
+
+/// `isola mcp`, or with `api` `isola serve` (HTTP always, the API beside `/mcp`).
 pub async fn run(
     config_path: Option<&Path>,
     store: Option<&str>,
-    args: McpArgs,
+    mut args: McpArgs,
+    api: bool,
 ) -> Result<ExitCode> {
+    if api && args.http.is_none() {
+        args.http = SERVE_DEFAULT.parse().ok();
+    }
     let config = load_config(config_path)?;
     let mut limits = config.settings.limits.clone();
     args.limits.apply(&mut limits);
@@ -112,6 +120,12 @@ pub async fn run(
         engine,
         governor,
     )));
+    let routes: Option<Arc<dyn isola_server::http::Routes>> = api.then(|| {
+        Arc::new(isola_http::Api::new(
+            server.clone(),
+            journaled.as_ref().map(|j| j.journal().clone()),
+        )) as Arc<dyn isola_server::http::Routes>
+    });
     let watcher = server.watch_hub(&hub);
     let view = server.view();
     eprintln!(
@@ -126,8 +140,14 @@ pub async fn run(
     let result = match http {
         Some(http) => {
             eprintln!("isola: serving MCP (Streamable HTTP) at {}", http.url());
+            if routes.is_some() {
+                eprintln!(
+                    "isola: serving the API at http://{}/v1 (its OpenAPI document: /v1/openapi.json)",
+                    http.local_addr()
+                );
+            }
             tokio::select! {
-                r = http.run(server, shutdown.clone()) => r,
+                r = http.run_with(server, routes, shutdown.clone()) => r,
                 () = stop_signal() => Ok(()),
             }
         }

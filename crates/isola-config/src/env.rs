@@ -48,22 +48,22 @@ pub const VARS: &[EnvVar] = &[
     ),
     var(
         ISOLA_STORE,
-        "exec, run, chat, mcp, journal, sessions, replay, resume, plan, apply, approvals",
+        "exec, run, chat, mcp, serve, journal, sessions, replay, resume, plan, apply, approvals",
         "where the journal, sessions and state live (sqlite:PATH, postgres://..., none); --store wins",
     ),
     var(
         XDG_DATA_HOME,
-        "exec, run, chat, mcp, journal, sessions, replay, resume, plan, apply, approvals",
+        "exec, run, chat, mcp, serve, journal, sessions, replay, resume, plan, apply, approvals",
         "the default store is $XDG_DATA_HOME/isola/isola.db (else ~/.local/share/isola/isola.db)",
     ),
     var(
         ISOLA_MCP_TOKEN,
-        "isola mcp --http",
+        "isola mcp --http, isola serve",
         "the bearer token HTTP clients must send; --token wins",
     ),
     var(
         ISOLA_MCP_EMBED_MAX_TOKENS,
-        "isola mcp",
+        "isola mcp, isola serve",
         "the largest API (in tokens) embedded in execute's description",
     ),
     var(

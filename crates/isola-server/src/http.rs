@@ -6,6 +6,8 @@
 //!   `[::1]`), the bound address, or an extra allowed host; an `Origin` header, when present,
 //!   must be a loopback origin (`http(s)://localhost|127.0.0.1|[::1]:*`). Otherwise 403.
 //! - With a token, every request needs `Authorization: Bearer <token>` (401 otherwise).
+//! - Other routes than `/mcp` ([`Routes`], `isola serve`'s API) get the same checks (Host and
+//!   Origin by this module, not rmcp's), and a request body of at most [`MAX_BODY_BYTES`].
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,6 +28,23 @@ use crate::{IsolaServer, ServeError};
 
 /// The path the MCP endpoint is served at.
 pub const MCP_PATH: &str = "/mcp";
+
+/// The longest request body [`Routes`] are given (413 beyond).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// A response body.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Routes served beside `/mcp` (`isola serve`'s API), after the Host, Origin and token checks.
+pub trait Routes: Send + Sync + 'static {
+    /// Whether `path` is one of its.
+    fn serves(&self, path: &str) -> bool;
+    /// Answer one request (its body already read, at most [`MAX_BODY_BYTES`]).
+    fn call(
+        &self,
+        request: Request<Bytes>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send + 'static>>;
+}
 
 /// How to serve over HTTP.
 #[derive(Clone, Debug)]
@@ -91,6 +110,16 @@ impl HttpServer {
         server: IsolaServer,
         shutdown: CancellationToken,
     ) -> Result<(), ServeError> {
+        self.run_with(server, None, shutdown).await
+    }
+
+    /// [`HttpServer::run`], with `routes` beside `/mcp`.
+    pub async fn run_with(
+        self,
+        server: IsolaServer,
+        routes: Option<Arc<dyn Routes>>,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServeError> {
         let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
         if !self.addr.ip().is_unspecified() {
             hosts.push(self.addr.ip().to_string());
@@ -105,7 +134,7 @@ impl HttpServer {
             })
             .collect();
         let config = StreamableHttpServerConfig::default()
-            .with_allowed_hosts(hosts)
+            .with_allowed_hosts(hosts.clone())
             .with_allowed_origins(origins)
             .enforce_origin_validation()
             .with_cancellation_token(shutdown.child_token());
@@ -116,6 +145,7 @@ impl HttpServer {
                 config,
             );
         let token: Option<Arc<str>> = self.options.token.as_deref().map(Arc::from);
+        let hosts: Arc<[String]> = hosts.into();
         loop {
             let (stream, peer) = tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -130,11 +160,16 @@ impl HttpServer {
             let service = service.clone();
             let token = token.clone();
             let shutdown = shutdown.clone();
+            let (routes, hosts) = (routes.clone(), hosts.clone());
             tokio::spawn(async move {
                 let handler = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let mut service = service.clone();
                     let token = token.clone();
+                    let (routes, hosts) = (routes.clone(), hosts.clone());
                     async move {
+                        if let Some(routes) = routes.filter(|r| r.serves(req.uri().path())) {
+                            return Ok(route(&*routes, req, token.as_deref(), &hosts).await);
+                        }
                         if req.uri().path() != MCP_PATH {
                             return Ok::<_, Infallible>(plain(
                                 StatusCode::NOT_FOUND,
@@ -179,7 +214,98 @@ impl HttpServer {
     }
 }
 
-fn authorized(req: &Request<Incoming>, token: &str) -> bool {
+/// One request to `routes`, once its Host, Origin, token and size pass.
+async fn route(
+    routes: &dyn Routes,
+    req: Request<Incoming>,
+    token: Option<&str>,
+    hosts: &[String],
+) -> Response<Body> {
+    if !host_allowed(&req, hosts) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the Host header is not this server's (DNS rebinding?)",
+        );
+    }
+    if !origin_allowed(&req) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "requests from other origins than loopback ones are refused",
+        );
+    }
+    if let Some(token) = token
+        && !authorized(&req, token)
+    {
+        let mut response = json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a bearer token is required (Authorization: Bearer TOKEN)",
+        );
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match http_body_util::Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                &format!(
+                    "the request body is over the limit of {MAX_BODY_BYTES} bytes, or was cut off"
+                ),
+            );
+        }
+    };
+    routes.call(Request::from_parts(parts, bytes)).await
+}
+
+/// The `Host` header names one of `hosts` (any port).
+fn host_allowed<B>(req: &Request<B>, hosts: &[String]) -> bool {
+    let Some(host) = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// No `Origin`, or a loopback one (a browser page served from this machine).
+fn origin_allowed<B>(req: &Request<B>) -> bool {
+    let Some(origin) = req.headers().get(http::header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = match rest.strip_prefix('[') {
+        Some(r) => r.split(']').next().unwrap_or_default(),
+        None => rest.rsplit_once(':').map_or(rest, |(name, _)| name),
+    };
+    matches!(host, "localhost" | "127.0.0.1" | "::1")
+}
+
+fn authorized<B>(req: &Request<B>, token: &str) -> bool {
     let Some(value) = req
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -198,7 +324,19 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn plain(status: StatusCode, text: &str) -> Response<BoxBody<Bytes, Infallible>> {
+/// `{"error": {"kind", "message"}}`, the API's error shape.
+pub fn json_error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": {"kind": kind, "message": message}}).to_string();
+    let mut response = Response::new(Full::new(Bytes::from(body)).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(format!("{text}\n"))).boxed());
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use isola_engine::{Engine, Event, ExecOptions, Flow, Observer};
 use isola_mcp::{HubEvent, McpHub};
+use isola_protocol::ExecRecord;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     JsonObject, ListPromptsRequestMethod, ListPromptsResult, ListResourcesResult, ListToolsResult,
@@ -87,6 +88,10 @@ pub struct ExecContext<'a> {
     pub http_session: Option<String>,
     /// The host's user can be asked (the client supports elicitation).
     pub elicitor: Option<Elicitor>,
+    /// Another front-end than MCP (`isola serve`'s API): who started it (`http:<token>`),
+    /// which session the caller named. `None` for MCP, whose client and session say.
+    pub origin: Option<String>,
+    pub session: Option<String>,
 }
 
 /// Asks the MCP host's user to approve or deny a call, with an elicitation form (`approve`, and
@@ -318,6 +323,43 @@ impl IsolaServer {
             .await
     }
 
+    /// Run `code` for another front-end than MCP (`isola serve`'s API) through the same hook
+    /// (journal, governor) as `execute`: `origin` says who (`http:<token>`), `session` which
+    /// session it belongs to. The record, and the execution's id when it is journaled.
+    pub async fn execute_code(
+        &self,
+        code: &str,
+        origin: String,
+        session: Option<String>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> (ExecRecord, Option<String>) {
+        let mut options = ExecOptions {
+            file_name: "script.ts".into(),
+            cancel: Some(cancel),
+            ..ExecOptions::default()
+        };
+        if let Some(hook) = &self.shared.hook {
+            let exec = ExecContext {
+                code,
+                client: None,
+                http_session: None,
+                elicitor: None,
+                origin: Some(origin.clone()),
+                session,
+            };
+            hook.before(&exec, &mut options);
+        }
+        let id = options.execution_id.clone();
+        let span = tracing::info_span!("api.execute", %origin);
+        let record = self
+            .shared
+            .engine
+            .execute(code, options)
+            .instrument(span)
+            .await;
+        (record, id)
+    }
+
     /// The `resume` tool: the hook takes the suspended execution over; it runs on from there.
     async fn resume(
         &self,
@@ -418,6 +460,8 @@ fn exec_context<'a>(code: &'a str, context: &RequestContext<RoleServer>) -> Exec
             .and_then(|p| p.headers.get("mcp-session-id"))
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        origin: None,
+        session: None,
     }
 }
 

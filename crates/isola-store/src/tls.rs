@@ -290,19 +290,22 @@ where
 {
     type Stream = RustlsStream<S>;
     type TlsConnect = RustlsConnect;
-    type Error = rustls::pki_types::InvalidDnsNameError;
+    type Error = io::Error;
 
+    /// `domain` is a unix socket's directory for a local server: no TLS is spoken there (the
+    /// server declines it), so a host that is no name is an error only if TLS is tried.
     fn make_tls_connect(&mut self, domain: &str) -> Result<RustlsConnect, Self::Error> {
         Ok(RustlsConnect {
             config: self.config.clone(),
-            name: ServerName::try_from(domain.to_owned())?,
+            name: ServerName::try_from(domain.to_owned()).map_err(|_| domain.to_owned()),
         })
     }
 }
 
 pub struct RustlsConnect {
     config: Arc<ClientConfig>,
-    name: ServerName<'static>,
+    /// The server's name, or the host that is none.
+    name: Result<ServerName<'static>, String>,
 }
 
 impl<S> TlsConnect<S> for RustlsConnect
@@ -315,8 +318,13 @@ where
 
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
+            let name = self.name.map_err(|host| {
+                io::Error::other(format!(
+                    "`{host}` is not a host name or IP address to check a certificate against"
+                ))
+            })?;
             let tls = tokio_rustls::TlsConnector::from(self.config)
-                .connect(self.name, stream)
+                .connect(name, stream)
                 .await?;
             Ok(RustlsStream(tls))
         })

@@ -17,5 +17,6 @@ mod mcp;
 mod mcp_http;
 mod plan;
 mod resume;
+mod serve;
 mod support;
 mod tools;

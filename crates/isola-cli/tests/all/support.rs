@@ -121,10 +121,16 @@ impl Drop for McpHttp {
 
 /// Start `isola mcp --http 127.0.0.1:0 EXTRA...` in `dir` and wait until it says where it serves.
 pub fn serve_mcp_http(dir: &Path, extra: &[&str]) -> McpHttp {
+    serve_http(dir, "mcp", extra)
+}
+
+/// Start `isola COMMAND --http 127.0.0.1:0 EXTRA...` (`mcp` or `serve`) in `dir` and wait
+/// until it says where it serves.
+pub fn serve_http(dir: &Path, command: &str, extra: &[&str]) -> McpHttp {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
-        .args(["mcp", "--http", "127.0.0.1:0"])
+        .args([command, "--http", "127.0.0.1:0"])
         .args(extra)
         .current_dir(dir)
         .env("XDG_DATA_HOME", dir.join(".isola-data"))

@@ -1,0 +1,324 @@
+//! `isola serve`: the HTTP API beside `/mcp`. Scripts run through it are journaled and
+//! governed as MCP's are; a held call is approved through the API while its request waits;
+//! errors are JSON with a status that says which side is wrong; Host, Origin and the token are
+//! checked as for `/mcp`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{McpHttp, Project, serve_http};
+
+/// One request with `Connection: close`: the status and the body (JSON, or the text as a
+/// string).
+fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut text = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| *k == "Host") {
+        text.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {head:?}"));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    (status, value)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A request and what it must get: method, path, body, headers, status, error kind.
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    u16,
+    &'a str,
+);
+
+fn serve(p: &Project, extra: &[&str]) -> McpHttp {
+    serve_http(p.path(), "serve", extra)
+}
+
+#[test]
+fn scripts_run_through_the_api_are_journaled_and_keep_their_session_state() {
+    let p = Project::new();
+    let s = serve(&p, &[]);
+    let (status, health) = request(s.port, "GET", "/v1/health", "", &[]);
+    assert_eq!(
+        (status, &health["journal"]),
+        (200, &json!(true)),
+        "{health}"
+    );
+
+    let run = |code: &str| {
+        let body = json!({"code": code, "session": "demo"}).to_string();
+        request(s.port, "POST", "/v1/executions", &body, &[])
+    };
+    let (status, first) = run(
+        "await state.set('n', 41); console.log('set'); return (await everything.echo({ message: 'x' })) ",
+    );
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["record"]["ok"], true, "{first}");
+    assert_eq!(first["record"]["result"], "Echo: x", "{first}");
+    assert_eq!(first["session"], "demo");
+    let (_, second) = run("return (await state.get('n')) + 1");
+    assert_eq!(second["record"]["result"], 42, "{second}");
+
+    // What the API answered is in the journal at once.
+    let id = first["execution"].as_str().unwrap();
+    let (status, shown) = request(s.port, "GET", &format!("/v1/executions/{id}"), "", &[]);
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["status"], "ok");
+    assert_eq!(shown["origin"], "http");
+    let kinds: Vec<&str> = shown["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"finished"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"log") && kinds.contains(&"call"),
+        "{kinds:?}"
+    );
+    let (_, listed) = request(
+        s.port,
+        "GET",
+        "/v1/executions?session=demo&limit=10",
+        "",
+        &[],
+    );
+    let ids: Vec<&str> = listed["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 2, "{listed}");
+    assert!(ids.contains(&id), "{listed}");
+
+    // A failing script is a record that says so, not an HTTP error.
+    let (status, failed) = run("throw new Error('nope')");
+    assert_eq!(status, 200);
+    assert_eq!(failed["record"]["ok"], false, "{failed}");
+    let (_, metrics) = request(s.port, "GET", "/metrics", "", &[]);
+    let metrics = metrics.as_str().unwrap_or_default().to_string();
+    assert!(
+        metrics.contains("isola_http_executions_total{outcome=\"ok\"} 2")
+            && metrics.contains("isola_http_executions_total{outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_held_call_is_approved_through_the_api_while_its_request_waits() {
+    let p =
+        Project::new().with_isola(json!({"effects": {"fs": {"create_directory": "destructive"}}}));
+    let s = serve(&p, &[]);
+    let port = s.port;
+    let dir = p.data().join("made").display().to_string();
+    let code = format!("await fs.createDirectory({{ path: {dir:?} }}); return 'made'");
+    let waiting = std::thread::spawn(move || {
+        request(
+            port,
+            "POST",
+            "/v1/executions",
+            &json!({"code": code}).to_string(),
+            &[],
+        )
+    });
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let (status, list) = request(port, "GET", "/v1/approvals", "", &[]);
+        assert_eq!(status, 200, "{list}");
+        if let Some(first) = list["approvals"]
+            .as_array()
+            .and_then(|a| a.first().cloned())
+        {
+            break first;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no approval request within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(pending["status"], "pending", "{pending}");
+    assert_eq!(
+        pending["subject"]["function"], "fs.createDirectory",
+        "{pending}"
+    );
+    assert!(
+        !p.data().join("made").exists(),
+        "not made before the approval"
+    );
+    let id = pending["id"].as_str().unwrap();
+    let path = format!("/v1/approvals/{id}");
+    let (status, decided) = request(
+        port,
+        "POST",
+        &path,
+        r#"{"approve": true, "reason": "ok"}"#,
+        &[],
+    );
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(
+        (&decided["status"], &decided["decidedBy"]),
+        (&json!("approved"), &json!("http"))
+    );
+    let (status, ran) = waiting.join().unwrap();
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["record"]["result"], "made", "{ran}");
+    assert!(p.data().join("made").is_dir());
+    // Deciding it again is a conflict, not a second decision.
+    let (status, again) = request(port, "POST", &path, r#"{"approve": false}"#, &[]);
+    assert_eq!(
+        (status, &again["error"]["kind"]),
+        (409, &json!("conflict")),
+        "{again}"
+    );
+}
+
+#[test]
+fn bad_requests_get_json_errors_and_the_checks_of_mcp() {
+    let p = Project::new();
+    let s = serve(&p, &["--token", "sesame"]);
+    let auth = [("Authorization", "Bearer sesame")];
+    let cases: [Case; 9] = [
+        ("GET", "/v1/health", "", &[], 401, "unauthorized"),
+        (
+            "GET",
+            "/v1/health",
+            "",
+            &[("Authorization", "Bearer wrong")],
+            401,
+            "unauthorized",
+        ),
+        (
+            "GET",
+            "/v1/health",
+            "",
+            &[("Authorization", "Bearer sesame"), ("Host", "evil.example")],
+            403,
+            "forbidden",
+        ),
+        (
+            "GET",
+            "/v1/health",
+            "",
+            &[
+                ("Authorization", "Bearer sesame"),
+                ("Origin", "http://evil.example"),
+            ],
+            403,
+            "forbidden",
+        ),
+        (
+            "POST",
+            "/v1/executions",
+            "{not json",
+            &auth,
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/executions",
+            r#"{"code": "1", "mode": "x"}"#,
+            &auth,
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/v1/executions",
+            r#"{"code": "1", "session": "../x"}"#,
+            &auth,
+            400,
+            "bad_request",
+        ),
+        ("DELETE", "/v1/health", "", &auth, 405, "method_not_allowed"),
+        ("GET", "/v1/executions/nope", "", &auth, 404, "not_found"),
+    ];
+    for (method, path, body, headers, want, kind) in cases {
+        let (status, answer) = request(s.port, method, path, body, headers);
+        assert_eq!(
+            (status, &answer["error"]["kind"]),
+            (want, &json!(kind)),
+            "{method} {path} {headers:?}: {answer}"
+        );
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{answer}"
+        );
+    }
+    let big = format!(r#"{{"code": "{}"}}"#, "x".repeat(2 << 20));
+    let (status, answer) = request(s.port, "POST", "/v1/executions", &big, &auth);
+    assert_eq!(
+        (status, &answer["error"]["kind"]),
+        (413, &json!("too_large")),
+        "{answer}"
+    );
+    // The document lists every route the server answers.
+    let (status, doc) = request(s.port, "GET", "/v1/openapi.json", "", &auth);
+    assert_eq!((status, &doc["openapi"]), (200, &json!("3.1.0")));
+    for path in [
+        "/v1/executions",
+        "/v1/executions/{id}",
+        "/v1/approvals/{id}",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the document"
+        );
+    }
+}

@@ -1,0 +1,705 @@
+//! `isola serve`'s HTTP API, served beside `/mcp` by [`isola_server::http::HttpServer`] (which
+//! checks Host, Origin, the bearer token and the body size first). One route table, [`ROUTES`],
+//! is both what requests are matched against and where the OpenAPI 3.1 document at
+//! `/v1/openapi.json` comes from, so the two cannot drift apart.
+//!
+//! - Executions run through the same [`IsolaServer`] and hook (journal, policy, approvals) as
+//!   MCP's `execute`; an execution started here has origin `http` and the session it names
+//!   (else one of its own).
+//! - Approvals are decided in the store, where the waiting execution (on this node or another)
+//!   sees the decision.
+//! - Errors are `{"error": {"kind", "message"}}` with a status that says which side is wrong.
+//! - `/metrics` is Prometheus text: requests by route and status, executions by outcome.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use isola_journal::Journal;
+use isola_server::IsolaServer;
+use isola_server::http::{Body, Routes};
+use isola_store::{ApprovalQuery, ApprovalRow, ExecQuery, ExecRow, Store, StoreError};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// What an operation does; each [`Route`] names one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Health,
+    OpenApi,
+    Metrics,
+    StartExecution,
+    ListExecutions,
+    GetExecution,
+    ListApprovals,
+    DecideApproval,
+}
+
+/// One route: matched by method and path (`{id}` segments match any one segment), and
+/// described in the OpenAPI document.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub op: Op,
+    pub operation_id: &'static str,
+    pub summary: &'static str,
+    /// Query parameters (all optional strings), each with its description.
+    pub query: &'static [(&'static str, &'static str)],
+    /// The JSON Schema of the request body, as JSON text.
+    pub body: Option<&'static str>,
+    /// The status of success, and what its body is.
+    pub ok: (u16, &'static str),
+}
+
+/// Every route of the API.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "GET",
+        path: "/v1/health",
+        op: Op::Health,
+        operation_id: "health",
+        summary: "Whether the server is up, and whether its journal is on.",
+        query: &[],
+        body: None,
+        ok: (200, "`{status: \"ok\", journal: bool, version}`"),
+    },
+    Route {
+        method: "GET",
+        path: "/v1/openapi.json",
+        op: Op::OpenApi,
+        operation_id: "openapi",
+        summary: "This document.",
+        query: &[],
+        body: None,
+        ok: (200, "the OpenAPI 3.1 document"),
+    },
+    Route {
+        method: "GET",
+        path: "/metrics",
+        op: Op::Metrics,
+        operation_id: "metrics",
+        summary: "Prometheus text: requests by route and status, executions by outcome.",
+        query: &[],
+        body: None,
+        ok: (200, "Prometheus exposition text"),
+    },
+    Route {
+        method: "POST",
+        path: "/v1/executions",
+        op: Op::StartExecution,
+        operation_id: "startExecution",
+        summary: "Run a script (TypeScript) through the journal, the policy and approvals, and answer its record.",
+        query: &[],
+        body: Some(
+            r#"{"type":"object","properties":{"code":{"type":"string","description":"The script."},"session":{"type":"string","pattern":"^[A-Za-z0-9._-]{1,128}$","description":"The session it belongs to (its `state`); a new one when absent."}},"required":["code"],"additionalProperties":false}"#,
+        ),
+        ok: (
+            200,
+            "`{execution, session, record}`: the id (null with the journal off) and the ExecRecord",
+        ),
+    },
+    Route {
+        method: "GET",
+        path: "/v1/executions",
+        op: Op::ListExecutions,
+        operation_id: "listExecutions",
+        summary: "Recorded executions, newest first.",
+        query: &[
+            ("session", "only this session's"),
+            ("status", "running, ok, failed, interrupted or suspended"),
+            (
+                "sinceMs",
+                "started at or after this time (ms since the epoch)",
+            ),
+            ("limit", "at most this many (default 50, at most 1000)"),
+        ],
+        body: None,
+        ok: (200, "`{executions: [...]}`"),
+    },
+    Route {
+        method: "GET",
+        path: "/v1/executions/{id}",
+        op: Op::GetExecution,
+        operation_id: "getExecution",
+        summary: "One recorded execution with its journal entries.",
+        query: &[],
+        body: None,
+        ok: (200, "the execution, with `entries`"),
+    },
+    Route {
+        method: "GET",
+        path: "/v1/approvals",
+        op: Op::ListApprovals,
+        operation_id: "listApprovals",
+        summary: "Approval requests (held calls and plans), newest first.",
+        query: &[
+            (
+                "status",
+                "pending (the default), approved, denied, expired, applied or all",
+            ),
+            ("execution", "only this execution's"),
+            ("limit", "at most this many (default 50, at most 1000)"),
+        ],
+        body: None,
+        ok: (200, "`{approvals: [...]}`"),
+    },
+    Route {
+        method: "POST",
+        path: "/v1/approvals/{id}",
+        op: Op::DecideApproval,
+        operation_id: "decideApproval",
+        summary: "Approve or deny a pending request; the waiting execution goes on, on whichever node holds it.",
+        query: &[],
+        body: Some(
+            r#"{"type":"object","properties":{"approve":{"type":"boolean"},"reason":{"type":"string","maxLength":2000}},"required":["approve"],"additionalProperties":false}"#,
+        ),
+        ok: (200, "the decided request"),
+    },
+];
+
+/// Most rows a list answers.
+const MAX_LIMIT: i64 = 1000;
+const DEFAULT_LIMIT: i64 = 50;
+
+/// The API over one server and its journal (`None`: it is off). Cheap to clone.
+#[derive(Clone)]
+pub struct Api(Arc<Inner>);
+
+struct Inner {
+    server: IsolaServer,
+    journal: Option<Journal>,
+    store: Option<Arc<dyn Store>>,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+struct Metrics {
+    /// Requests by (operation, status).
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    executions_ok: AtomicU64,
+    executions_failed: AtomicU64,
+}
+
+/// An error answer: its status, kind and message.
+struct Failure(StatusCode, &'static str, String);
+
+type Answer = Result<Response<Body>, Failure>;
+
+impl Api {
+    pub fn new(server: IsolaServer, journal: Option<Journal>) -> Self {
+        let store = journal.as_ref().map(|j| j.store().clone());
+        Self(Arc::new(Inner {
+            server,
+            journal,
+            store,
+            metrics: Metrics::default(),
+        }))
+    }
+
+    /// The OpenAPI 3.1 document of [`ROUTES`].
+    pub fn openapi() -> Value {
+        let mut paths = Map::new();
+        for route in ROUTES {
+            let mut operation = json!({
+                "operationId": route.operation_id,
+                "summary": route.summary,
+                "responses": {
+                    route.ok.0.to_string(): {"description": route.ok.1},
+                    "default": {
+                        "description": "An error: `{error: {kind, message}}`.",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+                    }
+                }
+            });
+            let mut parameters: Vec<Value> = path_params(route.path)
+                .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+                .collect();
+            parameters.extend(route.query.iter().map(|(name, description)| {
+                json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}})
+            }));
+            if !parameters.is_empty() {
+                operation["parameters"] = Value::Array(parameters);
+            }
+            if let Some(schema) = route
+                .body
+                .and_then(|b| serde_json::from_str::<Value>(b).ok())
+            {
+                operation["requestBody"] = json!({
+                    "required": true,
+                    "content": {"application/json": {"schema": schema}}
+                });
+            }
+            let entry = paths
+                .entry(route.path.to_string())
+                .or_insert_with(|| json!({}));
+            entry[route.method.to_ascii_lowercase()] = operation;
+        }
+        json!({
+            "openapi": "3.1.0",
+            "info": {"title": "Isola", "version": env!("CARGO_PKG_VERSION")},
+            "paths": paths,
+            "components": {
+                "schemas": {
+                    "Error": {
+                        "type": "object",
+                        "properties": {"error": {"type": "object", "properties": {
+                            "kind": {"type": "string"}, "message": {"type": "string"}
+                        }, "required": ["kind", "message"]}},
+                        "required": ["error"]
+                    }
+                },
+                "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+            },
+            "security": [{"bearer": []}]
+        })
+    }
+}
+
+impl Inner {
+    async fn answer(&self, route: &Route, params: Vec<String>, request: Request<Bytes>) -> Answer {
+        let query = query_of(request.uri().query());
+        match route.op {
+            Op::Health => Ok(json_response(
+                StatusCode::OK,
+                &json!({"status": "ok", "journal": self.store.is_some(), "version": env!("CARGO_PKG_VERSION")}),
+            )),
+            Op::OpenApi => Ok(json_response(StatusCode::OK, &Api::openapi())),
+            Op::Metrics => Ok(self.metrics_text()),
+            Op::StartExecution => self.start_execution(request.body()).await,
+            Op::ListExecutions => {
+                let store = self.store()?;
+                let query = ExecQuery {
+                    session: query.get("session").cloned(),
+                    since_ms: number(&query, "sinceMs")?,
+                    status: query.get("status").cloned(),
+                    limit: Some(limit(&query)?),
+                };
+                let rows = store.executions(&query).await.map_err(store_failure)?;
+                let rows: Vec<Value> = rows.iter().map(execution_json).collect();
+                Ok(json_response(StatusCode::OK, &json!({"executions": rows})))
+            }
+            Op::GetExecution => {
+                let store = self.store()?;
+                let id = &params[0];
+                let Some(row) = store.execution(id).await.map_err(store_failure)? else {
+                    return Err(not_found(format!("no execution `{id}` in the journal")));
+                };
+                let entries = store.entries(id).await.map_err(store_failure)?;
+                let mut out = execution_json(&row);
+                out["entries"] = entries
+                    .iter()
+                    .map(|e| {
+                        json!({
+                            "seq": e.seq, "kind": e.kind, "atMs": e.at_ms,
+                            "body": serde_json::from_str::<Value>(&e.body).unwrap_or(Value::Null),
+                            "hash": e.hash,
+                        })
+                    })
+                    .collect();
+                Ok(json_response(StatusCode::OK, &out))
+            }
+            Op::ListApprovals => {
+                let store = self.store()?;
+                let status = query
+                    .get("status")
+                    .cloned()
+                    .unwrap_or_else(|| "pending".into());
+                let query = ApprovalQuery {
+                    status: (status != "all").then_some(status),
+                    execution: query.get("execution").cloned(),
+                    limit: Some(limit(&query)?),
+                };
+                let rows = store
+                    .approvals(&query, now_ms())
+                    .await
+                    .map_err(store_failure)?;
+                let rows: Vec<Value> = rows.iter().map(approval_json).collect();
+                Ok(json_response(StatusCode::OK, &json!({"approvals": rows})))
+            }
+            Op::DecideApproval => {
+                let store = self.store()?;
+                let body = body_object(request.body(), &["approve", "reason"])?;
+                let approve = body
+                    .get("approve")
+                    .and_then(Value::as_bool)
+                    .ok_or_else(|| bad("`approve` is missing: true approves, false denies"))?;
+                let reason = match body.get("reason") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) if s.len() <= 2000 => Some(s.as_str()),
+                    Some(_) => return Err(bad("`reason` must be a string of at most 2000 bytes")),
+                };
+                let row = store
+                    .approval_decide(&params[0], approve, "http", reason, now_ms())
+                    .await
+                    .map_err(store_failure)?;
+                Ok(json_response(StatusCode::OK, &approval_json(&row)))
+            }
+        }
+    }
+
+    async fn start_execution(&self, body: &Bytes) -> Answer {
+        let body = body_object(body, &["code", "session"])?;
+        let code = body
+            .get("code")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("`code` is missing: pass the script to run as `code` (a string)"))?;
+        let session = match body.get("session") {
+            None | Some(Value::Null) => format!("http-{}", fresh_id()),
+            Some(Value::String(s)) if valid_session(s) => s.clone(),
+            Some(_) => {
+                return Err(bad(
+                    "`session` must be 1 to 128 letters, digits, `.`, `_` or `-`",
+                ));
+            }
+        };
+        // A client that goes away cancels its execution (the future is dropped with it).
+        let cancel = CancellationToken::new();
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let (record, id) = self
+            .server
+            .execute_code(code, "http".into(), Some(session.clone()), cancel)
+            .await;
+        let counter = match record.ok {
+            true => &self.metrics.executions_ok,
+            false => &self.metrics.executions_failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        // What the client reads next (`GET /v1/executions/ID`) is committed first.
+        if let Some(journal) = &self.journal
+            && let Err(e) = journal.flush().await
+        {
+            return Err(Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "journal",
+                format!("the execution ran, but its journal could not be written: {e}"),
+            ));
+        }
+        let record = serde_json::to_value(&record).unwrap_or(Value::Null);
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"execution": id, "session": session, "record": record}),
+        ))
+    }
+
+    fn store(&self) -> Result<&Arc<dyn Store>, Failure> {
+        self.store.as_ref().ok_or_else(|| {
+            Failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "journal_off",
+                "the journal is off (--store none): nothing is recorded here".into(),
+            )
+        })
+    }
+
+    fn count(&self, operation: &'static str, status: StatusCode) {
+        let mut requests = self
+            .metrics
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *requests.entry((operation, status.as_u16())).or_default() += 1;
+    }
+
+    fn metrics_text(&self) -> Response<Body> {
+        let mut out = String::from(
+            "# HELP isola_http_requests_total Requests to the API by operation and status.\n# TYPE isola_http_requests_total counter\n",
+        );
+        let requests = self
+            .metrics
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for ((operation, status), n) in requests {
+            out += &format!(
+                "isola_http_requests_total{{operation=\"{operation}\",status=\"{status}\"}} {n}\n"
+            );
+        }
+        out += "# HELP isola_http_executions_total Executions started through the API by outcome.\n# TYPE isola_http_executions_total counter\n";
+        for (outcome, n) in [
+            ("ok", &self.metrics.executions_ok),
+            ("failed", &self.metrics.executions_failed),
+        ] {
+            out += &format!(
+                "isola_http_executions_total{{outcome=\"{outcome}\"}} {}\n",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let mut response = Response::new(Full::new(Bytes::from(out)).boxed());
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        response
+    }
+}
+
+impl Routes for Api {
+    fn serves(&self, path: &str) -> bool {
+        path.starts_with("/v1/") || path == "/v1" || path == "/metrics"
+    }
+
+    fn call(
+        &self,
+        request: Request<Bytes>,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send + 'static>> {
+        let api = self.0.clone();
+        Box::pin(async move {
+            let path = request.uri().path().to_string();
+            let matched: Vec<(&Route, Vec<String>)> = ROUTES
+                .iter()
+                .filter_map(|r| matches(r.path, &path).map(|p| (r, p)))
+                .collect();
+            if matched.is_empty() {
+                return error_response(&Failure(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no route {path}: see /v1/openapi.json"),
+                ));
+            }
+            let method = request.method().clone();
+            let Some((route, params)) = matched
+                .iter()
+                .find(|(r, _)| Method::from_bytes(r.method.as_bytes()).ok() == Some(method.clone()))
+                .cloned()
+            else {
+                let allowed: Vec<&str> = matched.iter().map(|(r, _)| r.method).collect();
+                let mut response = error_response(&Failure(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{path} takes {}, not {method}", allowed.join(", ")),
+                ));
+                if let Ok(v) = http::HeaderValue::from_str(&allowed.join(", ")) {
+                    response.headers_mut().insert(http::header::ALLOW, v);
+                }
+                return response;
+            };
+            let response = match api.answer(route, params, request).await {
+                Ok(r) => r,
+                Err(failure) => error_response(&failure),
+            };
+            api.count(route.operation_id, response.status());
+            response
+        })
+    }
+}
+
+/// The `{name}` segments of a route's path.
+fn path_params(path: &'static str) -> impl Iterator<Item = &'static str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+}
+
+/// The values of `template`'s `{…}` segments in `path`, if it matches.
+fn matches(template: &str, path: &str) -> Option<Vec<String>> {
+    let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    if t.len() != p.len() {
+        return None;
+    }
+    let mut params = Vec::new();
+    for (t, p) in t.iter().zip(&p) {
+        if t.starts_with('{') {
+            if p.is_empty() {
+                return None;
+            }
+            params.push(percent_decode(p));
+        } else if t != p {
+            return None;
+        }
+    }
+    Some(params)
+}
+
+/// A query string's parameters (the last of repeated ones).
+fn query_of(query: Option<&str>) -> BTreeMap<String, String> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(&v.replace('+', " ")))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn number(query: &BTreeMap<String, String>, key: &str) -> Result<Option<i64>, Failure> {
+    query
+        .get(key)
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| bad(format!("`{key}` must be a whole number, not `{v}`")))
+        })
+        .transpose()
+}
+
+fn limit(query: &BTreeMap<String, String>) -> Result<i64, Failure> {
+    match number(query, "limit")? {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(n) => Err(bad(format!("`limit` must be 1 to {MAX_LIMIT}, not {n}"))),
+    }
+}
+
+/// The request body as a JSON object with only `allowed` keys.
+fn body_object(body: &Bytes, allowed: &[&str]) -> Result<Map<String, Value>, Failure> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
+    let Value::Object(map) = value else {
+        return Err(bad("the body must be a JSON object"));
+    };
+    if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "unknown field `{key}` (this request takes {})",
+            allowed.join(", ")
+        )));
+    }
+    Ok(map)
+}
+
+fn valid_session(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn execution_json(row: &ExecRow) -> Value {
+    json!({
+        "id": row.id, "session": row.session, "origin": row.origin, "status": row.status,
+        "startedMs": row.started_ms, "endedMs": row.ended_ms, "codeHash": row.code_hash,
+        "entries": row.entries, "head": row.head,
+        "summary": row.summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),
+    })
+}
+
+fn approval_json(row: &ApprovalRow) -> Value {
+    let parsed = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    json!({
+        "id": row.id, "kind": row.kind, "execution": row.execution, "session": row.session,
+        "subject": parsed(&row.subject), "reasons": parsed(&row.reasons),
+        "createdMs": row.created_ms, "expiresMs": row.expires_ms, "status": row.status,
+        "decidedBy": row.decided_by, "decidedMs": row.decided_ms, "note": row.note,
+    })
+}
+
+fn store_failure(e: StoreError) -> Failure {
+    let (status, kind) = match &e {
+        StoreError::NotFound(_) | StoreError::ApprovalNotFound { .. } => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
+        StoreError::ApprovalDecided { .. } | StoreError::ApprovalExpired { .. } => {
+            (StatusCode::CONFLICT, "conflict")
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
+    };
+    Failure(status, kind, e.to_string())
+}
+
+fn bad(message: impl Into<String>) -> Failure {
+    Failure(StatusCode::BAD_REQUEST, "bad_request", message.into())
+}
+
+fn not_found(message: String) -> Failure {
+    Failure(StatusCode::NOT_FOUND, "not_found", message)
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(value.to_string())).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn error_response(failure: &Failure) -> Response<Body> {
+    let Failure(status, kind, message) = failure;
+    json_response(
+        *status,
+        &json!({"error": {"kind": kind, "message": message}}),
+    )
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// 16 hex digits: milliseconds and a counter, unique within the process.
+fn fresh_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{:x}{:04x}",
+        now_ms(),
+        NEXT.fetch_add(1, Ordering::Relaxed) & 0xffff
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_their_templates() {
+        assert_eq!(
+            matches("/v1/executions/{id}", "/v1/executions/ab%2Fc"),
+            Some(vec!["ab/c".into()])
+        );
+        assert_eq!(matches("/v1/executions/{id}", "/v1/executions/"), None);
+        assert_eq!(matches("/v1/executions", "/v1/executions/x"), None);
+        assert_eq!(matches("/v1/health", "/v1/health"), Some(vec![]));
+    }
+
+    #[test]
+    fn the_document_has_every_route_once() {
+        let doc = Api::openapi();
+        for route in ROUTES {
+            let op = &doc["paths"][route.path][route.method.to_ascii_lowercase()];
+            assert_eq!(op["operationId"], route.operation_id, "{}", route.path);
+        }
+        let count: usize = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum();
+        assert_eq!(count, ROUTES.len());
+        assert_eq!(
+            doc["paths"]["/v1/executions/{id}"]["get"]["parameters"][0]["name"],
+            "id"
+        );
+    }
+}
