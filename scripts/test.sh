@@ -17,12 +17,12 @@ if ! command -v cargo-machete >/dev/null 2>&1; then
 fi
 cargo machete
 
-echo "== installing test fixtures (npm: MCP servers, typescript, Node 22, conformance suite, Inspector; PyPI: mcp)"
+echo "== installing test fixtures (npm: MCP servers, typescript, Node 22, conformance suite, Inspector; PyPI: mcp, openapi-spec-validator)"
 npm ci --prefix fixtures/servers --no-audit --no-fund --loglevel=error
 # Node 22 (an npm package) for the tools that need it: the conformance suite and the Inspector.
 npm ci --prefix fixtures/node22 --no-audit --no-fund --loglevel=error
 npm ci --prefix fixtures/conformance --no-audit --no-fund --loglevel=error
-if ! python3 -c "import mcp" 2>/dev/null; then
+if ! python3 -c "import mcp, openapi_spec_validator" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r fixtures/python-requirements.txt
 fi
 # Debian's PostgreSQL (the store's conformance suite starts a throwaway cluster of it).
