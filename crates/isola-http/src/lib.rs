@@ -16,12 +16,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use isola_journal::Journal;
+use isola_journal::{Journal, now_ms};
 use isola_server::IsolaServer;
 use isola_server::http::{Body, Routes};
 use isola_store::{ApprovalQuery, ApprovalRow, ExecQuery, ExecRow, Store, StoreError};
@@ -649,13 +648,6 @@ fn error_response(failure: &Failure) -> Response<Body> {
         *status,
         &json!({"error": {"kind": kind, "message": message}}),
     )
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// 16 hex digits: milliseconds and a counter, unique within the process.

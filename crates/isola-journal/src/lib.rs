@@ -92,7 +92,8 @@ pub struct JournalConfig {
     /// they are committed, in milliseconds: a crash can lose at most this much of them (an
     /// acknowledged flush, so every side-effecting call's intent, is never lost). Commits
     /// during an execution compete with it for the CPU: at 5 ms the journal cost 100
-    /// read-only calls +22%, at 100 ms +6% (`isola-bench journal`, BENCHMARKS.md).
+    /// read-only calls +22–45%, at 100 ms a median +4% (`isola-bench journal`, BENCHMARKS.md).
+    /// A queue half full is committed at once, whatever this says.
     pub gather_ms: u64,
 }
 
@@ -142,6 +143,9 @@ enum Cmd {
     /// Acknowledged once everything sent before it is committed.
     Flush(oneshot::Sender<Result<(), String>>),
 }
+
+/// Most writes and entries in one transaction.
+const MAX_BATCH: usize = 4096;
 
 struct Append {
     shared: Arc<Shared>,
@@ -412,6 +416,8 @@ async fn writer(
 ) {
     let mut batch = Vec::new();
     let mut acks = Vec::new();
+    // The last batch was cut at its size: more is waiting, maybe a flush behind it.
+    let mut backlog = false;
     while let Some(cmd) = rx.recv().await {
         let take = |cmd: Cmd, batch: &mut Vec<Cmd>, acks: &mut Vec<_>| match cmd {
             Cmd::Flush(a) => acks.push(a),
@@ -422,18 +428,19 @@ async fn writer(
         // `gather` before they are committed; a flush (a call about to be sent, the end)
         // commits at once. The writer sleeps rather than waits on the queue meanwhile, so
         // the entries sent while it sleeps do not wake it one by one.
-        if acks.is_empty() {
+        if acks.is_empty() && !backlog {
             tokio::select! {
                 () = tokio::time::sleep(gather) => {}
                 () = flushing.notified() => {}
             }
         }
-        while batch.len() < 4096 {
+        while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(cmd) => take(cmd, &mut batch, &mut acks),
                 Err(_) => break,
             }
         }
+        backlog = batch.len() >= MAX_BATCH;
         // Redacting, encoding and hashing a batch nobody waits for take another thread:
         // Isola's runtime has one, and the executions' engines need it (a few hundred entries
         // take a millisecond or so, enough to delay the answers of calls arriving meanwhile).
@@ -611,14 +618,18 @@ impl Shared {
         // A hold can last: what led to it is committed now, not after the gathering, so a
         // process that dies while it waits leaves the hold on record (and the execution
         // resumable).
-        let urgent = append
-            .entries
-            .iter()
-            .any(|e| matches!(e, Entry::Gate { decision, .. } if decision == "held"));
-        match self.journal.queue.tx.try_send(Cmd::Append(append)) {
+        // And a queue half full is drained now, not when the gathering ends: a burst of
+        // entries (a script logging in a loop) must not fill it and stop the execution.
+        let queue = &self.journal.queue;
+        let urgent = queue.tx.capacity() < queue.tx.max_capacity() / 2
+            || append
+                .entries
+                .iter()
+                .any(|e| matches!(e, Entry::Gate { decision, .. } if decision == "held"));
+        match queue.tx.try_send(Cmd::Append(append)) {
             Ok(()) => {
                 if urgent {
-                    self.journal.queue.flushing.notify_one();
+                    queue.flushing.notify_one();
                 }
                 Flow::Continue
             }

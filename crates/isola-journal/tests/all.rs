@@ -456,3 +456,37 @@ async fn state_outlives_executions_and_conflicts_are_errors() {
     let s = store.session("demo").await.unwrap().unwrap();
     assert_eq!(s.executions, 6);
 }
+
+/// A burst of entries larger than the queue, with a long gathering: the writer is woken when
+/// the queue is half full, so the execution is not stopped as "not keeping up".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_the_queue_is_drained_not_refused() {
+    let (_dir, store) = sqlite().await;
+    let journal = Journal::start(
+        store.clone(),
+        JournalConfig {
+            gather_ms: 60_000,
+            ..JournalConfig::default()
+        },
+    );
+    let engine = Engine::new(FakeTools::standard(), Backend::InProcess, Limits::default());
+    let started = std::time::Instant::now();
+    let (exec, r) = run(
+        &journal,
+        &engine,
+        "for (let i = 0; i < 60000; i++) console.log(i); return 'done'",
+        None,
+    )
+    .await;
+    assert_eq!(r.result, json!("done"), "{:?}", r.error);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let logs = entries(&*store, &exec.id)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, Entry::Log { .. }))
+        .count();
+    // What the log limit let through, every line of it (more than half the queue's 16k); the
+    // record's last line is the engine's note of what was dropped.
+    assert_eq!(logs + 1, r.logs.len(), "{:?}", r.logs.last());
+    assert!(logs > 10_000, "{logs}");
+}
