@@ -36,6 +36,7 @@ pub enum Op {
     StartExecution,
     ListExecutions,
     GetExecution,
+    ResumeExecution,
     ListApprovals,
     DecideApproval,
 }
@@ -130,6 +131,16 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: None,
         ok: (200, "the execution, with `entries`"),
+    },
+    Route {
+        method: "POST",
+        path: "/v1/executions/{id}/resume",
+        op: Op::ResumeExecution,
+        operation_id: "resumeExecution",
+        summary: "Go on with a suspended execution (its held call decided): the calls made before are answered from the journal, and the script runs on.",
+        query: &[],
+        body: None,
+        ok: (200, "`{execution, record}`"),
     },
     Route {
         method: "GET",
@@ -303,6 +314,23 @@ impl Inner {
                     .collect();
                 Ok(json_response(StatusCode::OK, &out))
             }
+            Op::ResumeExecution => {
+                self.store()?;
+                let id = &params[0];
+                let cancel = CancellationToken::new();
+                let _cancel_on_drop = cancel.clone().drop_guard();
+                let record = self
+                    .server
+                    .resume_code(id, "http".into(), cancel)
+                    .await
+                    .map_err(|message| Failure(StatusCode::CONFLICT, "not_resumable", message))?;
+                self.finished(&record).await?;
+                let record = serde_json::to_value(&record).unwrap_or(Value::Null);
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"execution": id, "record": record}),
+                ))
+            }
             Op::ListApprovals => {
                 let store = self.store()?;
                 let status = query
@@ -364,12 +392,22 @@ impl Inner {
             .server
             .execute_code(code, "http".into(), Some(session.clone()), cancel)
             .await;
+        self.finished(&record).await?;
+        let record = serde_json::to_value(&record).unwrap_or(Value::Null);
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"execution": id, "session": session, "record": record}),
+        ))
+    }
+
+    /// Count an execution that ended, and commit its journal: what the client reads next
+    /// (`GET /v1/executions/ID`) is there.
+    async fn finished(&self, record: &isola_protocol::ExecRecord) -> Result<(), Failure> {
         let counter = match record.ok {
             true => &self.metrics.executions_ok,
             false => &self.metrics.executions_failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        // What the client reads next (`GET /v1/executions/ID`) is committed first.
         if let Some(journal) = &self.journal
             && let Err(e) = journal.flush().await
         {
@@ -379,11 +417,7 @@ impl Inner {
                 format!("the execution ran, but its journal could not be written: {e}"),
             ));
         }
-        let record = serde_json::to_value(&record).unwrap_or(Value::Null);
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({"execution": id, "session": session, "record": record}),
-        ))
+        Ok(())
     }
 
     fn store(&self) -> Result<&Arc<dyn Store>, Failure> {

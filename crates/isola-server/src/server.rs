@@ -360,6 +360,36 @@ impl IsolaServer {
         (record, id)
     }
 
+    /// Resume the suspended execution `execution` for another front-end than MCP, as the
+    /// `resume` tool does: the hook takes it over (or says why it cannot), and it runs on.
+    pub async fn resume_code(
+        &self,
+        execution: &str,
+        origin: String,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<ExecRecord, String> {
+        let Some(hook) = &self.shared.hook else {
+            return Err("this server keeps no journal: there is nothing to resume".into());
+        };
+        let exec = ExecContext {
+            code: "",
+            client: None,
+            http_session: None,
+            elicitor: None,
+            origin: Some(origin.clone()),
+            session: None,
+        };
+        let Resumption { code, mut options } = hook.resume(&exec, execution).await?;
+        options.cancel = Some(cancel);
+        let span = tracing::info_span!("api.resume", %origin, %execution);
+        Ok(self
+            .shared
+            .engine
+            .execute(&code, options)
+            .instrument(span)
+            .await)
+    }
+
     /// The `resume` tool: the hook takes the suspended execution over; it runs on from there.
     async fn resume(
         &self,

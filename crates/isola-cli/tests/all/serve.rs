@@ -322,3 +322,69 @@ fn bad_requests_get_json_errors_and_the_checks_of_mcp() {
         );
     }
 }
+
+/// A call held longer than `approvals.suspendAfterMs` suspends the execution; once the request
+/// is approved through the API, `POST /v1/executions/{id}/resume` runs it on to its end, the
+/// call made before answered from the journal (the first directory is not made twice).
+#[test]
+fn a_suspended_execution_is_approved_and_resumed_through_the_api() {
+    let p = Project::new().with_isola(json!({
+        "effects": {"fs": {"create_directory": "destructive", "write_file": "write"}},
+        "approvals": {"suspendAfterMs": 200}
+    }));
+    let s = serve(&p, &[]);
+    let (first, made) = (p.data().join("first.txt"), p.data().join("made"));
+    let code = format!(
+        "await fs.writeFile({{ path: {:?}, content: '1' }});\nawait fs.createDirectory({{ path: {:?} }});\nreturn 'made'",
+        first.display().to_string(),
+        made.display().to_string()
+    );
+    let (status, suspended) = request(
+        s.port,
+        "POST",
+        "/v1/executions",
+        &json!({"code": code}).to_string(),
+        &[],
+    );
+    assert_eq!(status, 200, "{suspended}");
+    assert_eq!(
+        suspended["record"]["error"]["kind"], "suspended",
+        "{suspended}"
+    );
+    let id = suspended["execution"].as_str().unwrap().to_string();
+    let resume = format!("/v1/executions/{id}/resume");
+    let (_, list) = request(
+        s.port,
+        "GET",
+        &format!("/v1/approvals?execution={id}"),
+        "",
+        &[],
+    );
+    let approval = list["approvals"][0]["id"].as_str().unwrap().to_string();
+    std::fs::remove_file(&first).unwrap();
+    let (status, decided) = request(
+        s.port,
+        "POST",
+        &format!("/v1/approvals/{approval}"),
+        r#"{"approve": true}"#,
+        &[],
+    );
+    assert_eq!(status, 200, "{decided}");
+    let (status, resumed) = request(s.port, "POST", &resume, "", &[]);
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(resumed["record"]["result"], "made", "{resumed}");
+    assert!(made.is_dir());
+    assert!(
+        !first.exists(),
+        "the write before the suspension was sent again"
+    );
+    // Done: it cannot be resumed twice.
+    let (status, again) = request(s.port, "POST", &resume, "", &[]);
+    assert_eq!(
+        (status, &again["error"]["kind"]),
+        (409, &json!("not_resumable")),
+        "{again}"
+    );
+    let (_, shown) = request(s.port, "GET", &format!("/v1/executions/{id}"), "", &[]);
+    assert_eq!(shown["status"], "ok", "{shown}");
+}
