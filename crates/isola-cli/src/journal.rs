@@ -410,9 +410,10 @@ impl isola_server::ExecHook for McpHook {
         };
         let origin = Self::origin(exec);
         if let Some(journal) = &self.journal {
-            let begin = Begin::new(exec.code, &origin)
+            let mut begin = Begin::new(exec.code, &origin)
                 .session(Some(session.clone()))
                 .file("script.ts");
+            begin.execution = exec.execution.clone();
             journal.begin(begin, &self.engine.api()).attach(options);
         }
         let governor = self.governor_for(exec, &origin);

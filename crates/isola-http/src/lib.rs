@@ -37,6 +37,7 @@ pub enum Op {
     ListExecutions,
     GetExecution,
     ResumeExecution,
+    CancelExecution,
     ListApprovals,
     DecideApproval,
 }
@@ -101,7 +102,7 @@ pub const ROUTES: &[Route] = &[
         ),
         ok: (
             200,
-            "`{execution, session, record}`: the id (null with the journal off) and the ExecRecord",
+            "`{execution, session, record}`: its id (for the journal, and to cancel it) and the ExecRecord",
         ),
     },
     Route {
@@ -141,6 +142,16 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: None,
         ok: (200, "`{execution, record}`"),
+    },
+    Route {
+        method: "POST",
+        path: "/v1/executions/{id}/cancel",
+        op: Op::CancelExecution,
+        operation_id: "cancelExecution",
+        summary: "Cancel an execution this node is running (its request answers with a `cancelled` record).",
+        query: &[],
+        body: None,
+        ok: (202, "`{cancelled: id}`"),
     },
     Route {
         method: "GET",
@@ -186,6 +197,8 @@ struct Inner {
     journal: Option<Journal>,
     store: Option<Arc<dyn Store>>,
     metrics: Metrics,
+    /// What this node runs for the API, by execution id: their cancellation.
+    running: Mutex<BTreeMap<String, CancellationToken>>,
 }
 
 #[derive(Default)]
@@ -209,6 +222,7 @@ impl Api {
             journal,
             store,
             metrics: Metrics::default(),
+            running: Mutex::new(BTreeMap::new()),
         }))
     }
 
@@ -331,6 +345,22 @@ impl Inner {
                     &json!({"execution": id, "record": record}),
                 ))
             }
+            Op::CancelExecution => {
+                let id = &params[0];
+                let token = lock(&self.running).get(id).cloned();
+                match token {
+                    Some(token) => {
+                        token.cancel();
+                        Ok(json_response(
+                            StatusCode::ACCEPTED,
+                            &json!({"cancelled": id}),
+                        ))
+                    }
+                    None => Err(not_found(format!(
+                        "execution `{id}` is not running on this node (finished, never started, or on another node)"
+                    ))),
+                }
+            }
             Op::ListApprovals => {
                 let store = self.store()?;
                 let status = query
@@ -385,13 +415,23 @@ impl Inner {
                 ));
             }
         };
-        // A client that goes away cancels its execution (the future is dropped with it).
+        // A client that goes away cancels its execution (the future is dropped with it), and
+        // `POST /v1/executions/{id}/cancel` does, while it runs.
+        let id = isola_journal::new_execution_id();
         let cancel = CancellationToken::new();
         let _cancel_on_drop = cancel.clone().drop_guard();
-        let (record, id) = self
+        let _running = Running::register(&self.running, &id, &cancel);
+        let (record, journaled) = self
             .server
-            .execute_code(code, "http".into(), Some(session.clone()), cancel)
+            .execute_code(
+                code,
+                "http".into(),
+                Some(session.clone()),
+                Some(id.clone()),
+                cancel,
+            )
             .await;
+        let id = journaled.unwrap_or(id);
         self.finished(&record).await?;
         let record = serde_json::to_value(&record).unwrap_or(Value::Null);
         Ok(json_response(
@@ -431,11 +471,7 @@ impl Inner {
     }
 
     fn count(&self, operation: &'static str, status: StatusCode) {
-        let mut requests = self
-            .metrics
-            .requests
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut requests = lock(&self.metrics.requests);
         *requests.entry((operation, status.as_u16())).or_default() += 1;
     }
 
@@ -443,12 +479,7 @@ impl Inner {
         let mut out = String::from(
             "# HELP isola_http_requests_total Requests to the API by operation and status.\n# TYPE isola_http_requests_total counter\n",
         );
-        let requests = self
-            .metrics
-            .requests
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let requests = lock(&self.metrics.requests).clone();
         for ((operation, status), n) in requests {
             out += &format!(
                 "isola_http_requests_total{{operation=\"{operation}\",status=\"{status}\"}} {n}\n"
@@ -521,6 +552,36 @@ impl Routes for Api {
             response
         })
     }
+}
+
+/// An execution in [`Inner::running`] while this lives.
+struct Running<'a> {
+    map: &'a Mutex<BTreeMap<String, CancellationToken>>,
+    id: String,
+}
+
+impl<'a> Running<'a> {
+    fn register(
+        map: &'a Mutex<BTreeMap<String, CancellationToken>>,
+        id: &str,
+        token: &CancellationToken,
+    ) -> Self {
+        lock(map).insert(id.to_string(), token.clone());
+        Self {
+            map,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        lock(self.map).remove(&self.id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The `{name}` segments of a route's path.

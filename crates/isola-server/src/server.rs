@@ -92,6 +92,9 @@ pub struct ExecContext<'a> {
     /// which session the caller named. `None` for MCP, whose client and session say.
     pub origin: Option<String>,
     pub session: Option<String>,
+    /// The id the caller chose for the execution (so it can cancel it by id); else the hook
+    /// picks one.
+    pub execution: Option<String>,
 }
 
 /// Asks the MCP host's user to approve or deny a call, with an elicitation form (`approve`, and
@@ -331,6 +334,7 @@ impl IsolaServer {
         code: &str,
         origin: String,
         session: Option<String>,
+        execution: Option<String>,
         cancel: tokio_util::sync::CancellationToken,
     ) -> (ExecRecord, Option<String>) {
         let mut options = ExecOptions {
@@ -346,6 +350,7 @@ impl IsolaServer {
                 elicitor: None,
                 origin: Some(origin.clone()),
                 session,
+                execution,
             };
             hook.before(&exec, &mut options);
         }
@@ -378,6 +383,7 @@ impl IsolaServer {
             elicitor: None,
             origin: Some(origin.clone()),
             session: None,
+            execution: None,
         };
         let Resumption { code, mut options } = hook.resume(&exec, execution).await?;
         options.cancel = Some(cancel);
@@ -492,6 +498,7 @@ fn exec_context<'a>(code: &'a str, context: &RequestContext<RoleServer>) -> Exec
             .map(str::to_string),
         origin: None,
         session: None,
+        execution: None,
     }
 }
 

@@ -388,3 +388,47 @@ fn a_suspended_execution_is_approved_and_resumed_through_the_api() {
     let (_, shown) = request(s.port, "GET", &format!("/v1/executions/{id}"), "", &[]);
     assert_eq!(shown["status"], "ok", "{shown}");
 }
+
+/// `POST /v1/executions/{id}/cancel` stops a running execution: its own request answers with a
+/// `cancelled` record; then there is nothing to cancel.
+#[test]
+fn a_running_execution_is_cancelled_by_its_id() {
+    let p = Project::new();
+    let s = serve(&p, &[]);
+    let port = s.port;
+    let waiting = std::thread::spawn(move || {
+        request(
+            port,
+            "POST",
+            "/v1/executions",
+            r#"{"code": "while (true) {}"}"#,
+            &[],
+        )
+    });
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    let id = loop {
+        let (_, list) = request(port, "GET", "/v1/executions?status=running", "", &[]);
+        if let Some(id) = list["executions"][0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(std::time::Instant::now() < until, "not running within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let cancel = format!("/v1/executions/{id}/cancel");
+    let (status, answer) = request(port, "POST", &cancel, "", &[]);
+    assert_eq!(
+        (status, &answer["cancelled"]),
+        (202, &json!(id)),
+        "{answer}"
+    );
+    let (status, ran) = waiting.join().unwrap();
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["execution"], json!(id));
+    assert_eq!(ran["record"]["error"]["kind"], "cancelled", "{ran}");
+    let (status, again) = request(port, "POST", &cancel, "", &[]);
+    assert_eq!(
+        (status, &again["error"]["kind"]),
+        (404, &json!("not_found")),
+        "{again}"
+    );
+}

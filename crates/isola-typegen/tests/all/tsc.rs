@@ -144,28 +144,12 @@ fn declarations_type_check() {
 
 #[test]
 fn wrong_calls_fail_to_type_check() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("all.d.ts"),
-        Api::build(&fixture_servers()).declarations(None),
-    )
-    .unwrap();
     // A correct call first: proves the harness itself accepts good scripts.
     let calls: Vec<&str> =
         std::iter::once(r#"github.createIssue({ owner: "a", repo: "b", title: "c" })"#)
             .chain(BAD_CALLS.iter().map(|(_, call)| *call))
             .collect();
-    let mut files = Vec::new();
-    for (i, call) in calls.iter().enumerate() {
-        let file = format!("call{i}.ts");
-        let text = format!(
-            "/// <reference path=\"all.d.ts\" />\nasync function main(): Promise<void> {{\n  await {call};\n}}\nmain();\n"
-        );
-        std::fs::write(dir.path().join(&file), text).unwrap();
-        files.push(file);
-    }
-    let sets: Vec<Vec<&str>> = files.iter().map(|f| vec![f.as_str()]).collect();
-    let results = run_tsc(dir.path(), &sets);
+    let results = check_calls(&Api::build(&fixture_servers()), &calls);
     let (ok, out) = &results[0];
     assert!(ok, "tsc rejected a correct call:\n{out}");
     for (i, ((what, call), (ok, out))) in BAD_CALLS.iter().zip(&results[1..]).enumerate() {
@@ -187,8 +171,6 @@ fn positional_overloads_type_check() {
         "inputSchema": {"type": "object", "properties": {"key": {"type": "string"}, "value": {"type": "number"}},
                         "required": ["key", "value"], "x-isola-positional": ["key", "value"]}
     })]);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("all.d.ts"), api.declarations(None)).unwrap();
     let calls = [
         (true, r#"s.set("k", 1)"#),
         (true, r#"s.set({ key: "k", value: 1 })"#),
@@ -196,8 +178,19 @@ fn positional_overloads_type_check() {
         (false, r#"s.set("k")"#),
         (false, r#"s.set("k", 1, 2)"#),
     ];
+    let results = check_calls(&api, &calls.map(|(_, call)| call));
+    for ((expect, call), (ok, out)) in calls.iter().zip(results) {
+        assert_eq!(ok, *expect, "{call}:\n{out}");
+    }
+}
+
+/// `tsc` on each call awaited in a script of its own (`call<i>.ts`), against `api`'s
+/// declarations: whether it type-checks, and what tsc said.
+fn check_calls(api: &Api, calls: &[&str]) -> Vec<(bool, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("all.d.ts"), api.declarations(None)).unwrap();
     let mut files = Vec::new();
-    for (i, (_, call)) in calls.iter().enumerate() {
+    for (i, call) in calls.iter().enumerate() {
         let file = format!("call{i}.ts");
         let text = format!(
             "/// <reference path=\"all.d.ts\" />\nasync function main(): Promise<void> {{\n  await {call};\n}}\nmain();\n"
@@ -206,7 +199,5 @@ fn positional_overloads_type_check() {
         files.push(file);
     }
     let sets: Vec<Vec<&str>> = files.iter().map(|f| vec![f.as_str()]).collect();
-    for ((expect, call), (ok, out)) in calls.iter().zip(run_tsc(dir.path(), &sets)) {
-        assert_eq!(ok, *expect, "{call}:\n{out}");
-    }
+    run_tsc(dir.path(), &sets)
 }
