@@ -31,6 +31,9 @@ pub struct LoadOptions {
     /// `isola.maxWorkers` in the config (left out when `None`: older builds reject the key).
     pub max_workers: Option<usize>,
     pub workers: usize,
+    /// Through `isola serve`'s `POST /v1/executions` instead of MCP's `execute` at `/mcp`
+    /// (the same server: `isola serve` serves both).
+    pub api: bool,
 }
 
 /// What was measured.
@@ -96,8 +99,9 @@ fn serve(options: &LoadOptions) -> Result<Served, String> {
     });
     let path = dir.path().join("isola.json");
     std::fs::write(&path, config.to_string()).map_err(|e| e.to_string())?;
+    let command = if options.api { "serve" } else { "mcp" };
     let mut child = Command::new(&options.isola)
-        .args(["mcp", "--http", "127.0.0.1:0", "--config"])
+        .args([command, "--http", "127.0.0.1:0", "--config"])
         .arg(&path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -117,7 +121,7 @@ fn serve(options: &LoadOptions) -> Result<Served, String> {
                     break url.to_owned();
                 }
             }
-            _ => return Err("isola mcp --http exited before serving".to_owned()),
+            _ => return Err(format!("isola {command} --http exited before serving")),
         }
     };
     std::thread::spawn(move || for _ in lines {});
@@ -198,9 +202,9 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, String> {
             let url = served.url.clone();
             let (done, failed, rss) = (done.clone(), failed.clone(), rss.clone());
             let (ready, opened, last) = (ready.clone(), opened.clone(), last.clone());
+            let api = options.api;
             tokio::spawn(async move {
-                let transport = StreamableHttpClientTransport::from_uri(url);
-                let client = ().serve(transport).await.map_err(|e| e.to_string());
+                let client = Client::connect(&url, api).await;
                 // Even a client that failed to connect waits, or the others would wait forever.
                 ready.wait().await;
                 let client = client?;
@@ -208,15 +212,9 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, String> {
                     .lock()
                     .map_err(|e| e.to_string())?
                     .get_or_insert_with(Instant::now);
-                let mut args = Map::new();
-                args.insert("code".into(), Value::String(SCRIPT.into()));
                 for _ in 0..per_client {
-                    let params = CallToolRequestParams::new("execute").with_arguments(args.clone());
-                    match client.call_tool(params).await {
-                        Ok(result) if result.is_error != Some(true) => {}
-                        _ => {
-                            failed.fetch_add(1, Ordering::SeqCst);
-                        }
+                    if !client.execute().await {
+                        failed.fetch_add(1, Ordering::SeqCst);
                     }
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                     {
@@ -229,7 +227,7 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, String> {
                             .push((n, rss_kib(pid)));
                     }
                 }
-                let _ = client.cancel().await;
+                client.close().await;
                 Ok::<(), String>(())
             })
         })
@@ -256,6 +254,59 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, String> {
         most_workers_alive,
         rss,
     })
+}
+
+/// One client of the workload: an MCP session, or the HTTP API.
+enum Client {
+    Mcp(rmcp::service::RunningService<rmcp::RoleClient, ()>),
+    Api {
+        http: reqwest::Client,
+        /// `http://127.0.0.1:PORT/v1/executions`.
+        url: String,
+    },
+}
+
+impl Client {
+    async fn connect(mcp_url: &str, api: bool) -> Result<Client, String> {
+        if api {
+            let base = mcp_url.trim_end_matches("/mcp");
+            return Ok(Client::Api {
+                http: reqwest::Client::new(),
+                url: format!("{base}/v1/executions"),
+            });
+        }
+        let transport = StreamableHttpClientTransport::from_uri(mcp_url.to_owned());
+        let service = ().serve(transport).await.map_err(|e| e.to_string())?;
+        Ok(Client::Mcp(service))
+    }
+
+    /// Run the script once; whether it succeeded.
+    async fn execute(&self) -> bool {
+        match self {
+            Client::Mcp(service) => {
+                let mut args = Map::new();
+                args.insert("code".into(), Value::String(SCRIPT.into()));
+                let params = CallToolRequestParams::new("execute").with_arguments(args);
+                matches!(service.call_tool(params).await, Ok(r) if r.is_error != Some(true))
+            }
+            Client::Api { http, url } => {
+                let sent = http.post(url).json(&json!({"code": SCRIPT})).send().await;
+                match sent {
+                    Ok(response) if response.status().is_success() => response
+                        .json::<Value>()
+                        .await
+                        .is_ok_and(|v| v["record"]["ok"] == Value::Bool(true)),
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    async fn close(self) {
+        if let Client::Mcp(service) = self {
+            let _ = service.cancel().await;
+        }
+    }
 }
 
 /// `isola` next to this binary (target/release/isola for target/release/isola-bench).

@@ -81,6 +81,9 @@ enum BenchCommand {
         /// The checkout whose fixtures/ to use.
         #[arg(long, value_name = "DIR", default_value = ".")]
         root: PathBuf,
+        /// Through `isola serve`'s `POST /v1/executions` instead of MCP's `execute`.
+        #[arg(long)]
+        api: bool,
     },
     /// 100 sequential calls to a real MCP server through Isola vs directly with rmcp.
     Mcp {
@@ -381,6 +384,7 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
             workers,
             max_workers,
             root,
+            api,
         } => {
             let isola = isola
                 .or_else(isola_bench::load::sibling_isola)
@@ -393,6 +397,7 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
                 executions,
                 max_workers,
                 workers,
+                api,
             };
             let report = isola_bench::load::run(&options)
                 .await
