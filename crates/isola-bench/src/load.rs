@@ -100,9 +100,12 @@ fn serve(options: &LoadOptions) -> Result<Served, String> {
     let path = dir.path().join("isola.json");
     std::fs::write(&path, config.to_string()).map_err(|e| e.to_string())?;
     let command = if options.api { "serve" } else { "mcp" };
+    // The journal (on by default) in the temporary directory, not the user's data directory,
+    // so runs do not share a growing database (ISOLA_STORE, when set, still wins).
     let mut child = Command::new(&options.isola)
         .args([command, "--http", "127.0.0.1:0", "--config"])
         .arg(&path)
+        .env("XDG_DATA_HOME", dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
