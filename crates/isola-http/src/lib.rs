@@ -128,8 +128,17 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/executions/{id}",
         op: Op::GetExecution,
         operation_id: "getExecution",
-        summary: "One recorded execution with its journal entries.",
-        query: &[],
+        summary: "One recorded execution with a page of its journal entries.",
+        query: &[
+            (
+                "fromSeq",
+                "entries from this sequence number on (default 0)",
+            ),
+            (
+                "limit",
+                "at most this many entries (default 1000, at most 1000); `nextSeq` says where the next page starts",
+            ),
+        ],
         body: None,
         ok: (200, "the execution, with `entries`"),
     },
@@ -187,6 +196,8 @@ pub const ROUTES: &[Route] = &[
 /// Most rows a list answers.
 const MAX_LIMIT: i64 = 1000;
 const DEFAULT_LIMIT: i64 = 50;
+/// Entries one `GET /v1/executions/{id}` answers by default.
+const MAX_ENTRIES_PAGE: i64 = 1000;
 
 /// The API over one server and its journal (`None`: it is off). Cheap to clone.
 #[derive(Clone)]
@@ -314,9 +325,26 @@ impl Inner {
                 let Some(row) = store.execution(id).await.map_err(store_failure)? else {
                     return Err(not_found(format!("no execution `{id}` in the journal")));
                 };
+                let from = number(&query, "fromSeq")?.unwrap_or(0);
+                let page = match query.contains_key("limit") {
+                    true => limit(&query)?,
+                    false => MAX_ENTRIES_PAGE,
+                };
                 let entries = store.entries(id).await.map_err(store_failure)?;
                 let mut out = execution_json(&row);
-                out["entries"] = entries
+                // A page, so a script that logged a million lines cannot make one answer of them.
+                let shown: Vec<_> = entries
+                    .iter()
+                    .filter(|e| e.seq >= from)
+                    .take(usize::try_from(page).unwrap_or(0))
+                    .collect();
+                out["nextSeq"] = match shown.last() {
+                    Some(last) if entries.last().is_some_and(|e| e.seq > last.seq) => {
+                        json!(last.seq + 1)
+                    }
+                    _ => Value::Null,
+                };
+                out["entries"] = shown
                     .iter()
                     .map(|e| {
                         json!({

@@ -127,6 +127,30 @@ fn scripts_run_through_the_api_are_journaled_and_keep_their_session_state() {
         kinds.contains(&"log") && kinds.contains(&"call"),
         "{kinds:?}"
     );
+    assert_eq!(shown["nextSeq"], Value::Null, "one page holds them all");
+    // Pages: two entries, then the rest from where the first page said.
+    let (_, page) = request(
+        s.port,
+        "GET",
+        &format!("/v1/executions/{id}?limit=2"),
+        "",
+        &[],
+    );
+    assert_eq!(page["entries"].as_array().map(Vec::len), Some(2), "{page}");
+    assert_eq!(page["nextSeq"], 2, "{page}");
+    let (_, rest) = request(
+        s.port,
+        "GET",
+        &format!("/v1/executions/{id}?fromSeq=2"),
+        "",
+        &[],
+    );
+    assert_eq!(
+        rest["entries"].as_array().map(Vec::len),
+        Some(kinds.len() - 2),
+        "{rest}"
+    );
+    assert_eq!(rest["entries"][0]["seq"], 2, "{rest}");
     let (_, listed) = request(
         s.port,
         "GET",
