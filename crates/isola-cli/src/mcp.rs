@@ -11,7 +11,7 @@ use isola_codemode::ViewOptions;
 use isola_codemode::descriptions::DEFAULT_EMBED_MAX_TOKENS;
 use isola_engine::CancellationToken;
 use isola_server::IsolaServer;
-use isola_server::http::{HttpOptions, HttpServer};
+use isola_server::http::{ApiToken, HttpOptions, HttpServer, Role};
 
 use crate::cli::LimitArgs;
 use crate::commands::{backend, connect, load_config};
@@ -65,6 +65,26 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 /// Where `isola serve` listens without --http.
 const SERVE_DEFAULT: &str = "127.0.0.1:8760";
 
+/// The bearer tokens: `--token` (named `default`, an admin's) and the config's `isola.tokens`.
+fn tokens(config: &isola_config::Config, flag: Option<&str>) -> Vec<ApiToken> {
+    let mut tokens: Vec<ApiToken> = flag
+        .map(|secret| ApiToken {
+            name: "default".into(),
+            secret: secret.to_string(),
+            role: Role::Admin,
+        })
+        .into_iter()
+        .collect();
+    tokens.extend(config.settings.tokens.iter().filter_map(|(name, t)| {
+        Some(ApiToken {
+            name: name.clone(),
+            secret: t.token.clone(),
+            role: Role::parse(&t.role)?,
+        })
+    }));
+    tokens
+}
+
 /// `isola mcp`, or with `api` `isola serve` (HTTP always, the API beside `/mcp`).
 pub async fn run(
     config_path: Option<&Path>,
@@ -84,7 +104,7 @@ pub async fn run(
         Some(addr) => Some(
             HttpServer::bind(HttpOptions {
                 addr,
-                token: args.token.clone(),
+                tokens: tokens(&config, args.token.as_deref()),
                 allow_unauthenticated: args.allow_unauthenticated,
                 allowed_hosts: args.allow_host.clone(),
             })

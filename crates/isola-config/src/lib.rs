@@ -93,7 +93,13 @@ const SETTINGS_KEYS: &[&str] = &[
     "effects",
     "policy",
     "approvals",
+    "tokens",
 ];
+const TOKEN_KEYS: &[&str] = &["token", "role"];
+/// The roles a token of `isola serve` can have (`isola.tokens`), least first.
+pub const TOKEN_ROLES: &[&str] = &["viewer", "operator", "admin"];
+/// The shortest token secret accepted.
+pub const MIN_TOKEN_BYTES: usize = 16;
 const POLICY_KEYS: &[&str] = &["files", "data", "timeLimitMs"];
 const APPROVALS_KEYS: &[&str] = &["timeoutMs", "suspendAfterMs"];
 const EFFECT_KEYS: &[&str] = &["effect", "idempotent", "openWorld"];
@@ -329,6 +335,27 @@ pub struct IsolaSettings {
     pub policy: PolicySettings,
     /// How long a call waits for a person's approval.
     pub approvals: ApprovalSettings,
+    /// `isola serve`'s bearer tokens, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<String, TokenSettings>,
+}
+
+/// One token of `isola serve` (`isola.tokens.<name>`): its secret (from the environment, as
+/// `${VAR}`) and its role ([`TOKEN_ROLES`]).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    #[serde(skip_serializing)]
+    pub token: String,
+    pub role: String,
+}
+
+impl std::fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSettings")
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The effect the config gives a tool (`isola.effects.<server>.<tool>`): a class, and the flags.
@@ -427,6 +454,7 @@ impl Default for IsolaSettings {
             effects: BTreeMap::new(),
             policy: PolicySettings::default(),
             approvals: ApprovalSettings::default(),
+            tokens: BTreeMap::new(),
         }
     }
 }
@@ -1055,6 +1083,9 @@ impl Walker<'_> {
         if let Some(policy) = object.get("policy") {
             settings.policy = self.policy(policy)?;
         }
+        if let Some(tokens) = object.get("tokens") {
+            settings.tokens = self.tokens(tokens)?;
+        }
         if let Some(approvals) = object.get("approvals") {
             let object = self.object(approvals, "isola.approvals", "an object")?;
             self.check_keys(object, "isola.approvals", APPROVALS_KEYS)?;
@@ -1144,6 +1175,70 @@ impl Walker<'_> {
     }
 
     /// `isola.policy`: `{ "files": [...], "data": {...}, "timeLimitMs": N }`.
+    /// `isola.tokens`: `{ "<name>": { "token": "${VAR}", "role": "viewer" | "operator" | "admin" } }`.
+    fn tokens(&self, value: &Value) -> Result<BTreeMap<String, TokenSettings>, ConfigError> {
+        let key = "isola.tokens";
+        let tokens = self.object(value, key, "an object mapping token names to tokens")?;
+        let mut out: BTreeMap<String, TokenSettings> = BTreeMap::new();
+        for (name, token) in tokens {
+            let token_key = child_key(key, name);
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
+                return Err(self.invalid(
+                    &token_key,
+                    "a token's name is 1 to 64 letters, digits, `.`, `_` or `-` (the journal records it as who acted)",
+                ));
+            }
+            let object = self.object(token, &token_key, "an object with `token` and `role`")?;
+            self.check_keys(object, &token_key, TOKEN_KEYS)?;
+            let secret_key = child_key(&token_key, "token");
+            let secret = match object.get("token") {
+                Some(v) => self.expand(self.string(v, &secret_key)?, &secret_key)?,
+                None => return Err(self.invalid(&token_key, "`token` is missing\nhint: \"token\": \"${ISOLA_TOKEN_NAME}\" keeps the secret in the environment")),
+            };
+            if secret.len() < MIN_TOKEN_BYTES {
+                return Err(self.invalid(
+                    &secret_key,
+                    format!("the token is {} bytes; at least {MIN_TOKEN_BYTES} are needed\nhint: openssl rand -hex 32", secret.len()),
+                ));
+            }
+            if let Some((other, _)) = out.iter().find(|(_, t)| t.token == secret) {
+                return Err(self.invalid(
+                    &secret_key,
+                    format!("the same secret as token `{other}`: each token needs its own"),
+                ));
+            }
+            let role_key = child_key(&token_key, "role");
+            let role = match object.get("role") {
+                Some(v) => self.string(v, &role_key)?.to_string(),
+                None => {
+                    return Err(self.invalid(
+                        &token_key,
+                        format!("`role` is missing: one of {}", TOKEN_ROLES.join(", ")),
+                    ));
+                }
+            };
+            if !TOKEN_ROLES.contains(&role.as_str()) {
+                return Err(self.invalid(
+                    &role_key,
+                    format!("no role `{role}`: one of {}", TOKEN_ROLES.join(", ")),
+                ));
+            }
+            out.insert(
+                name.clone(),
+                TokenSettings {
+                    token: secret,
+                    role,
+                },
+            );
+        }
+        Ok(out)
+    }
+
     fn policy(&self, value: &Value) -> Result<PolicySettings, ConfigError> {
         let key = "isola.policy";
         let object = self.object(value, key, "an object")?;

@@ -569,3 +569,52 @@ fn effects_policy_and_approvals() {
         "isola.approvals: unknown key `timeout`",
     );
 }
+
+#[test]
+fn serve_tokens_have_names_secrets_and_roles() {
+    let config = parse(
+        r#"{"mcpServers": {}, "isola": {"tokens": {
+            "ci-bot": {"token": "${TOKEN}-0123456789abcdef", "role": "operator"},
+            "watcher": {"token": "fedcba9876543210", "role": "viewer"}
+        }}}"#,
+    )
+    .unwrap();
+    let tokens = &config.settings.tokens;
+    assert_eq!(tokens["ci-bot"].token, "s3cret-0123456789abcdef");
+    assert_eq!(tokens["ci-bot"].role, "operator");
+    assert_eq!(tokens["watcher"].role, "viewer");
+    let shown = format!(
+        "{:?} {}",
+        tokens["watcher"],
+        serde_json::to_string(&config.settings).unwrap()
+    );
+    assert!(
+        !shown.contains("fedcba9876543210"),
+        "a secret is printed: {shown}"
+    );
+
+    check(
+        r#"{"mcpServers": {}, "isola": {"tokens": {"a": {"token": "short", "role": "viewer"}}}}"#,
+        "isola.tokens.a.token: the token is 5 bytes; at least 16 are needed",
+    );
+    check(
+        r#"{"mcpServers": {}, "isola": {"tokens": {"a": {"token": "0123456789abcdef", "role": "root"}}}}"#,
+        "isola.tokens.a.role: no role `root`: one of viewer, operator, admin",
+    );
+    check(
+        r#"{"mcpServers": {}, "isola": {"tokens": {"a": {"token": "0123456789abcdef", "role": "viewer"}, "b": {"token": "0123456789abcdef", "role": "admin"}}}}"#,
+        "isola.tokens.b.token: the same secret as token `a`",
+    );
+    check(
+        r#"{"mcpServers": {}, "isola": {"tokens": {"a b": {"token": "0123456789abcdef", "role": "viewer"}}}}"#,
+        "a token's name is 1 to 64 letters",
+    );
+    check(
+        r#"{"mcpServers": {}, "isola": {"tokens": {"a": {"role": "viewer"}}}}"#,
+        "isola.tokens.a: `token` is missing",
+    );
+    check(
+        r#"{"mcpServers": {}, "isola": {"tokens": {"a": {"token": "0123456789abcdef", "role": "viewer", "x": 1}}}}"#,
+        "isola.tokens.a: unknown key `x`",
+    );
+}

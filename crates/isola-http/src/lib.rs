@@ -22,10 +22,13 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use isola_journal::{Journal, now_ms};
 use isola_server::IsolaServer;
-use isola_server::http::{Body, Routes};
+use isola_server::http::{Body, Principal, Role, Routes};
 use isola_store::{ApprovalQuery, ApprovalRow, ExecQuery, ExecRow, Store, StoreError};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
+
+mod live;
+use live::Live;
 
 /// What an operation does; each [`Route`] names one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +41,8 @@ pub enum Op {
     GetExecution,
     ResumeExecution,
     CancelExecution,
+    ExecutionEvents,
+    Events,
     ListApprovals,
     DecideApproval,
 }
@@ -56,6 +61,8 @@ pub struct Route {
     pub body: Option<&'static str>,
     /// The status of success, and what its body is.
     pub ok: (u16, &'static str),
+    /// The least role a token needs for it.
+    pub role: Role,
 }
 
 /// Every route of the API.
@@ -69,6 +76,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: None,
         ok: (200, "`{status: \"ok\", journal: bool, version}`"),
+        role: Role::Viewer,
     },
     Route {
         method: "GET",
@@ -79,6 +87,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: None,
         ok: (200, "the OpenAPI 3.1 document"),
+        role: Role::Viewer,
     },
     Route {
         method: "GET",
@@ -89,6 +98,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: None,
         ok: (200, "Prometheus exposition text"),
+        role: Role::Viewer,
     },
     Route {
         method: "POST",
@@ -98,12 +108,13 @@ pub const ROUTES: &[Route] = &[
         summary: "Run a script (TypeScript) through the journal, the policy and approvals, and answer its record.",
         query: &[],
         body: Some(
-            r#"{"type":"object","properties":{"code":{"type":"string","description":"The script."},"session":{"type":"string","pattern":"^[A-Za-z0-9._-]{1,128}$","description":"The session it belongs to (its `state`); a new one when absent."}},"required":["code"],"additionalProperties":false}"#,
+            r#"{"type":"object","properties":{"code":{"type":"string","description":"The script."},"session":{"type":"string","pattern":"^[A-Za-z0-9._-]{1,128}$","description":"The session it belongs to (its `state`); a new one when absent."},"wait":{"type":"boolean","default":true,"description":"Answer once it ended (200, with its record). `false`: answer at once (202) and let it run; its events stream from `events`."}},"required":["code"],"additionalProperties":false}"#,
         ),
         ok: (
             200,
-            "`{execution, session, record}`: its id (for the journal, and to cancel it) and the ExecRecord",
+            "`{execution, session, record}`: its id (for the journal, and to cancel it) and the ExecRecord; with `wait: false`, 202 and `{execution, session, events}`",
         ),
+        role: Role::Operator,
     },
     Route {
         method: "GET",
@@ -122,6 +133,7 @@ pub const ROUTES: &[Route] = &[
         ],
         body: None,
         ok: (200, "`{executions: [...]}`"),
+        role: Role::Viewer,
     },
     Route {
         method: "GET",
@@ -141,6 +153,7 @@ pub const ROUTES: &[Route] = &[
         ],
         body: None,
         ok: (200, "the execution, with `entries`"),
+        role: Role::Viewer,
     },
     Route {
         method: "POST",
@@ -151,6 +164,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: None,
         ok: (200, "`{execution, record}`"),
+        role: Role::Operator,
     },
     Route {
         method: "POST",
@@ -161,6 +175,32 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: None,
         ok: (202, "`{cancelled: id}`"),
+        role: Role::Operator,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/executions/{id}/events",
+        op: Op::ExecutionEvents,
+        operation_id: "executionEvents",
+        summary: "Server-sent events of an execution this node runs or ran lately, from its first: queued, started, call, held, decided, denied, callEnded, log, finished (then the stream ends). `Last-Event-ID` goes on after that event.",
+        query: &[],
+        body: None,
+        ok: (
+            200,
+            "`text/event-stream`; each event's data is JSON with `execution` and `seq`",
+        ),
+        role: Role::Viewer,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/events",
+        op: Op::Events,
+        operation_id: "events",
+        summary: "Server-sent events of every execution this node runs, from now on (the same events as one execution's).",
+        query: &[],
+        body: None,
+        ok: (200, "`text/event-stream`"),
+        role: Role::Viewer,
     },
     Route {
         method: "GET",
@@ -178,6 +218,7 @@ pub const ROUTES: &[Route] = &[
         ],
         body: None,
         ok: (200, "`{approvals: [...]}`"),
+        role: Role::Viewer,
     },
     Route {
         method: "POST",
@@ -190,6 +231,7 @@ pub const ROUTES: &[Route] = &[
             r#"{"type":"object","properties":{"approve":{"type":"boolean"},"reason":{"type":"string","maxLength":2000}},"required":["approve"],"additionalProperties":false}"#,
         ),
         ok: (200, "the decided request"),
+        role: Role::Operator,
     },
 ];
 
@@ -209,7 +251,8 @@ struct Inner {
     store: Option<Arc<dyn Store>>,
     metrics: Metrics,
     /// What this node runs for the API, by execution id: their cancellation.
-    running: Mutex<BTreeMap<String, CancellationToken>>,
+    running: Arc<Mutex<BTreeMap<String, CancellationToken>>>,
+    live: Arc<Live>,
 }
 
 #[derive(Default)]
@@ -233,7 +276,8 @@ impl Api {
             journal,
             store,
             metrics: Metrics::default(),
-            running: Mutex::new(BTreeMap::new()),
+            running: Arc::default(),
+            live: Live::new(),
         }))
     }
 
@@ -244,6 +288,7 @@ impl Api {
             let mut operation = json!({
                 "operationId": route.operation_id,
                 "summary": route.summary,
+                "x-isola-role": route.role.as_str(),
                 "responses": {
                     route.ok.0.to_string(): {"description": route.ok.1},
                     "default": {
@@ -297,7 +342,13 @@ impl Api {
 }
 
 impl Inner {
-    async fn answer(&self, route: &Route, params: Vec<String>, request: Request<Bytes>) -> Answer {
+    async fn answer(
+        self: &Arc<Self>,
+        route: &Route,
+        params: Vec<String>,
+        request: Request<Bytes>,
+        who: String,
+    ) -> Answer {
         let query = query_of(request.uri().query());
         match route.op {
             Op::Health => Ok(json_response(
@@ -306,7 +357,7 @@ impl Inner {
             )),
             Op::OpenApi => Ok(json_response(StatusCode::OK, &Api::openapi())),
             Op::Metrics => Ok(self.metrics_text()),
-            Op::StartExecution => self.start_execution(request.body()).await,
+            Op::StartExecution => self.start_execution(request.body(), who).await,
             Op::ListExecutions => {
                 let store = self.store()?;
                 let query = ExecQuery {
@@ -361,9 +412,10 @@ impl Inner {
                 let id = &params[0];
                 let cancel = CancellationToken::new();
                 let _cancel_on_drop = cancel.clone().drop_guard();
+                let observers = vec![self.live.observer(id, "")];
                 let record = self
                     .server
-                    .resume_code(id, "http".into(), cancel)
+                    .resume_code(id, who, cancel, observers)
                     .await
                     .map_err(|message| Failure(StatusCode::CONFLICT, "not_resumable", message))?;
                 self.finished(&record).await?;
@@ -389,6 +441,28 @@ impl Inner {
                     ))),
                 }
             }
+            Op::ExecutionEvents => {
+                let id = &params[0];
+                let Some(sub) = self.live.subscribe(id) else {
+                    return Err(not_found(format!(
+                        "execution `{id}` is not running on this node, nor one of its latest: its record is at /v1/executions/{id}"
+                    )));
+                };
+                let after = live::last_seq(
+                    request
+                        .headers()
+                        .get("last-event-id")
+                        .and_then(|v| v.to_str().ok()),
+                    id,
+                );
+                Ok(live::stream(sub.past, sub.dropped, sub.live, after))
+            }
+            Op::Events => Ok(live::stream(
+                Vec::new(),
+                0,
+                Some(self.live.subscribe_all()),
+                None,
+            )),
             Op::ListApprovals => {
                 let store = self.store()?;
                 let status = query
@@ -420,7 +494,7 @@ impl Inner {
                     Some(_) => return Err(bad("`reason` must be a string of at most 2000 bytes")),
                 };
                 let row = store
-                    .approval_decide(&params[0], approve, "http", reason, now_ms())
+                    .approval_decide(&params[0], approve, &who, reason, now_ms())
                     .await
                     .map_err(store_failure)?;
                 Ok(json_response(StatusCode::OK, &approval_json(&row)))
@@ -428,12 +502,18 @@ impl Inner {
         }
     }
 
-    async fn start_execution(&self, body: &Bytes) -> Answer {
-        let body = body_object(body, &["code", "session"])?;
+    async fn start_execution(self: &Arc<Self>, body: &Bytes, who: String) -> Answer {
+        let body = body_object(body, &["code", "session", "wait"])?;
         let code = body
             .get("code")
             .and_then(Value::as_str)
-            .ok_or_else(|| bad("`code` is missing: pass the script to run as `code` (a string)"))?;
+            .ok_or_else(|| bad("`code` is missing: pass the script to run as `code` (a string)"))?
+            .to_string();
+        let wait = match body.get("wait") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(bad("`wait` must be true or false")),
+        };
         let session = match body.get("session") {
             None | Some(Value::Null) => format!("http-{}", fresh_id()),
             Some(Value::String(s)) if valid_session(s) => s.clone(),
@@ -443,20 +523,51 @@ impl Inner {
                 ));
             }
         };
+        let id = isola_journal::new_execution_id();
+        let observers = vec![self.live.observer(&id, &session)];
+        if !wait {
+            // It runs on by itself: only `POST /v1/executions/{id}/cancel` (or the server
+            // stopping) ends it early.
+            let inner = self.clone();
+            let cancel = CancellationToken::new();
+            let running = Running::register(&self.running, &id, &cancel);
+            let (execution, in_session) = (id.clone(), session.clone());
+            tokio::spawn(async move {
+                let _running = running;
+                let (record, _) = inner
+                    .server
+                    .execute_code(
+                        &code,
+                        who,
+                        Some(in_session),
+                        Some(execution),
+                        cancel,
+                        observers,
+                    )
+                    .await;
+                if let Err(Failure(_, _, message)) = inner.finished(&record).await {
+                    tracing::warn!("{message}");
+                }
+            });
+            return Ok(json_response(
+                StatusCode::ACCEPTED,
+                &json!({"execution": id, "session": session, "events": format!("/v1/executions/{id}/events")}),
+            ));
+        }
         // A client that goes away cancels its execution (the future is dropped with it), and
         // `POST /v1/executions/{id}/cancel` does, while it runs.
-        let id = isola_journal::new_execution_id();
         let cancel = CancellationToken::new();
         let _cancel_on_drop = cancel.clone().drop_guard();
         let _running = Running::register(&self.running, &id, &cancel);
         let (record, journaled) = self
             .server
             .execute_code(
-                code,
-                "http".into(),
+                &code,
+                who,
                 Some(session.clone()),
                 Some(id.clone()),
                 cancel,
+                observers,
             )
             .await;
         let id = journaled.unwrap_or(id);
@@ -572,7 +683,31 @@ impl Routes for Api {
                 }
                 return response;
             };
-            let response = match api.answer(route, params, request).await {
+            let principal = request
+                .extensions()
+                .get::<Principal>()
+                .cloned()
+                .unwrap_or(Principal {
+                    name: "anonymous".into(),
+                    role: Role::Viewer,
+                });
+            if principal.role < route.role {
+                let failure = Failure(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    format!(
+                        "token `{}` is a {}'s; {} {path} takes a {}'s",
+                        principal.name,
+                        principal.role.as_str(),
+                        route.method,
+                        route.role.as_str()
+                    ),
+                );
+                api.count(route.operation_id, failure.0);
+                return error_response(&failure);
+            }
+            let who = format!("http:{}", principal.name);
+            let response = match api.answer(route, params, request, who).await {
                 Ok(r) => r,
                 Err(failure) => error_response(&failure),
             };
@@ -582,29 +717,27 @@ impl Routes for Api {
     }
 }
 
+type RunningMap = Arc<Mutex<BTreeMap<String, CancellationToken>>>;
+
 /// An execution in [`Inner::running`] while this lives.
-struct Running<'a> {
-    map: &'a Mutex<BTreeMap<String, CancellationToken>>,
+struct Running {
+    map: RunningMap,
     id: String,
 }
 
-impl<'a> Running<'a> {
-    fn register(
-        map: &'a Mutex<BTreeMap<String, CancellationToken>>,
-        id: &str,
-        token: &CancellationToken,
-    ) -> Self {
+impl Running {
+    fn register(map: &RunningMap, id: &str, token: &CancellationToken) -> Self {
         lock(map).insert(id.to_string(), token.clone());
         Self {
-            map,
+            map: map.clone(),
             id: id.to_string(),
         }
     }
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
-        lock(self.map).remove(&self.id);
+        lock(&self.map).remove(&self.id);
     }
 }
 

@@ -5,7 +5,9 @@
 //! - DNS rebinding: the `Host` header must name a loopback host (`localhost`, `127.0.0.1`,
 //!   `[::1]`), the bound address, or an extra allowed host; an `Origin` header, when present,
 //!   must be a loopback origin (`http(s)://localhost|127.0.0.1|[::1]:*`). Otherwise 403.
-//! - With a token, every request needs `Authorization: Bearer <token>` (401 otherwise).
+//! - With tokens, every request needs `Authorization: Bearer <token>` (401 otherwise), of a
+//!   role that may do it (403 otherwise): `/mcp` runs scripts, so it takes an `operator` or
+//!   `admin` token. Routes learn who asked from the request's [`Principal`] extension.
 //! - Other routes than `/mcp` ([`Routes`], `isola serve`'s API) get the same checks (Host and
 //!   Origin by this module, not rmcp's), and a request body of at most [`MAX_BODY_BYTES`].
 
@@ -46,12 +48,65 @@ pub trait Routes: Send + Sync + 'static {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send + 'static>>;
 }
 
+/// What a token may do, each role everything the one before may.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Read the journal, sessions, approvals and usage.
+    Viewer,
+    /// Also run executions and agent runs, and decide approvals.
+    Operator,
+    /// Also policies and tokens.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Operator, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Role> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+/// A bearer token: its name (what the journal records as who did something), its secret, its
+/// role.
+#[derive(Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub secret: String,
+    pub role: Role,
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who made a request, in its extensions: the token's name and role; `local` with the admin
+/// role on a server that takes no tokens (loopback only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
 /// How to serve over HTTP.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
     pub addr: SocketAddr,
-    /// Require `Authorization: Bearer <token>`.
-    pub token: Option<String>,
+    /// Require `Authorization: Bearer <token>` with one of these.
+    pub tokens: Vec<ApiToken>,
     /// Serve a non-loopback address without a token.
     pub allow_unauthenticated: bool,
     /// `Host` values accepted besides the loopback names and the bound address.
@@ -67,11 +122,11 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub async fn bind(options: HttpOptions) -> Result<HttpServer, ServeError> {
-        if options.token.as_deref().is_some_and(str::is_empty) {
+        if options.tokens.iter().any(|t| t.secret.is_empty()) {
             return Err(ServeError::EmptyToken);
         }
         if !options.addr.ip().is_loopback()
-            && options.token.is_none()
+            && options.tokens.is_empty()
             && !options.allow_unauthenticated
         {
             return Err(ServeError::Unauthenticated { addr: options.addr });
@@ -144,7 +199,7 @@ impl HttpServer {
                 Arc::new(LocalSessionManager::default()),
                 config,
             );
-        let token: Option<Arc<str>> = self.options.token.as_deref().map(Arc::from);
+        let tokens: Arc<[ApiToken]> = self.options.tokens.into();
         let hosts: Arc<[String]> = hosts.into();
         loop {
             let (stream, peer) = tokio::select! {
@@ -158,17 +213,17 @@ impl HttpServer {
                 },
             };
             let service = service.clone();
-            let token = token.clone();
+            let tokens = tokens.clone();
             let shutdown = shutdown.clone();
             let (routes, hosts) = (routes.clone(), hosts.clone());
             tokio::spawn(async move {
                 let handler = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let mut service = service.clone();
-                    let token = token.clone();
+                    let tokens = tokens.clone();
                     let (routes, hosts) = (routes.clone(), hosts.clone());
                     async move {
                         if let Some(routes) = routes.filter(|r| r.serves(req.uri().path())) {
-                            return Ok(route(&*routes, req, token.as_deref(), &hosts).await);
+                            return Ok(route(&*routes, req, &tokens, &hosts).await);
                         }
                         if req.uri().path() != MCP_PATH {
                             return Ok::<_, Infallible>(plain(
@@ -176,18 +231,28 @@ impl HttpServer {
                                 &format!("not found: the MCP endpoint is {MCP_PATH}"),
                             ));
                         }
-                        if let Some(token) = &token
-                            && !authorized(&req, token)
-                        {
-                            let mut response = plain(
-                                StatusCode::UNAUTHORIZED,
-                                "unauthorized: a bearer token is required",
-                            );
-                            response.headers_mut().insert(
-                                http::header::WWW_AUTHENTICATE,
-                                http::HeaderValue::from_static("Bearer"),
-                            );
-                            return Ok(response);
+                        match principal(&req, &tokens) {
+                            None => {
+                                let mut response = plain(
+                                    StatusCode::UNAUTHORIZED,
+                                    "unauthorized: a bearer token is required",
+                                );
+                                response.headers_mut().insert(
+                                    http::header::WWW_AUTHENTICATE,
+                                    http::HeaderValue::from_static("Bearer"),
+                                );
+                                return Ok(response);
+                            }
+                            Some(p) if p.role < Role::Operator => {
+                                return Ok(plain(
+                                    StatusCode::FORBIDDEN,
+                                    &format!(
+                                        "forbidden: token `{}` is a viewer's; /mcp runs scripts, which takes an operator's",
+                                        p.name
+                                    ),
+                                ));
+                            }
+                            Some(_) => {}
                         }
                         let ends_session = req.method() == http::Method::DELETE;
                         let mut response = service.call(req).await?;
@@ -218,7 +283,7 @@ impl HttpServer {
 async fn route(
     routes: &dyn Routes,
     req: Request<Incoming>,
-    token: Option<&str>,
+    tokens: &[ApiToken],
     hosts: &[String],
 ) -> Response<Body> {
     if !host_allowed(&req, hosts) {
@@ -235,9 +300,7 @@ async fn route(
             "requests from other origins than loopback ones are refused",
         );
     }
-    if let Some(token) = token
-        && !authorized(&req, token)
-    {
+    let Some(principal) = principal(&req, tokens) else {
         let mut response = json_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -248,8 +311,9 @@ async fn route(
             http::HeaderValue::from_static("Bearer"),
         );
         return response;
-    }
-    let (parts, body) = req.into_parts();
+    };
+    let (mut parts, body) = req.into_parts();
+    parts.extensions.insert(principal);
     let bytes = match http_body_util::Limited::new(body, MAX_BODY_BYTES)
         .collect()
         .await
@@ -305,19 +369,35 @@ fn origin_allowed<B>(req: &Request<B>) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "::1")
 }
 
-fn authorized<B>(req: &Request<B>, token: &str) -> bool {
-    let Some(value) = req
+/// Who `req` is: the token it bears (`None`: none of `tokens`), or `local` when there are no
+/// tokens.
+fn principal<B>(req: &Request<B>, tokens: &[ApiToken]) -> Option<Principal> {
+    if tokens.is_empty() {
+        return Some(Principal {
+            name: "local".into(),
+            role: Role::Admin,
+        });
+    }
+    let value = req
         .headers()
         .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some((scheme, given)) = value.split_once(' ') else {
-        return false;
-    };
-    scheme.eq_ignore_ascii_case("bearer")
-        && constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+        .and_then(|v| v.to_str().ok())?;
+    let (scheme, given) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    // Every token is compared, so the time taken does not say which one came close.
+    let given = given.trim().as_bytes();
+    let mut found = None;
+    for token in tokens {
+        if constant_time_eq(given, token.secret.as_bytes()) {
+            found = Some(token);
+        }
+    }
+    found.map(|t| Principal {
+        name: t.name.clone(),
+        role: t.role,
+    })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

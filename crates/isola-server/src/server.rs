@@ -328,7 +328,8 @@ impl IsolaServer {
 
     /// Run `code` for another front-end than MCP (`isola serve`'s API) through the same hook
     /// (journal, governor) as `execute`: `origin` says who (`http:<token>`), `session` which
-    /// session it belongs to. The record, and the execution's id when it is journaled.
+    /// session it belongs to; `observers` see its events (the API's live streams). The record,
+    /// and the execution's id when it is journaled.
     pub async fn execute_code(
         &self,
         code: &str,
@@ -336,10 +337,12 @@ impl IsolaServer {
         session: Option<String>,
         execution: Option<String>,
         cancel: tokio_util::sync::CancellationToken,
+        observers: Vec<Box<dyn Observer>>,
     ) -> (ExecRecord, Option<String>) {
         let mut options = ExecOptions {
             file_name: "script.ts".into(),
             cancel: Some(cancel),
+            observers,
             ..ExecOptions::default()
         };
         if let Some(hook) = &self.shared.hook {
@@ -372,6 +375,7 @@ impl IsolaServer {
         execution: &str,
         origin: String,
         cancel: tokio_util::sync::CancellationToken,
+        observers: Vec<Box<dyn Observer>>,
     ) -> Result<ExecRecord, String> {
         let Some(hook) = &self.shared.hook else {
             return Err("this server keeps no journal: there is nothing to resume".into());
@@ -387,6 +391,7 @@ impl IsolaServer {
         };
         let Resumption { code, mut options } = hook.resume(&exec, execution).await?;
         options.cancel = Some(cancel);
+        options.observers.extend(observers);
         let span = tracing::info_span!("api.resume", %origin, %execution);
         Ok(self
             .shared

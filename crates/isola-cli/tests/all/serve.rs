@@ -57,6 +57,66 @@ fn request(
     (status, value)
 }
 
+/// Read the server-sent events of `path` until one of kind `until` (or the stream ends): each
+/// as (kind, data). `connected` is told once the response's head arrived (the server has
+/// subscribed).
+fn sse(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    until: &str,
+    connected: Option<std::sync::mpsc::Sender<()>>,
+) -> Vec<(String, Value)> {
+    use std::io::BufRead;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut text =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n");
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str("\r\n");
+    stream.write_all(text.as_bytes()).unwrap();
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.contains(" 200 "), "{path}: {line}");
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if line.to_ascii_lowercase().starts_with("content-type:") {
+            assert!(line.contains("text/event-stream"), "{line}");
+        }
+    }
+    if let Some(tx) = connected {
+        tx.send(()).unwrap();
+    }
+    // Each event is one chunk of the chunked body: the chunk-size lines are skipped.
+    let (mut events, mut kind) = (Vec::new(), String::new());
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            return events;
+        }
+        let line = line.trim_end();
+        if let Some(k) = line.strip_prefix("event: ") {
+            kind = k.to_string();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            let value: Value = serde_json::from_str(data).unwrap();
+            let done = kind == until;
+            events.push((std::mem::take(&mut kind), value));
+            if done {
+                return events;
+            }
+        }
+    }
+}
+
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
@@ -114,7 +174,7 @@ fn scripts_run_through_the_api_are_journaled_and_keep_their_session_state() {
     let (status, shown) = request(s.port, "GET", &format!("/v1/executions/{id}"), "", &[]);
     assert_eq!(status, 200, "{shown}");
     assert_eq!(shown["status"], "ok");
-    assert_eq!(shown["origin"], "http");
+    assert_eq!(shown["origin"], "http:local", "no tokens: the local user");
     let kinds: Vec<&str> = shown["entries"]
         .as_array()
         .unwrap()
@@ -234,7 +294,7 @@ fn a_held_call_is_approved_through_the_api_while_its_request_waits() {
     assert_eq!(status, 200, "{decided}");
     assert_eq!(
         (&decided["status"], &decided["decidedBy"]),
-        (&json!("approved"), &json!("http"))
+        (&json!("approved"), &json!("http:local"))
     );
     let (status, ran) = waiting.join().unwrap();
     assert_eq!(status, 200, "{ran}");
@@ -454,5 +514,130 @@ fn a_running_execution_is_cancelled_by_its_id() {
         (status, &again["error"]["kind"]),
         (404, &json!("not_found")),
         "{again}"
+    );
+}
+
+/// `wait: false` answers at once; the execution's events stream from its first one (logs,
+/// calls, the finished record), to late subscribers too, and from `Last-Event-ID` on; the
+/// all-activity stream carries them as well.
+#[test]
+fn an_execution_started_without_waiting_streams_its_events() {
+    let p = Project::new();
+    let s = serve(&p, &[]);
+    let port = s.port;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let all = std::thread::spawn(move || sse(port, "/v1/events", &[], "finished", Some(tx)));
+    rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let code = "console.log('one'); const r = await everything.echo({ message: 'x' }); console.log('two'); return r";
+    let (status, started) = request(
+        port,
+        "POST",
+        "/v1/executions",
+        &json!({"code": code, "wait": false}).to_string(),
+        &[],
+    );
+    assert_eq!(status, 202, "{started}");
+    let id = started["execution"].as_str().unwrap().to_string();
+    let path = started["events"].as_str().unwrap().to_string();
+    assert_eq!(path, format!("/v1/executions/{id}/events"));
+    let events = sse(port, &path, &[], "finished", None);
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "queued",
+            "started",
+            "log",
+            "call",
+            "callEnded",
+            "log",
+            "finished"
+        ],
+        "{events:?}"
+    );
+    assert_eq!(events[2].1["text"], "one");
+    assert_eq!(events[3].1["function"], "everything.echo");
+    assert_eq!(events[3].1["arguments"], json!({"message": "x"}));
+    assert_eq!(events[4].1["ok"], true);
+    let record = &events[6].1["record"];
+    assert_eq!(record["result"], "Echo: x", "{record}");
+    assert!(record.get("logs").is_none(), "the lines came as events");
+    assert!(events.iter().all(|(_, d)| d["execution"] == json!(id)));
+    // After the third event: the rest, again (it finished; its events are kept).
+    let last = format!("{id}/2");
+    let rest = sse(port, &path, &[("Last-Event-ID", &last)], "finished", None);
+    assert_eq!(
+        rest.first().map(|(_, d)| d["seq"].clone()),
+        Some(json!(3)),
+        "{rest:?}"
+    );
+    assert_eq!(rest.len(), 4);
+    let seen = all.join().unwrap();
+    assert_eq!(seen.last().unwrap().1["execution"], json!(id), "{seen:?}");
+    assert_eq!(seen.len(), 7, "{seen:?}");
+    // Not an execution of this node: 404 with where the record is.
+    let (status, missing) = request(port, "GET", "/v1/executions/nope/events", "", &[]);
+    assert_eq!(status, 404, "{missing}");
+}
+
+/// Tokens have roles: a viewer's reads, an operator's also runs scripts (and `/mcp`); the
+/// journal records which token started an execution and which decided an approval.
+#[test]
+fn tokens_have_roles_and_the_journal_records_which_token_acted() {
+    const VIEWER: &str = "viewer-secret-0123456789";
+    const OPERATOR: &str = "operator-secret-0123456789";
+    let p = Project::new().with_isola(json!({"tokens": {
+        "watcher": {"token": VIEWER, "role": "viewer"},
+        "ops": {"token": OPERATOR, "role": "operator"}
+    }}));
+    let s = serve(&p, &[]);
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (viewer, operator) = (bearer(VIEWER), bearer(OPERATOR));
+    let as_viewer = [("Authorization", viewer.as_str())];
+    let as_operator = [("Authorization", operator.as_str())];
+    let run = json!({"code": "return 1"}).to_string();
+
+    let (status, _) = request(s.port, "GET", "/v1/executions", "", &[]);
+    assert_eq!(status, 401, "no token, no answer");
+    let (status, list) = request(s.port, "GET", "/v1/executions", "", &as_viewer);
+    assert_eq!(status, 200, "{list}");
+    let (status, refused) = request(s.port, "POST", "/v1/executions", &run, &as_viewer);
+    assert_eq!(
+        (status, &refused["error"]["kind"]),
+        (403, &json!("forbidden")),
+        "{refused}"
+    );
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`watcher` is a viewer's") && message.contains("operator"),
+        "{message}"
+    );
+    let (status, _) = request(
+        s.port,
+        "POST",
+        "/mcp",
+        r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        &[
+            ("Authorization", viewer.as_str()),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+    );
+    assert_eq!(status, 403, "/mcp runs scripts: not a viewer's");
+
+    let (status, ran) = request(s.port, "POST", "/v1/executions", &run, &as_operator);
+    assert_eq!(status, 200, "{ran}");
+    let id = ran["execution"].as_str().unwrap();
+    let (_, shown) = request(
+        s.port,
+        "GET",
+        &format!("/v1/executions/{id}"),
+        "",
+        &as_viewer,
+    );
+    assert_eq!(shown["origin"], "http:ops", "{shown}");
+    let (_, doc) = request(s.port, "GET", "/v1/openapi.json", "", &as_viewer);
+    assert_eq!(
+        doc["paths"]["/v1/executions"]["post"]["x-isola-role"],
+        "operator"
     );
 }

@@ -1,0 +1,441 @@
+//! Live events of the executions this node runs for the API: what `GET /v1/events` (all of
+//! them) and `GET /v1/executions/{id}/events` (one) stream as server-sent events.
+//!
+//! - An execution's events are kept (at most [`HISTORY`]) while it runs and for a while after
+//!   (the last [`RETAINED`] finished ones), so a client that subscribes just after starting it,
+//!   or after it finished, gets them from the first one, then the live ones.
+//! - Publishing never waits: a subscriber too slow for its queue loses events and is told
+//!   (`lagged`); the execution is never slowed by a reader, and memory stays bounded.
+//! - Values are cut: arguments and results over [`MAX_VALUE_BYTES`] come as an excerpt (the
+//!   whole record is at `GET /v1/executions/{id}`).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use isola_engine::{Decision, Event, Flow, Observer};
+use isola_server::http::Body;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+/// Most events one execution keeps for late subscribers.
+pub const HISTORY: usize = 10_000;
+/// Finished executions whose events are kept.
+pub const RETAINED: usize = 64;
+/// Longest argument or result (as JSON) an event carries whole.
+pub const MAX_VALUE_BYTES: usize = 16 * 1024;
+/// Events a subscriber may fall behind before it loses some.
+const QUEUE: usize = 1024;
+/// A comment line this often, so proxies and clients see the stream is alive.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// One event of one execution.
+#[derive(Debug)]
+pub struct LiveEvent {
+    pub execution: String,
+    /// Its place among the execution's events, from 0.
+    pub seq: u64,
+    pub kind: &'static str,
+    pub data: Value,
+}
+
+impl LiveEvent {
+    /// The event as SSE text: `id` is `<execution>/<seq>` (what `Last-Event-ID` gives back).
+    fn sse(&self) -> Bytes {
+        let mut data = self.data.clone();
+        if let Value::Object(map) = &mut data {
+            map.insert("execution".into(), json!(self.execution));
+            map.insert("seq".into(), json!(self.seq));
+        }
+        Bytes::from(format!(
+            "id: {}/{}\nevent: {}\ndata: {data}\n\n",
+            self.execution, self.seq, self.kind
+        ))
+    }
+}
+
+/// The events of the executions this node runs. Cheap to share (`Arc`).
+pub struct Live {
+    feeds: Mutex<Feeds>,
+    all: broadcast::Sender<Arc<LiveEvent>>,
+}
+
+#[derive(Default)]
+struct Feeds {
+    by_id: BTreeMap<String, Feed>,
+    /// Finished ones, oldest first.
+    finished: VecDeque<String>,
+}
+
+struct Feed {
+    history: VecDeque<Arc<LiveEvent>>,
+    /// Events cut from the front of `history`.
+    dropped: u64,
+    next: u64,
+    /// `None` once the execution finished.
+    tx: Option<broadcast::Sender<Arc<LiveEvent>>>,
+}
+
+/// What a subscriber to one execution gets: what happened so far, then what comes.
+pub struct Subscription {
+    pub past: Vec<Arc<LiveEvent>>,
+    /// Events too old to be kept.
+    pub dropped: u64,
+    /// `None`: the execution finished, `past` is all there is.
+    pub live: Option<broadcast::Receiver<Arc<LiveEvent>>>,
+}
+
+impl Live {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            feeds: Mutex::new(Feeds::default()),
+            all: broadcast::channel(QUEUE).0,
+        })
+    }
+
+    /// Start a feed for `execution` (of `session`), and the observer that fills it.
+    pub fn observer(self: &Arc<Self>, execution: &str, session: &str) -> Box<dyn Observer> {
+        lock(&self.feeds).by_id.insert(
+            execution.to_string(),
+            Feed {
+                history: VecDeque::new(),
+                dropped: 0,
+                next: 0,
+                tx: Some(broadcast::channel(QUEUE).0),
+            },
+        );
+        self.publish(execution, "queued", json!({"session": session}));
+        Box::new(Feeder {
+            live: self.clone(),
+            execution: execution.to_string(),
+            functions: BTreeMap::new(),
+        })
+    }
+
+    /// The execution ended without its observer seeing it finish (it never started: the hook
+    /// refused it): close its feed.
+    pub fn close(&self, execution: &str) {
+        let mut feeds = lock(&self.feeds);
+        if let Some(feed) = feeds.by_id.get_mut(execution)
+            && feed.tx.take().is_some()
+        {
+            feeds.finished.push_back(execution.to_string());
+            while feeds.finished.len() > RETAINED {
+                if let Some(old) = feeds.finished.pop_front() {
+                    feeds.by_id.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn publish(&self, execution: &str, kind: &'static str, data: Value) {
+        let mut feeds = lock(&self.feeds);
+        let Some(feed) = feeds.by_id.get_mut(execution) else {
+            return;
+        };
+        let event = Arc::new(LiveEvent {
+            execution: execution.to_string(),
+            seq: feed.next,
+            kind,
+            data,
+        });
+        feed.next += 1;
+        feed.history.push_back(event.clone());
+        if feed.history.len() > HISTORY {
+            feed.history.pop_front();
+            feed.dropped += 1;
+        }
+        if let Some(tx) = &feed.tx {
+            // No subscriber is not an error.
+            let _ = tx.send(event.clone());
+        }
+        let _ = self.all.send(event);
+    }
+
+    /// Subscribe to one execution's events; `None` when this node has none of it.
+    pub fn subscribe(&self, execution: &str) -> Option<Subscription> {
+        let feeds = lock(&self.feeds);
+        let feed = feeds.by_id.get(execution)?;
+        Some(Subscription {
+            past: feed.history.iter().cloned().collect(),
+            dropped: feed.dropped,
+            live: feed.tx.as_ref().map(broadcast::Sender::subscribe),
+        })
+    }
+
+    /// Subscribe to every execution's events from now on.
+    pub fn subscribe_all(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.all.subscribe()
+    }
+}
+
+/// Fills one execution's feed from its engine events.
+struct Feeder {
+    live: Arc<Live>,
+    execution: String,
+    /// The function of each call in flight, by the sandbox's id.
+    functions: BTreeMap<u32, String>,
+}
+
+impl Observer for Feeder {
+    fn event(&mut self, event: &Event<'_>) -> Flow {
+        let (kind, data) = match event {
+            Event::Started { .. } => ("started", json!({})),
+            Event::Call { id, call } => {
+                self.functions.insert(*id, call.function.clone());
+                (
+                    "call",
+                    json!({
+                        "id": id, "function": call.function, "server": call.server,
+                        "tool": call.tool, "effect": call.effect.class.as_str(),
+                        "arguments": cut_value(&call.arguments),
+                    }),
+                )
+            }
+            Event::Denied { id, denial } => (
+                "denied",
+                json!({"id": id, "function": self.functions.get(id), "name": denial.name, "message": denial.message}),
+            ),
+            Event::Held { id, reason } => (
+                "held",
+                json!({"id": id, "function": self.functions.get(id), "reason": reason}),
+            ),
+            Event::Decided { id, decision } => {
+                let outcome = match decision {
+                    Decision::Allow => "allowed",
+                    Decision::Deny(_) => "denied",
+                    Decision::Simulate(_) => "simulated",
+                    Decision::Suspend(_) => "suspended",
+                };
+                (
+                    "decided",
+                    json!({"id": id, "function": self.functions.get(id), "outcome": outcome}),
+                )
+            }
+            Event::CallEnded { id, trace } => {
+                self.functions.remove(id);
+                (
+                    "callEnded",
+                    json!({
+                        "id": id, "function": trace.function, "server": trace.server,
+                        "tool": trace.tool, "startedMs": trace.started_ms,
+                        "durationMs": trace.duration_ms, "ok": trace.ok, "error": trace.error,
+                        "sent": trace.sent,
+                    }),
+                )
+            }
+            Event::Log(line) => (
+                "log",
+                json!({"level": line.level.as_str(), "text": line.text, "atMs": line.at_ms}),
+            ),
+            Event::Finished(record) => {
+                let mut record = serde_json::to_value(record).unwrap_or(Value::Null);
+                // The lines came as `log` events; the rest is what the client shows.
+                if let Value::Object(map) = &mut record {
+                    map.remove("logs");
+                    if let Some(result) = map.get_mut("result") {
+                        *result = cut_value(result);
+                    }
+                    if let Some(Value::Array(calls)) = map.get_mut("calls") {
+                        for call in calls {
+                            if let Some(arguments) = call.get_mut("arguments") {
+                                *arguments = cut_value(arguments);
+                            }
+                        }
+                    }
+                }
+                self.live
+                    .publish(&self.execution, "finished", json!({"record": record}));
+                self.live.close(&self.execution);
+                return Flow::Continue;
+            }
+            Event::Input { .. } => return Flow::Continue,
+        };
+        self.live.publish(&self.execution, kind, data);
+        Flow::Continue
+    }
+}
+
+impl Drop for Feeder {
+    /// An execution dropped before it finished (its client went away) still closes its feed.
+    fn drop(&mut self) {
+        self.live.close(&self.execution);
+    }
+}
+
+/// `value`, or when its JSON is over [`MAX_VALUE_BYTES`] an object saying so with an excerpt.
+fn cut_value(value: &Value) -> Value {
+    let text = value.to_string();
+    if text.len() <= MAX_VALUE_BYTES {
+        return value.clone();
+    }
+    let mut end = MAX_VALUE_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    json!({"isolaTruncated": {"bytes": text.len(), "excerpt": &text[..end]}})
+}
+
+/// An SSE response: `past` events (those after `after`), then those from `live`, until it
+/// closes or the client goes away.
+pub fn stream(
+    past: Vec<Arc<LiveEvent>>,
+    dropped: u64,
+    live: Option<broadcast::Receiver<Arc<LiveEvent>>>,
+    after: Option<u64>,
+) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let fresh = |e: &LiveEvent| after.is_none_or(|a| e.seq > a);
+        if dropped > 0 && after.is_none() {
+            let gap = format!(
+                "event: lagged\ndata: {}\n\n",
+                json!({"dropped": dropped, "message": "the first events were too many to keep: the journal has them all"})
+            );
+            if tx.send(Bytes::from(gap)).await.is_err() {
+                return;
+            }
+        }
+        for event in past.iter().filter(|e| fresh(e)) {
+            if tx.send(event.sse()).await.is_err() {
+                return;
+            }
+        }
+        let Some(mut live) = live else {
+            return;
+        };
+        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        keepalive.tick().await;
+        loop {
+            let chunk = tokio::select! {
+                received = live.recv() => match received {
+                    Ok(event) if fresh(&event) => event.sse(),
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(n)) => Bytes::from(format!(
+                        "event: lagged\ndata: {}\n\n",
+                        json!({"dropped": n, "message": "this client fell behind: events were lost"})
+                    )),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = keepalive.tick() => Bytes::from_static(b": keepalive\n\n"),
+                () = tx.closed() => return,
+            };
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let body = StreamBody::new(Frames(rx)).boxed();
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// The events' text as body frames.
+struct Frames(mpsc::Receiver<Bytes>);
+
+impl futures::Stream for Frames {
+    type Item = Result<Frame<Bytes>, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// The `seq` of a `Last-Event-ID` (`<execution>/<seq>`) of `execution`.
+pub fn last_seq(header: Option<&str>, execution: &str) -> Option<u64> {
+    let (id, seq) = header?.rsplit_once('/')?;
+    (id == execution).then(|| seq.parse().ok()).flatten()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_subscriber_gets_the_past_then_the_feed_closes() {
+        let live = Live::new();
+        let mut all = live.subscribe_all();
+        let mut observer = live.observer("e1", "s");
+        let line = isola_protocol::LogEntry {
+            level: isola_protocol::LogLevel::Log,
+            text: "hi".into(),
+            at_ms: 1.0,
+        };
+        observer.event(&Event::Log(&line));
+        let sub = live.subscribe("e1").unwrap();
+        let kinds: Vec<_> = sub.past.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["queued", "log"]);
+        assert!(sub.live.is_some());
+        drop(observer);
+        let sub = live.subscribe("e1").unwrap();
+        assert!(sub.live.is_none(), "a dropped execution's feed is closed");
+        assert_eq!(all.try_recv().unwrap().kind, "queued");
+        assert_eq!(all.try_recv().unwrap().data["text"], "hi");
+        assert!(live.subscribe("nope").is_none());
+    }
+
+    #[test]
+    fn history_and_finished_feeds_are_bounded() {
+        let live = Live::new();
+        let line = isola_protocol::LogEntry {
+            level: isola_protocol::LogLevel::Log,
+            text: "x".into(),
+            at_ms: 0.0,
+        };
+        let mut observer = live.observer("big", "s");
+        for _ in 0..HISTORY + 10 {
+            observer.event(&Event::Log(&line));
+        }
+        let sub = live.subscribe("big").unwrap();
+        assert_eq!(sub.past.len(), HISTORY);
+        assert_eq!(sub.dropped, 11);
+        drop(observer);
+        for i in 0..RETAINED {
+            drop(live.observer(&format!("e{i}"), "s"));
+        }
+        assert!(
+            live.subscribe("big").is_none(),
+            "the oldest finished feed goes"
+        );
+        assert!(live.subscribe("e0").is_some());
+    }
+
+    #[test]
+    fn big_values_are_cut_to_an_excerpt() {
+        let small = json!({"a": 1});
+        assert_eq!(cut_value(&small), small);
+        let big = json!("é".repeat(MAX_VALUE_BYTES));
+        let cut = cut_value(&big);
+        assert!(cut["isolaTruncated"]["bytes"].as_u64().unwrap() > MAX_VALUE_BYTES as u64);
+        assert!(cut["isolaTruncated"]["excerpt"].as_str().unwrap().len() <= MAX_VALUE_BYTES);
+    }
+
+    #[test]
+    fn last_event_ids_name_their_execution() {
+        assert_eq!(last_seq(Some("e1/7"), "e1"), Some(7));
+        assert_eq!(last_seq(Some("e2/7"), "e1"), None);
+        assert_eq!(last_seq(Some("junk"), "e1"), None);
+        assert_eq!(last_seq(None, "e1"), None);
+    }
+}
