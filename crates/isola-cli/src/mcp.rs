@@ -165,6 +165,10 @@ pub async fn run(
                     "isola: serving the API at http://{}/v1 (its OpenAPI document: /v1/openapi.json)",
                     http.local_addr()
                 );
+                eprintln!(
+                    "isola: the web UI is at http://{}/ (open it in a browser)",
+                    http.local_addr()
+                );
             }
             tokio::select! {
                 r = http.run_with(server, routes, shutdown.clone()) => r,

@@ -28,6 +28,7 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 mod live;
+mod ui;
 use live::Live;
 
 /// What an operation does; each [`Route`] names one.
@@ -45,6 +46,8 @@ pub enum Op {
     Events,
     ListApprovals,
     DecideApproval,
+    Usage,
+    ListSessions,
 }
 
 /// One route: matched by method and path (`{id}` segments match any one segment), and
@@ -233,6 +236,34 @@ pub const ROUTES: &[Route] = &[
         ok: (200, "the decided request"),
         role: Role::Operator,
     },
+    Route {
+        method: "GET",
+        path: "/v1/usage",
+        op: Op::Usage,
+        operation_id: "usage",
+        summary: "Executions by day (UTC) and by origin over the last days: how many, how many failed, their tool calls, median time.",
+        query: &[(
+            "days",
+            "how many days back, today included (default 14, at most 366)",
+        )],
+        body: None,
+        ok: (
+            200,
+            "`{days: [{day, ok, failed, calls}], origins: [{origin, executions, failed, calls, p50Ms}]}`",
+        ),
+        role: Role::Viewer,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/sessions",
+        op: Op::ListSessions,
+        operation_id: "listSessions",
+        summary: "The sessions, with when each was last used.",
+        query: &[],
+        body: None,
+        ok: (200, "`{sessions: [...]}`"),
+        role: Role::Viewer,
+    },
 ];
 
 /// Most rows a list answers.
@@ -383,6 +414,8 @@ impl Inner {
                 };
                 let entries = store.entries(id).await.map_err(store_failure)?;
                 let mut out = execution_json(&row);
+                let problems = isola_journal::verify_chain(&row, &entries);
+                out["chain"] = json!({"intact": problems.is_empty(), "problems": problems});
                 // A page, so a script that logged a million lines cannot make one answer of them.
                 let shown: Vec<_> = entries
                     .iter()
@@ -412,7 +445,7 @@ impl Inner {
                 let id = &params[0];
                 let cancel = CancellationToken::new();
                 let _cancel_on_drop = cancel.clone().drop_guard();
-                let observers = vec![self.live.observer(id, "")];
+                let observers = vec![self.live.observer(id, "", "")];
                 let record = self
                     .server
                     .resume_code(id, who, cancel, observers)
@@ -463,6 +496,37 @@ impl Inner {
                 Some(self.live.subscribe_all()),
                 None,
             )),
+            Op::Usage => {
+                let store = self.store()?;
+                let days = match number(&query, "days")? {
+                    None => 14,
+                    Some(n) if (1..=366).contains(&n) => n,
+                    Some(n) => return Err(bad(format!("`days` must be 1 to 366, not {n}"))),
+                };
+                let today = now_ms().div_euclid(DAY_MS);
+                let query = ExecQuery {
+                    since_ms: Some((today - days + 1) * DAY_MS),
+                    limit: Some(MAX_USAGE_ROWS),
+                    ..ExecQuery::default()
+                };
+                let rows = store.executions(&query).await.map_err(store_failure)?;
+                Ok(json_response(StatusCode::OK, &usage(&rows, today, days)))
+            }
+            Op::ListSessions => {
+                let store = self.store()?;
+                let rows = store.sessions().await.map_err(store_failure)?;
+                let rows: Vec<Value> = rows
+                    .iter()
+                    .map(|s| {
+                        json!({
+                            "name": s.name, "createdMs": s.created_ms, "lastMs": s.last_ms,
+                            "executions": s.executions, "stateKeys": s.state_keys,
+                            "stateBytes": s.state_bytes,
+                        })
+                    })
+                    .collect();
+                Ok(json_response(StatusCode::OK, &json!({"sessions": rows})))
+            }
             Op::ListApprovals => {
                 let store = self.store()?;
                 let status = query
@@ -524,7 +588,7 @@ impl Inner {
             }
         };
         let id = isola_journal::new_execution_id();
-        let observers = vec![self.live.observer(&id, &session)];
+        let observers = vec![self.live.observer(&id, &session, &code)];
         if !wait {
             // It runs on by itself: only `POST /v1/executions/{id}/cancel` (or the server
             // stopping) ends it early.
@@ -645,7 +709,11 @@ impl Inner {
 
 impl Routes for Api {
     fn serves(&self, path: &str) -> bool {
-        path.starts_with("/v1/") || path == "/v1" || path == "/metrics"
+        path.starts_with("/v1/") || path == "/v1" || path == "/metrics" || ui::serves(path)
+    }
+
+    fn public(&self, path: &str) -> bool {
+        ui::serves(path)
     }
 
     fn call(
@@ -655,6 +723,9 @@ impl Routes for Api {
         let api = self.0.clone();
         Box::pin(async move {
             let path = request.uri().path().to_string();
+            if ui::serves(&path) {
+                return ui::answer(&path, request.method());
+            }
             let matched: Vec<(&Route, Vec<String>)> = ROUTES
                 .iter()
                 .filter_map(|r| matches(r.path, &path).map(|p| (r, p)))
@@ -857,6 +928,81 @@ fn execution_json(row: &ExecRow) -> Value {
     })
 }
 
+const DAY_MS: i64 = 86_400_000;
+/// Most executions `GET /v1/usage` counts.
+const MAX_USAGE_ROWS: i64 = 100_000;
+
+/// `rows` by day (the `days` days up to `today`, days since the epoch) and by origin.
+fn usage(rows: &[ExecRow], today: i64, days: i64) -> Value {
+    #[derive(Default)]
+    struct Day {
+        ok: u64,
+        failed: u64,
+        calls: u64,
+    }
+    #[derive(Default)]
+    struct Origin {
+        executions: u64,
+        failed: u64,
+        calls: u64,
+        ms: Vec<f64>,
+    }
+    let mut by_day: BTreeMap<i64, Day> = (today - days + 1..=today)
+        .map(|d| (d, Day::default()))
+        .collect();
+    let mut by_origin: BTreeMap<&str, Origin> = BTreeMap::new();
+    for row in rows {
+        let summary: Value = row
+            .summary
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Value::Null);
+        let calls = summary["calls"].as_u64().unwrap_or(0);
+        let failed = matches!(row.status.as_str(), "failed" | "interrupted");
+        if let Some(day) = by_day.get_mut(&row.started_ms.div_euclid(DAY_MS)) {
+            match failed {
+                true => day.failed += 1,
+                false => day.ok += u64::from(row.status == "ok"),
+            }
+            day.calls += calls;
+        }
+        let origin = by_origin.entry(&row.origin).or_default();
+        origin.executions += 1;
+        origin.failed += u64::from(failed);
+        origin.calls += calls;
+        if let Some(ms) = summary["ms"].as_f64() {
+            origin.ms.push(ms);
+        }
+    }
+    let days: Vec<Value> = by_day
+        .into_iter()
+        .map(|(d, n)| json!({"day": civil_date(d), "ok": n.ok, "failed": n.failed, "calls": n.calls}))
+        .collect();
+    let origins: Vec<Value> = by_origin
+        .into_iter()
+        .map(|(name, mut o)| {
+            o.ms.sort_by(f64::total_cmp);
+            let p50 = o.ms.get(o.ms.len() / 2).copied();
+            json!({"origin": name, "executions": o.executions, "failed": o.failed, "calls": o.calls, "p50Ms": p50})
+        })
+        .collect();
+    json!({"days": days, "origins": origins})
+}
+
+/// `YYYY-MM-DD` of a day counted from 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
 fn approval_json(row: &ApprovalRow) -> Value {
     let parsed = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
     json!({
@@ -919,6 +1065,15 @@ fn fresh_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_are_civil_dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(59), "1970-03-01");
+        assert_eq!(civil_date(11_016), "2000-02-29");
+        assert_eq!(civil_date(20_791), "2026-12-04");
+        assert_eq!(civil_date(-1), "1969-12-31");
+    }
 
     #[test]
     fn paths_match_their_templates() {

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
+use isola_engine::observer::Input;
 use isola_engine::{Decision, Event, Flow, Observer};
 use isola_server::http::Body;
 use serde_json::{Value, json};
@@ -100,8 +101,14 @@ impl Live {
         })
     }
 
-    /// Start a feed for `execution` (of `session`), and the observer that fills it.
-    pub fn observer(self: &Arc<Self>, execution: &str, session: &str) -> Box<dyn Observer> {
+    /// Start a feed for `execution` (of `session`, running `code`), and the observer that
+    /// fills it.
+    pub fn observer(
+        self: &Arc<Self>,
+        execution: &str,
+        session: &str,
+        code: &str,
+    ) -> Box<dyn Observer> {
         lock(&self.feeds).by_id.insert(
             execution.to_string(),
             Feed {
@@ -111,7 +118,11 @@ impl Live {
                 tx: Some(broadcast::channel(QUEUE).0),
             },
         );
-        self.publish(execution, "queued", json!({"session": session}));
+        self.publish(
+            execution,
+            "queued",
+            json!({"session": session, "code": code}),
+        );
         Box::new(Feeder {
             live: self.clone(),
             execution: execution.to_string(),
@@ -256,6 +267,12 @@ impl Observer for Feeder {
                 self.live.close(&self.execution);
                 return Flow::Continue;
             }
+            Event::Input {
+                input: Input::CallDone { id, result, .. },
+            } => (
+                "answer",
+                json!({"id": id, "result": cut_value(&serde_json::to_value(result).unwrap_or(Value::Null))}),
+            ),
             Event::Input { .. } => return Flow::Continue,
         };
         self.live.publish(&self.execution, kind, data);
@@ -376,7 +393,7 @@ mod tests {
     fn a_late_subscriber_gets_the_past_then_the_feed_closes() {
         let live = Live::new();
         let mut all = live.subscribe_all();
-        let mut observer = live.observer("e1", "s");
+        let mut observer = live.observer("e1", "s", "1");
         let line = isola_protocol::LogEntry {
             level: isola_protocol::LogLevel::Log,
             text: "hi".into(),
@@ -403,7 +420,7 @@ mod tests {
             text: "x".into(),
             at_ms: 0.0,
         };
-        let mut observer = live.observer("big", "s");
+        let mut observer = live.observer("big", "s", "1");
         for _ in 0..HISTORY + 10 {
             observer.event(&Event::Log(&line));
         }
@@ -412,7 +429,7 @@ mod tests {
         assert_eq!(sub.dropped, 11);
         drop(observer);
         for i in 0..RETAINED {
-            drop(live.observer(&format!("e{i}"), "s"));
+            drop(live.observer(&format!("e{i}"), "s", "1"));
         }
         assert!(
             live.subscribe("big").is_none(),

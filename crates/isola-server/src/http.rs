@@ -41,6 +41,11 @@ pub type Body = BoxBody<Bytes, Infallible>;
 pub trait Routes: Send + Sync + 'static {
     /// Whether `path` is one of its.
     fn serves(&self, path: &str) -> bool;
+    /// Whether `path` is answered without a token (the web UI's static files, which hold no
+    /// data: what they show comes from the API, with the token the user gives them).
+    fn public(&self, _path: &str) -> bool {
+        false
+    }
     /// Answer one request (its body already read, at most [`MAX_BODY_BYTES`]).
     fn call(
         &self,
@@ -300,7 +305,13 @@ async fn route(
             "requests from other origins than loopback ones are refused",
         );
     }
-    let Some(principal) = principal(&req, tokens) else {
+    let public = routes.public(req.uri().path());
+    let Some(principal) = principal(&req, tokens).or_else(|| {
+        public.then(|| Principal {
+            name: "anonymous".into(),
+            role: Role::Viewer,
+        })
+    }) else {
         let mut response = json_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

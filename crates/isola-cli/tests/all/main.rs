@@ -20,3 +20,4 @@ mod resume;
 mod serve;
 mod support;
 mod tools;
+mod ui;

@@ -175,6 +175,27 @@ fn scripts_run_through_the_api_are_journaled_and_keep_their_session_state() {
     assert_eq!(status, 200, "{shown}");
     assert_eq!(shown["status"], "ok");
     assert_eq!(shown["origin"], "http:local", "no tokens: the local user");
+    assert_eq!(shown["chain"]["intact"], true, "{shown}");
+    // Usage and sessions count them.
+    let (status, usage) = request(s.port, "GET", "/v1/usage?days=3", "", &[]);
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["days"].as_array().map(Vec::len), Some(3), "{usage}");
+    assert_eq!(usage["days"][2]["ok"], 2, "today's: {usage}");
+    assert_eq!(
+        usage["days"][2]["calls"], 3,
+        "state.set, echo, state.get: {usage}"
+    );
+    assert_eq!(usage["origins"][0]["origin"], "http:local", "{usage}");
+    assert_eq!(usage["origins"][0]["executions"], 2, "{usage}");
+    let (_, sessions) = request(s.port, "GET", "/v1/sessions", "", &[]);
+    assert!(
+        sessions["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "demo" && x["executions"] == 2),
+        "{sessions}"
+    );
     let kinds: Vec<&str> = shown["entries"]
         .as_array()
         .unwrap()
@@ -549,17 +570,20 @@ fn an_execution_started_without_waiting_streams_its_events() {
             "started",
             "log",
             "call",
+            "answer",
             "callEnded",
             "log",
             "finished"
         ],
         "{events:?}"
     );
+    assert_eq!(events[0].1["code"], code);
     assert_eq!(events[2].1["text"], "one");
     assert_eq!(events[3].1["function"], "everything.echo");
     assert_eq!(events[3].1["arguments"], json!({"message": "x"}));
-    assert_eq!(events[4].1["ok"], true);
-    let record = &events[6].1["record"];
+    assert_eq!(events[4].1["result"]["value"], "\"Echo: x\"");
+    assert_eq!(events[5].1["ok"], true);
+    let record = &events[7].1["record"];
     assert_eq!(record["result"], "Echo: x", "{record}");
     assert!(record.get("logs").is_none(), "the lines came as events");
     assert!(events.iter().all(|(_, d)| d["execution"] == json!(id)));
@@ -571,10 +595,10 @@ fn an_execution_started_without_waiting_streams_its_events() {
         Some(json!(3)),
         "{rest:?}"
     );
-    assert_eq!(rest.len(), 4);
+    assert_eq!(rest.len(), 5);
     let seen = all.join().unwrap();
     assert_eq!(seen.last().unwrap().1["execution"], json!(id), "{seen:?}");
-    assert_eq!(seen.len(), 7, "{seen:?}");
+    assert_eq!(seen.len(), 8, "{seen:?}");
     // Not an execution of this node: 404 with where the record is.
     let (status, missing) = request(port, "GET", "/v1/executions/nope/events", "", &[]);
     assert_eq!(status, 404, "{missing}");
@@ -640,4 +664,45 @@ fn tokens_have_roles_and_the_journal_records_which_token_acted() {
         doc["paths"]["/v1/executions"]["post"]["x-isola-role"],
         "operator"
     );
+}
+
+/// The web UI's files are served without a token (they hold no data), under a strict
+/// Content-Security-Policy; the API behind them still wants the token.
+#[test]
+fn the_web_ui_is_served_without_a_token_under_a_strict_policy() {
+    let p = Project::new();
+    let s = serve(&p, &["--token", "sesame-sesame-sesame"]);
+    let head = |path: &str| {
+        let mut stream = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            s.port
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer.to_ascii_lowercase()
+    };
+    let index = head("/");
+    assert!(index.starts_with("http/1.1 200"), "{index}");
+    assert!(index.contains("content-type: text/html"), "{index}");
+    assert!(
+        index.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "{index}"
+    );
+    assert!(index.contains("x-frame-options: deny"), "{index}");
+    assert!(index.contains("/ui/app.js"), "{index}");
+    let app = head("/ui/app.js");
+    assert!(
+        app.starts_with("http/1.1 200") && app.contains("text/javascript"),
+        "{app}"
+    );
+    assert!(head("/ui/nope.js").starts_with("http/1.1 404"));
+    let (status, _) = request(s.port, "POST", "/", "{}", &[]);
+    assert_eq!(status, 405);
+    let (status, _) = request(s.port, "GET", "/v1/health", "", &[]);
+    assert_eq!(status, 401, "the API still wants the token");
+    let (status, _) = request(s.port, "GET", "/", "", &[("Host", "evil.example")]);
+    assert_eq!(status, 403, "the Host check holds for the UI too");
 }

@@ -1,0 +1,67 @@
+//! The web UI in a real browser: Debian's Chromium, headless, driven by `fixtures/browser/ui.mjs`
+//! (playwright-core) through `isola serve` as a supervisor uses it: sign in with a token, run
+//! a script and watch its console lines arrive while it runs, see a failing line marked,
+//! approve a held destructive call from the inbox and see its execution finish, filter the
+//! journal, see the usage chart render.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::support::{Project, serve_http};
+
+#[test]
+fn a_supervisor_runs_watches_and_approves_in_chromium() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/browser");
+    assert!(
+        fixtures.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is missing: npm ci --prefix fixtures/browser"
+    );
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: apt-get install chromium"
+    );
+    const TOKEN: &str = "operator-token-for-the-ui-test";
+    let p = Project::new().with_isola(json!({
+        "effects": {"fs": {"create_directory": "destructive"}},
+        "tokens": {"supervisor": {"token": TOKEN, "role": "operator"}}
+    }));
+    let s = serve_http(p.path(), "serve", &[]);
+    let made = p.data().join("approved-dir");
+    let run = Command::new("node")
+        .arg(fixtures.join("ui.mjs"))
+        .env("ISOLA_URL", format!("http://127.0.0.1:{}", s.port))
+        .env("ISOLA_TOKEN", TOKEN)
+        .env("ISOLA_MADE_DIR", &made)
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOTS", p.path().join("shots"))
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(
+        run.status.success(),
+        "the browser run failed (screenshot of the failure in {}):\n{out}\n{err}",
+        p.path().join("shots").display()
+    );
+    assert!(out.contains("every step passed"), "{out}\n{err}");
+    assert!(made.is_dir(), "the approved call did not run");
+    for page in [
+        "login",
+        "execution",
+        "approvals",
+        "executions",
+        "usage",
+        "run",
+    ] {
+        let png = std::fs::read(p.path().join("shots").join(format!("{page}.png"))).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 5_000,
+            "{page}.png"
+        );
+    }
+}
