@@ -21,6 +21,7 @@ use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Map, Value, json};
 
 /// What to run.
+#[derive(Clone)]
 pub struct LoadOptions {
     pub label: String,
     pub isola: PathBuf,
@@ -34,6 +35,8 @@ pub struct LoadOptions {
     /// Through `isola serve`'s `POST /v1/executions` instead of MCP's `execute` at `/mcp`
     /// (the same server: `isola serve` serves both).
     pub api: bool,
+    /// The store isola journals to (`ISOLA_STORE`); `None`: SQLite in the temporary directory.
+    pub store: Option<String>,
 }
 
 /// What was measured.
@@ -102,10 +105,15 @@ fn serve(options: &LoadOptions) -> Result<Served, String> {
     let command = if options.api { "serve" } else { "mcp" };
     // The journal (on by default) in the temporary directory, not the user's data directory,
     // so runs do not share a growing database (ISOLA_STORE, when set, still wins).
-    let mut child = Command::new(&options.isola)
+    let mut command_line = Command::new(&options.isola);
+    command_line
         .args([command, "--http", "127.0.0.1:0", "--config"])
         .arg(&path)
-        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path());
+    if let Some(store) = &options.store {
+        command_line.env("ISOLA_STORE", store);
+    }
+    let mut child = command_line
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -321,4 +329,144 @@ pub fn sibling_isola() -> Option<PathBuf> {
 
 pub fn everything_in(root: &Path) -> PathBuf {
     root.join("fixtures/servers/node_modules/.bin/mcp-server-everything")
+}
+
+/// What `isola-bench sse` measured: per execution, from sending `POST /v1/executions`
+/// (`wait: false`) to the answer (202), to its `started` event and to its `log` event reaching
+/// a client of `GET /v1/events`, in ms.
+pub struct SseReport {
+    pub accepted: Vec<f64>,
+    pub started: Vec<f64>,
+    pub logged: Vec<f64>,
+    /// From the `started` event to the `log` event: the script running its `console.log` and
+    /// the line reaching the client.
+    pub log_after_start: Vec<f64>,
+}
+
+impl SseReport {
+    pub fn text(&self, label: &str) -> String {
+        let row = |name: &str, v: &[f64]| {
+            format!(
+                "  {name:<34} p50 {:>7.2} ms   p99 {:>7.2} ms\n",
+                percentile(v, 0.50),
+                percentile(v, 0.99)
+            )
+        };
+        format!(
+            "{label}: {} executions, one at a time, their events read from GET /v1/events\n{}{}{}{}",
+            self.logged.len(),
+            row("POST → 202", &self.accepted),
+            row("POST → `started` event", &self.started),
+            row("POST → `log` event", &self.logged),
+            row("`started` → `log` event", &self.log_after_start),
+        )
+    }
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n => v[((n as f64 - 1.0) * p).round() as usize],
+    }
+}
+
+/// The server-sent events of one response as they arrive: (event kind, its execution, when).
+async fn read_events(
+    mut response: reqwest::Response,
+    tx: tokio::sync::mpsc::UnboundedSender<(String, String, Instant)>,
+) {
+    let mut buffer = String::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let now = Instant::now();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let kind = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or_default()
+                .to_string();
+            let data = block
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .and_then(|d| serde_json::from_str::<Value>(d).ok());
+            if let Some(execution) = data.as_ref().and_then(|d| d["execution"].as_str())
+                && tx.send((kind, execution.to_string(), now)).is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// `isola-bench sse`: `n` executions of `console.log('ping')` through `isola serve`, one after
+/// another, each timed from its `POST` to its events on the all-activity stream.
+pub async fn sse_latency(options: &LoadOptions, n: usize) -> Result<SseReport, String> {
+    let served = serve(&LoadOptions {
+        api: true,
+        ..options.clone()
+    })?;
+    let base = served.url.trim_end_matches("/mcp").to_string();
+    let http = reqwest::Client::new();
+    let stream = http
+        .get(format!("{base}/v1/events"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !stream.status().is_success() {
+        return Err(format!("GET /v1/events answered {}", stream.status()));
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(read_events(stream, tx));
+    let mut report = SseReport {
+        accepted: Vec::new(),
+        started: Vec::new(),
+        logged: Vec::new(),
+        log_after_start: Vec::new(),
+    };
+    const WARMUP: usize = 20;
+    for i in 0..WARMUP + n {
+        let sent = Instant::now();
+        let answer = http
+            .post(format!("{base}/v1/executions"))
+            .json(&json!({"code": "console.log('ping')", "wait": false}))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let accepted = sent.elapsed();
+        let answer: Value = answer.json().await.map_err(|e| e.to_string())?;
+        let id = answer["execution"]
+            .as_str()
+            .ok_or_else(|| format!("no execution id in {answer}"))?
+            .to_string();
+        let (mut started, mut logged) = (None, None);
+        while logged.is_none() {
+            let (kind, execution, at) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+                .await
+                .map_err(|_| format!("no log event of {id} within 30 s"))?
+                .ok_or("the event stream ended")?;
+            if execution != id {
+                continue;
+            }
+            match kind.as_str() {
+                "started" => started = Some(at),
+                "log" => logged = Some(at),
+                _ => {}
+            }
+        }
+        let (Some(started), Some(logged)) = (started, logged) else {
+            return Err(format!("{id}: a log event without its started event"));
+        };
+        if i >= WARMUP {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            report.accepted.push(ms(accepted));
+            report.started.push(ms(started - sent));
+            report.logged.push(ms(logged - sent));
+            report.log_after_start.push(ms(logged - started));
+        }
+    }
+    reader.abort();
+    Ok(report)
 }

@@ -84,6 +84,23 @@ enum BenchCommand {
         /// Through `isola serve`'s `POST /v1/executions` instead of MCP's `execute`.
         #[arg(long)]
         api: bool,
+        /// Journal to a throwaway PostgreSQL cluster (Debian's postgresql, started for the
+        /// run) instead of SQLite.
+        #[arg(long)]
+        postgres: bool,
+    },
+    /// Server-sent events of `isola serve`: executions of `console.log('ping')` one after
+    /// another, each timed from its POST to its `started` and `log` events reaching a client
+    /// of `GET /v1/events` (p50/p99).
+    Sse {
+        /// The isola binary to measure [default: `isola` next to this binary].
+        #[arg(long, value_name = "PATH")]
+        isola: Option<PathBuf>,
+        #[arg(long, default_value_t = 500)]
+        executions: usize,
+        /// The checkout whose fixtures/ to use.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
     },
     /// 100 sequential calls to a real MCP server through Isola vs directly with rmcp.
     Mcp {
@@ -385,7 +402,17 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
             max_workers,
             root,
             api,
+            postgres,
         } => {
+            // Kept alive for the run.
+            let mut pg = None;
+            let store = match postgres {
+                true => {
+                    let cluster = pg.insert(isola_test_support::postgres::PgCluster::start()?);
+                    Some(cluster.create_db("load")?)
+                }
+                false => None,
+            };
             let isola = isola
                 .or_else(isola_bench::load::sibling_isola)
                 .ok_or_else(|| anyhow!("no isola binary next to isola-bench\nhint: build it (cargo build --release -p isola-cli) or pass --isola"))?;
@@ -398,8 +425,33 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
                 max_workers,
                 workers,
                 api,
+                store,
             };
             let report = isola_bench::load::run(&options)
+                .await
+                .map_err(|e| anyhow!(e))?;
+            print(&report.text(&options.label))?;
+        }
+        BenchCommand::Sse {
+            isola,
+            executions,
+            root,
+        } => {
+            let isola = isola
+                .or_else(isola_bench::load::sibling_isola)
+                .ok_or_else(|| anyhow!("no isola binary next to isola-bench\nhint: build it (cargo build --release -p isola-cli) or pass --isola"))?;
+            let options = isola_bench::load::LoadOptions {
+                label: isola.display().to_string(),
+                isola,
+                server: isola_bench::load::everything_in(&root),
+                clients: 1,
+                executions: executions as u64,
+                max_workers: None,
+                workers: 2,
+                api: true,
+                store: None,
+            };
+            let report = isola_bench::load::sse_latency(&options, executions.max(1))
                 .await
                 .map_err(|e| anyhow!(e))?;
             print(&report.text(&options.label))?;

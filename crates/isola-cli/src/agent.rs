@@ -226,7 +226,12 @@ async fn start(
         journal.as_ref().map(|j| j.store()),
         crate::govern::on_terminal(),
     )?;
-    let mut hook = crate::journal::AgentHook::new(journal.as_ref(), engine.clone(), governor, kind);
+    let mut hook = crate::journal::AgentHook::new(
+        journal.as_ref().map(|j| j.journal().clone()),
+        engine.clone(),
+        governor,
+        kind,
+    );
     if agent_config.plan {
         if journal.is_none() {
             return Err(crate::error::user_input(anyhow!(
@@ -253,13 +258,13 @@ async fn discover_model(c: &AgentConfig) -> Result<Option<String>> {
     else {
         return Ok(None);
     };
-    let providers = isola_llm::Providers {
+    // Out of scope before the await: `Providers` holds a `&dyn Fn` (not `Send`).
+    let route = isola_llm::Providers {
         configured: &c.providers,
         env: &env,
-    };
-    let route = providers
-        .route(&format!("{kind}:_"))
-        .map_err(crate::error::user_input)?;
+    }
+    .route(&format!("{kind}:_"))
+    .map_err(crate::error::user_input)?;
     let url = &route.provider.base_url;
     let timeout = std::time::Duration::from_millis(c.timeout_ms.unwrap_or(10_000).min(10_000));
     let models = isola_llm::list_models(&route.provider, timeout)
@@ -477,5 +482,72 @@ impl Printer {
         }
         eprintln!("— {}", t.summary.line());
         Ok(())
+    }
+}
+
+/// `isola serve`'s agent runs (`POST /v1/runs`): Isola's agent over the server's own engine
+/// and servers, its scripts journaled and governed as the server's other executions, on behalf
+/// of the token that asked. The agent's settings are the config's (`isola.agent`), read once;
+/// the run may name another model.
+pub struct ServeAgents {
+    pub config: AgentConfig,
+    pub engine: Arc<isola_engine::Engine>,
+    pub hub: Arc<McpHub>,
+    pub journal: Option<isola_journal::Journal>,
+    pub governor: Arc<isola_control::Governor>,
+}
+
+impl ServeAgents {
+    pub fn new(
+        config: &Config,
+        engine: Arc<isola_engine::Engine>,
+        hub: Arc<McpHub>,
+        journal: Option<isola_journal::Journal>,
+        governor: Arc<isola_control::Governor>,
+    ) -> Result<Self> {
+        Ok(Self {
+            config: agent_config(config, &AgentArgs::default())?,
+            engine,
+            hub,
+            journal,
+            governor,
+        })
+    }
+}
+
+impl isola_http::Agents for ServeAgents {
+    fn run<'a>(
+        &'a self,
+        who: &'a str,
+        model: Option<&'a str>,
+        history: &'a mut Vec<isola_llm::Message>,
+        prompt: &'a str,
+        on_event: &'a mut (dyn FnMut(AgentEvent) + Send),
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Transcript, String>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let mut config = self.config.clone();
+            if let Some(model) = model {
+                config.model = Some(model.to_string());
+            }
+            if config.model.is_none() {
+                config.model = discover_model(&config)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+            }
+            let models = config
+                .build(&|k| std::env::var(k).ok())
+                .map_err(|e| e.to_string())?;
+            let hook = crate::journal::AgentHook::new(
+                self.journal.clone(),
+                self.engine.clone(),
+                self.governor.clone(),
+                "serve",
+            )
+            .on_behalf_of(who);
+            let agent = Agent::new(self.engine.clone(), self.hub.clone(), config, models)
+                .with_hook(Arc::new(hook));
+            Ok(agent.run(history, prompt, on_event).await)
+        })
     }
 }

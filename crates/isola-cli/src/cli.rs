@@ -58,8 +58,9 @@ pub enum Command {
     /// Serve Code Mode to an MCP host (Claude Desktop, Claude Code, Cursor, ...) over stdio, or
     /// Streamable HTTP with --http.
     Mcp(crate::mcp::McpArgs),
-    /// Serve /mcp and the HTTP API (/v1: executions, approvals, health, openapi.json; and
-    /// /metrics) on one port, by default 127.0.0.1:8760 (same flags as `mcp`).
+    /// Serve /mcp, the HTTP API (/v1: executions and their live events, approvals, sessions,
+    /// usage, health, openapi.json; and /metrics) and the web UI (/) on one port, by default
+    /// 127.0.0.1:8760 (same flags as `mcp`). Several nodes can share one PostgreSQL store.
     Serve(crate::mcp::McpArgs),
     /// The journal of executions: list, show, export (JSON Lines), verify, prune.
     #[command(subcommand)]

@@ -430,6 +430,9 @@ pub struct AgentHook {
     session: String,
     /// Plan mode: how long a plan is good for (`approvals.timeoutMs`).
     plan_ttl_ms: Option<u64>,
+    /// Who the policy and approvers see: `agent:<user>`, or `agent:http:<token>` for a run
+    /// through `isola serve`.
+    principal: String,
     /// What the current scripts are for: the run and its prompt (shown to approvers).
     purpose: std::sync::Mutex<Option<String>>,
 }
@@ -437,19 +440,26 @@ pub struct AgentHook {
 impl AgentHook {
     /// `kind` starts the session's name (`run-…`, `chat-…`).
     pub fn new(
-        j: Option<&Journaled>,
+        journal: Option<Journal>,
         engine: Arc<Engine>,
         governor: Arc<isola_control::Governor>,
         kind: &str,
     ) -> Self {
         Self {
-            journal: j.map(|j| j.journal.clone()),
+            journal,
             engine,
             governor,
             session: format!("{kind}-{}", isola_journal::new_execution_id()),
             plan_ttl_ms: None,
+            principal: format!("agent:{}", crate::govern::user()),
             purpose: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The run is on behalf of `who` (`http:<token>`): the principal is `agent:<who>`.
+    pub fn on_behalf_of(mut self, who: &str) -> Self {
+        self.principal = format!("agent:{who}");
+        self
     }
 
     /// Run every script as a plan first (see [`crate::plan::agent_step`]); plans are good for
@@ -459,13 +469,9 @@ impl AgentHook {
         self
     }
 
-    fn principal() -> String {
-        format!("agent:{}", crate::govern::user())
-    }
-
     fn who(&self) -> crate::govern::Who {
         crate::govern::Who {
-            principal: Self::principal(),
+            principal: self.principal.clone(),
             session: Some(self.session.clone()),
             purpose: self
                 .purpose
@@ -777,20 +783,12 @@ pub async fn journal(
                 .await?;
             // Oldest first, as they happened.
             for row in rows.iter().rev() {
-                let mut text = String::new();
-                for e in store.entries(&row.id).await? {
-                    let entry: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
-                    text.push_str(&serde_json::to_string(&json!({
-                        "execution": e.exec_id,
-                        "seq": e.seq,
-                        "kind": e.kind,
-                        "atMs": e.at_ms,
-                        "prev": e.prev,
-                        "hash": e.hash,
-                        "entry": entry,
-                    }))?);
-                    text.push('\n');
-                }
+                let text: String = store
+                    .entries(&row.id)
+                    .await?
+                    .iter()
+                    .map(isola_journal::export_line)
+                    .collect();
                 print(&text)?;
             }
             Ok(ExitCode::SUCCESS)

@@ -137,16 +137,34 @@ pub async fn run(
     )?;
     server = server.with_hook(Arc::new(crate::journal::McpHook::new(
         journaled.as_ref(),
-        engine,
-        governor,
+        engine.clone(),
+        governor.clone(),
     )));
-    let routes: Option<Arc<dyn isola_server::http::Routes>> = api.then(|| {
-        Arc::new(isola_http::Api::new(
-            server.clone(),
-            journaled.as_ref().map(|j| j.journal().clone()),
-        )) as Arc<dyn isola_server::http::Routes>
-    });
+    let routes: Option<Arc<dyn isola_server::http::Routes>> = match api {
+        true => {
+            let journal = journaled.as_ref().map(|j| j.journal().clone());
+            let agents = crate::agent::ServeAgents::new(
+                &config,
+                engine,
+                hub.clone(),
+                journal.clone(),
+                governor,
+            )?;
+            Some(Arc::new(isola_http::Api::new(
+                server.clone(),
+                journal,
+                Some(Arc::new(agents)),
+            )))
+        }
+        false => None,
+    };
     let watcher = server.watch_hub(&hub);
+    // One node among several on one store: it says it is alive, and takes over what a node
+    // that died left running.
+    let sweeper = match (&journaled, api) {
+        (Some(j), true) => Some(tokio::spawn(sweep(j.store()))),
+        _ => None,
+    };
     let view = server.view();
     eprintln!(
         "isola: {} functions in {} namespaces, {} tokens of declarations: {} mode",
@@ -182,12 +200,41 @@ pub async fn run(
     };
     shutdown.cancel();
     watcher.abort();
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
     if let Some(j) = journaled {
         j.close().await;
     }
     hub.shutdown().await;
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every [`isola_journal::NODE_BEAT_MS`]: this node's heartbeat, then the executions of nodes
+/// that are gone (a process of this host that died; a node of another whose heartbeat is
+/// older than [`isola_journal::NODE_TTL_MS`]) marked interrupted, or suspended when only a held
+/// call was out.
+async fn sweep(store: Arc<dyn isola_store::Store>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+        isola_journal::NODE_BEAT_MS,
+    ));
+    loop {
+        tick.tick().await;
+        if let Err(e) = isola_journal::node_beat(&*store).await {
+            tracing::warn!("could not write this node's heartbeat: {e}");
+        }
+        match isola_journal::recover(&*store).await {
+            Ok(done) => {
+                for (id, status) in done {
+                    eprintln!("isola: execution {id}, of a node that is gone, was marked {status}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!("could not look for the executions of nodes that are gone: {e}")
+            }
+        }
+    }
 }
 
 /// Ctrl-C or SIGTERM.

@@ -28,8 +28,10 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 mod live;
+mod runs;
 mod ui;
 use live::Live;
+pub use runs::{Agents, MAX_CHATS};
 
 /// What an operation does; each [`Route`] names one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +50,9 @@ pub enum Op {
     DecideApproval,
     Usage,
     ListSessions,
+    Export,
+    StartRun,
+    RunEvents,
 }
 
 /// One route: matched by method and path (`{id}` segments match any one segment), and
@@ -254,6 +259,50 @@ pub const ROUTES: &[Route] = &[
         role: Role::Viewer,
     },
     Route {
+        method: "POST",
+        path: "/v1/runs",
+        op: Op::StartRun,
+        operation_id: "startRun",
+        summary: "Run Isola's agent on a prompt: the model writes scripts against the API (journaled and governed as any execution) until it answers. `chat` continues a chat this node keeps.",
+        query: &[],
+        body: Some(
+            r#"{"type":"object","properties":{"prompt":{"type":"string","minLength":1},"model":{"type":"string","description":"`provider:model` (e.g. `openai:gpt-4.1`); the configured one when absent."},"chat":{"type":"string","pattern":"^[A-Za-z0-9._-]{1,128}$","description":"Continue this chat (its earlier turns); a new one when absent."},"wait":{"type":"boolean","default":true,"description":"Answer once it ended (200, with its transcript). `false`: answer at once (202); its text and steps stream from `events`."}},"required":["prompt"],"additionalProperties":false}"#,
+        ),
+        ok: (
+            200,
+            "`{run, chat, transcript}`; with `wait: false`, 202 and `{run, chat, events}`",
+        ),
+        role: Role::Operator,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/runs/{id}/events",
+        op: Op::RunEvents,
+        operation_id: "runEvents",
+        summary: "Server-sent events of an agent run this node runs or ran lately, from its first: queued, text (the answer as it streams), discard, turn, execution (a script), done (its outcome), toolCall, retry, truncated, finished (the transcript, or an error).",
+        query: &[],
+        body: None,
+        ok: (200, "`text/event-stream`"),
+        role: Role::Viewer,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/export",
+        op: Op::Export,
+        operation_id: "exportJournal",
+        summary: "The journal as JSON Lines (what `isola journal export` prints): every entry of the executions asked for, oldest execution first, each line with its execution, seq, kind, time, chain hashes and the entry.",
+        query: &[
+            ("session", "only this session's"),
+            (
+                "sinceMs",
+                "started at or after this time (ms since the epoch)",
+            ),
+        ],
+        body: None,
+        ok: (200, "`application/x-ndjson`, streamed"),
+        role: Role::Viewer,
+    },
+    Route {
         method: "GET",
         path: "/v1/sessions",
         op: Op::ListSessions,
@@ -282,8 +331,10 @@ struct Inner {
     store: Option<Arc<dyn Store>>,
     metrics: Metrics,
     /// What this node runs for the API, by execution id: their cancellation.
-    running: Arc<Mutex<BTreeMap<String, CancellationToken>>>,
+    running: RunningMap,
     live: Arc<Live>,
+    agents: Option<Arc<dyn Agents>>,
+    chats: runs::Chats,
 }
 
 #[derive(Default)]
@@ -300,7 +351,13 @@ struct Failure(StatusCode, &'static str, String);
 type Answer = Result<Response<Body>, Failure>;
 
 impl Api {
-    pub fn new(server: IsolaServer, journal: Option<Journal>) -> Self {
+    /// The API over `server`, its `journal` (`None`: off) and the agent it runs for `POST
+    /// /v1/runs` (`None`: that route answers 501).
+    pub fn new(
+        server: IsolaServer,
+        journal: Option<Journal>,
+        agents: Option<Arc<dyn Agents>>,
+    ) -> Self {
         let store = journal.as_ref().map(|j| j.store().clone());
         Self(Arc::new(Inner {
             server,
@@ -309,6 +366,8 @@ impl Api {
             metrics: Metrics::default(),
             running: Arc::default(),
             live: Live::new(),
+            agents,
+            chats: runs::Chats::default(),
         }))
     }
 
@@ -389,6 +448,27 @@ impl Inner {
             Op::OpenApi => Ok(json_response(StatusCode::OK, &Api::openapi())),
             Op::Metrics => Ok(self.metrics_text()),
             Op::StartExecution => self.start_execution(request.body(), who).await,
+            Op::StartRun => self.start_run(request.body(), who).await,
+            Op::RunEvents => {
+                let id = &params[0];
+                let sub = self
+                    .live
+                    .subscribe(id)
+                    .filter(|_| id.starts_with("run-"))
+                    .ok_or_else(|| {
+                        not_found(format!(
+                            "no agent run `{id}` on this node (runs are kept while they go on and for a while after)"
+                        ))
+                    })?;
+                let after = live::last_seq(
+                    request
+                        .headers()
+                        .get("last-event-id")
+                        .and_then(|v| v.to_str().ok()),
+                    id,
+                );
+                Ok(live::stream(sub.past, sub.dropped, sub.live, after))
+            }
             Op::ListExecutions => {
                 let store = self.store()?;
                 let query = ExecQuery {
@@ -445,6 +525,7 @@ impl Inner {
                 let id = &params[0];
                 let cancel = CancellationToken::new();
                 let _cancel_on_drop = cancel.clone().drop_guard();
+                let _running = Running::register(&self.running, id, &cancel);
                 let observers = vec![self.live.observer(id, "", "")];
                 let record = self
                     .server
@@ -460,16 +541,18 @@ impl Inner {
             }
             Op::CancelExecution => {
                 let id = &params[0];
-                let token = lock(&self.running).get(id).cloned();
-                match token {
-                    Some(token) => {
-                        token.cancel();
+                let tokens = lock(&self.running).get(id).cloned().unwrap_or_default();
+                match tokens.is_empty() {
+                    false => {
+                        for (_, token) in tokens {
+                            token.cancel();
+                        }
                         Ok(json_response(
                             StatusCode::ACCEPTED,
                             &json!({"cancelled": id}),
                         ))
                     }
-                    None => Err(not_found(format!(
+                    true => Err(not_found(format!(
                         "execution `{id}` is not running on this node (finished, never started, or on another node)"
                     ))),
                 }
@@ -511,6 +594,41 @@ impl Inner {
                 };
                 let rows = store.executions(&query).await.map_err(store_failure)?;
                 Ok(json_response(StatusCode::OK, &usage(&rows, today, days)))
+            }
+            Op::Export => {
+                let store = self.store()?.clone();
+                let query = ExecQuery {
+                    session: query.get("session").cloned(),
+                    since_ms: number(&query, "sinceMs")?,
+                    ..ExecQuery::default()
+                };
+                let rows = store.executions(&query).await.map_err(store_failure)?;
+                // Streamed an execution at a time: the whole journal is never in memory.
+                let (tx, body) = live::channel_body();
+                tokio::spawn(async move {
+                    for row in rows.iter().rev() {
+                        let text: String = match store.entries(&row.id).await {
+                            Ok(entries) => entries.iter().map(isola_journal::export_line).collect(),
+                            Err(e) => {
+                                // Cut short, and said so on the last line: a reader never takes
+                                // a partial export for a whole one.
+                                let error =
+                                    json!({"error": {"kind": "store", "message": e.to_string()}});
+                                let _ = tx.send(Bytes::from(format!("{error}\n"))).await;
+                                return;
+                            }
+                        };
+                        if tx.send(Bytes::from(text)).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                let mut response = Response::new(body);
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/x-ndjson"),
+                );
+                Ok(response)
             }
             Op::ListSessions => {
                 let store = self.store()?;
@@ -641,6 +759,103 @@ impl Inner {
             StatusCode::OK,
             &json!({"execution": id, "session": session, "record": record}),
         ))
+    }
+
+    async fn start_run(self: &Arc<Self>, body: &Bytes, who: String) -> Answer {
+        let Some(agents) = self.agents.clone() else {
+            return Err(Failure(
+                StatusCode::NOT_IMPLEMENTED,
+                "no_agent",
+                "this server runs no agent".into(),
+            ));
+        };
+        let body = body_object(body, &["prompt", "model", "chat", "wait"])?;
+        let prompt = match body.get("prompt") {
+            Some(Value::String(p)) if !p.trim().is_empty() => p.clone(),
+            _ => {
+                return Err(bad(
+                    "`prompt` is missing or empty: say what the agent should do",
+                ));
+            }
+        };
+        let model = match body.get("model") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(m)) if (1..=200).contains(&m.len()) => Some(m.clone()),
+            Some(_) => {
+                return Err(bad(
+                    "`model` must be `provider:model`, e.g. `openai:gpt-4.1`",
+                ));
+            }
+        };
+        let chat = match body.get("chat") {
+            None | Some(Value::Null) => format!("chat-{}", fresh_id()),
+            Some(Value::String(c)) if valid_session(c) => c.clone(),
+            Some(_) => {
+                return Err(bad(
+                    "`chat` must be 1 to 128 letters, digits, `.`, `_` or `-`",
+                ));
+            }
+        };
+        let wait = match body.get("wait") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(bad("`wait` must be true or false")),
+        };
+        let Some(mut history) = self.chats.take(&chat) else {
+            return Err(Failure(
+                StatusCode::CONFLICT,
+                "chat_busy",
+                format!("a run of chat `{chat}` goes on: send the next turn once it ended"),
+            ));
+        };
+        let run = format!("run-{}", fresh_id());
+        self.live.open(
+            &run,
+            "queued",
+            json!({"prompt": prompt, "chat": chat, "model": model}),
+        );
+        let inner = self.clone();
+        let (id, in_chat) = (run.clone(), chat.clone());
+        let task = async move {
+            let live = inner.live.clone();
+            let mut on_event = |e| runs::publish(&live, &id, e);
+            let result = agents
+                .run(&who, model.as_deref(), &mut history, &prompt, &mut on_event)
+                .await;
+            inner.chats.put(&in_chat, history);
+            let finished = match &result {
+                Ok(t) => json!({"transcript": runs::outcome(t)}),
+                Err(message) => json!({"error": {"kind": "agent", "message": message}}),
+            };
+            inner.live.publish(&id, "finished", finished.clone());
+            inner.live.close(&id);
+            (result.is_ok(), finished)
+        };
+        // A task of its own, so that a client going away never leaves the chat taken.
+        let handle = tokio::spawn(task);
+        if !wait {
+            return Ok(json_response(
+                StatusCode::ACCEPTED,
+                &json!({"run": run, "chat": chat, "events": format!("/v1/runs/{run}/events")}),
+            ));
+        }
+        let (ok, mut finished) = handle.await.map_err(|e| {
+            Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "agent",
+                format!("the run failed: {e}"),
+            )
+        })?;
+        if !ok {
+            let message = finished["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            return Err(Failure(StatusCode::BAD_REQUEST, "agent", message));
+        }
+        finished["run"] = json!(run);
+        finished["chat"] = json!(chat);
+        Ok(json_response(StatusCode::OK, &finished))
     }
 
     /// Count an execution that ended, and commit its journal: what the client reads next
@@ -788,27 +1003,43 @@ impl Routes for Api {
     }
 }
 
-type RunningMap = Arc<Mutex<BTreeMap<String, CancellationToken>>>;
+/// What this node runs, by execution id: each run's serial and cancellation (two requests may
+/// try to resume one execution at once; the store lets one go on, and each removes only its
+/// own).
+type RunningMap = Arc<Mutex<BTreeMap<String, Vec<(u64, CancellationToken)>>>>;
 
 /// An execution in [`Inner::running`] while this lives.
 struct Running {
     map: RunningMap,
     id: String,
+    serial: u64,
 }
 
 impl Running {
     fn register(map: &RunningMap, id: &str, token: &CancellationToken) -> Self {
-        lock(map).insert(id.to_string(), token.clone());
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
+        let serial = SERIAL.fetch_add(1, Ordering::Relaxed);
+        lock(map)
+            .entry(id.to_string())
+            .or_default()
+            .push((serial, token.clone()));
         Self {
             map: map.clone(),
             id: id.to_string(),
+            serial,
         }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        lock(&self.map).remove(&self.id);
+        let mut map = lock(&self.map);
+        if let Some(runs) = map.get_mut(&self.id) {
+            runs.retain(|(serial, _)| *serial != self.serial);
+            if runs.is_empty() {
+                map.remove(&self.id);
+            }
+        }
     }
 }
 

@@ -109,16 +109,7 @@ impl Live {
         session: &str,
         code: &str,
     ) -> Box<dyn Observer> {
-        lock(&self.feeds).by_id.insert(
-            execution.to_string(),
-            Feed {
-                history: VecDeque::new(),
-                dropped: 0,
-                next: 0,
-                tx: Some(broadcast::channel(QUEUE).0),
-            },
-        );
-        self.publish(
+        self.open(
             execution,
             "queued",
             json!({"session": session, "code": code}),
@@ -146,7 +137,22 @@ impl Live {
         }
     }
 
-    fn publish(&self, execution: &str, kind: &'static str, data: Value) {
+    /// Start the feed `id` (an execution's or an agent run's) with its first event.
+    pub fn open(&self, id: &str, kind: &'static str, data: Value) {
+        lock(&self.feeds).by_id.insert(
+            id.to_string(),
+            Feed {
+                history: VecDeque::new(),
+                dropped: 0,
+                next: 0,
+                tx: Some(broadcast::channel(QUEUE).0),
+            },
+        );
+        self.publish(id, kind, data);
+    }
+
+    /// One more event of feed `execution` (nothing when it has none).
+    pub fn publish(&self, execution: &str, kind: &'static str, data: Value) {
         let mut feeds = lock(&self.feeds);
         let Some(feed) = feeds.by_id.get_mut(execution) else {
             return;
@@ -308,7 +314,7 @@ pub fn stream(
     live: Option<broadcast::Receiver<Arc<LiveEvent>>>,
     after: Option<u64>,
 ) -> Response<Body> {
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let (tx, body) = channel_body();
     tokio::spawn(async move {
         let fresh = |e: &LiveEvent| after.is_none_or(|a| e.seq > a);
         if dropped > 0 && after.is_none() {
@@ -349,7 +355,6 @@ pub fn stream(
             }
         }
     });
-    let body = StreamBody::new(Frames(rx)).boxed();
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
@@ -364,7 +369,15 @@ pub fn stream(
     response
 }
 
-/// The events' text as body frames.
+/// A body streamed from what is sent on the channel (bounded: the sender waits for a slow
+/// client; the body ends when the sender is dropped, the sender's sends fail once the client is
+/// gone).
+pub fn channel_body() -> (mpsc::Sender<Bytes>, Body) {
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    (tx, StreamBody::new(Frames(rx)).boxed())
+}
+
+/// Text sent on a channel, as body frames.
 struct Frames(mpsc::Receiver<Bytes>);
 
 impl futures::Stream for Frames {

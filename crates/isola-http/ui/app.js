@@ -464,6 +464,8 @@ async function executionsPage(params) {
         h("td", {}, duration(s.ms)),
         h("td", { class: "wrap" }, s.message || (s.calls !== undefined ? `${s.calls} call${s.calls === 1 ? "" : "s"}` : ""))));
     }
+    // What the rows shown were asked with (for whoever waits for them: tests, scripts).
+    table.dataset.loaded = params.get("status") || "any";
   } catch (err) {
     body.append(h("tr", {}, h("td", { colspan: 7 }, errorBox(err))));
   }
@@ -526,6 +528,69 @@ function callLine(code, fn) {
   if (!fn) return undefined;
   const i = code.split("\n").findIndex((line) => line.includes(`${fn}(`));
   return i >= 0 ? i + 1 : undefined;
+}
+
+// A chat with Isola's agent: each turn's answer streams in, each script it writes is shown with
+// its outcome. The chat's id stays in this tab, so the next turn goes on from the earlier ones.
+function chatPage(signal) {
+  const log = h("div", { class: "chat-log", id: "chat-log", role: "log", "aria-live": "polite", "aria-label": "conversation" });
+  const prompt = h("textarea", { id: "prompt", class: "comment", required: true, "aria-describedby": "prompt-hint" });
+  const model = h("input", { id: "model", placeholder: "the configured one", size: 28, value: sessionStorage.getItem("isola.model") || "" });
+  const button = h("button", { class: "primary", type: "submit" }, "Send");
+  const fresh = h("button", { type: "button", onclick: () => { sessionStorage.removeItem("isola.chat"); chatPage(signal); } }, "New chat");
+  const form = h("form", { class: "panel", "aria-label": "Next turn of the chat", onsubmit: async (e) => {
+    e.preventDefault();
+    const text = prompt.value.trim();
+    if (!text) return;
+    button.disabled = true;
+    sessionStorage.setItem("isola.model", model.value.trim());
+    log.append(h("div", { class: "bubble user" }, text));
+    prompt.value = "";
+    const answer = h("div", { class: "bubble agent" });
+    log.append(answer);
+    try {
+      const body = { prompt: text, wait: false };
+      if (model.value.trim()) body.model = model.value.trim();
+      const chat = sessionStorage.getItem("isola.chat");
+      if (chat) body.chat = chat;
+      const started = await api("/v1/runs", { method: "POST", body });
+      sessionStorage.setItem("isola.chat", started.chat);
+      let current = h("p", {});
+      answer.append(current);
+      for await (const { kind, data } of events(started.events, signal)) {
+        if (kind === "text") current.append(data.text);
+        else if (kind === "discard") current.replaceChildren();
+        else if (kind === "execution") {
+          answer.append(h("div", { class: "step" }, h("div", { class: "hint" }, `script, attempt ${data.attempt}`), source(data.code)));
+          current = h("p", {});
+          answer.append(current);
+        } else if (kind === "done") {
+          answer.insertBefore(h("div", { class: "step" }, pill(data.ok ? "ok" : "failed"), " ", data.summary), current);
+        } else if (kind === "toolCall") {
+          answer.insertBefore(h("div", { class: "hint" }, `calls ${data.name}`), current);
+        } else if (kind === "finished") {
+          if (data.error) answer.append(errorBox(new ApiError(400, data.error.kind, data.error.message)));
+          else if (data.transcript && data.transcript.stop && data.transcript.stop.reason !== "answered" && !data.transcript.answer)
+            answer.append(h("p", { class: "hint" }, `stopped: ${JSON.stringify(data.transcript.stop)}`));
+        }
+        log.scrollTop = log.scrollHeight;
+      }
+    } catch (err) {
+      if (!signal.aborted) answer.append(errorBox(err));
+    }
+    button.disabled = false;
+    prompt.focus();
+  } },
+    h("label", { for: "prompt" }, "Your message"),
+    prompt,
+    h("p", { class: "hint", id: "prompt-hint" }, "Ctrl+Enter sends. The agent writes scripts against the API; they pass the policy and approvals like any other."),
+    h("div", { class: "row" }, h("div", {}, h("label", { for: "model" }, "Model (provider:name)"), model), button, fresh));
+  prompt.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.requestSubmit(); }
+  });
+  show(h("h1", {}, "Chat"), h("section", { class: "panel" }, log), form);
+  if (!log.childElementCount) log.append(h("p", { class: "muted" }, sessionStorage.getItem("isola.chat") ? "Go on with the chat: the agent remembers its earlier turns." : "A new chat."));
+  prompt.focus();
 }
 
 async function usagePage() {
@@ -609,6 +674,7 @@ function route() {
   if (page === "executions") return executionsPage(params);
   if (page === "approvals") return approvalsPage(signal);
   if (page === "usage") return usagePage();
+  if (page === "chat") return chatPage(signal);
   return runPage();
 }
 

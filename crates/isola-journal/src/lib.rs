@@ -1068,22 +1068,61 @@ fn start_time(pid: u32) -> Option<String> {
     rest.split_whitespace().nth(19).map(str::to_string)
 }
 
-/// Is the owner of an execution gone? Only decidable for processes of this host.
-fn owner_is_dead(owner: &str) -> bool {
+/// How long a node ([`node_beat`]) may stay silent before the executions it owns are taken
+/// for orphans by the others.
+pub const NODE_TTL_MS: i64 = 30_000;
+/// How often a node says it is alive: well within [`NODE_TTL_MS`].
+pub const NODE_BEAT_MS: u64 = 5_000;
+
+/// Say, in the store, that this process is alive: what lets the nodes on other machines tell,
+/// once it stops saying so, that the executions it owned are orphans ([`recover`]).
+pub async fn node_beat(store: &dyn Store) -> Result<(), JournalError> {
+    Ok(store.node_beat(&owner(), now_ms()).await?)
+}
+
+/// Is the owner of an execution gone? A process of this host, by its pid and start time; one
+/// of another host, when it is a node whose last heartbeat is older than [`NODE_TTL_MS`]. A
+/// process of another host that never beat (a CLI run there) cannot be told dead from here.
+async fn owner_is_gone(store: &dyn Store, owner: &str) -> Result<bool, JournalError> {
+    if let Some(dead) = local_owner_is_dead(owner) {
+        return Ok(dead);
+    }
+    let seen = store.node_seen(owner).await?;
+    Ok(seen.is_some_and(|seen| now_ms() - seen > NODE_TTL_MS))
+}
+
+/// Whether a process of this host is gone; `None` for another host's (or a malformed owner).
+fn local_owner_is_dead(owner: &str) -> Option<bool> {
     let mut parts = owner.rsplitn(3, ':');
     let (Some(start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
-        return false;
+        return None;
     };
     let here = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
     if host != here {
-        return false;
+        return None;
     }
-    let Ok(pid) = pid.parse::<u32>() else {
-        return false;
-    };
-    start_time(pid).as_deref() != Some(start)
+    let pid = pid.parse::<u32>().ok()?;
+    Some(start_time(pid).as_deref() != Some(start))
+}
+
+/// One entry as a line of the journal's export (JSON Lines, `isola journal export` and
+/// `GET /v1/export`): its execution, place, kind, time, chain hashes and the entry itself.
+pub fn export_line(e: &EntryRow) -> String {
+    let entry: serde_json::Value = serde_json::from_str(&e.body).unwrap_or(serde_json::Value::Null);
+    let mut line = serde_json::json!({
+        "execution": e.exec_id,
+        "seq": e.seq,
+        "kind": e.kind,
+        "atMs": e.at_ms,
+        "prev": e.prev,
+        "hash": e.hash,
+        "entry": entry,
+    })
+    .to_string();
+    line.push('\n');
+    line
 }
 
 /// Parse the entries of an execution.
@@ -1111,7 +1150,10 @@ pub async fn recover(store: &dyn Store) -> Result<Vec<(String, &'static str)>, J
         })
         .await?;
     let mut done = Vec::new();
-    for row in running.into_iter().filter(|r| owner_is_dead(&r.owner)) {
+    for row in running {
+        if !owner_is_gone(store, &row.owner).await? {
+            continue;
+        }
         let rows = store.entries(&row.id).await?;
         let entries = parse_entries(&rows).unwrap_or_default();
         let calls = resume::calls_of(&entries);
@@ -1146,7 +1188,9 @@ pub async fn recover(store: &dyn Store) -> Result<Vec<(String, &'static str)>, J
         let prev = rows.last().map(|r| r.hash.clone()).unwrap_or_default();
         let seq = rows.last().map(|r| r.seq + 1).unwrap_or(0);
         let at = now_ms();
-        store
+        // Another node recovering it at the same time writes the same entry: one batch wins,
+        // the other fails whole (the entry's key), and this one moves on.
+        let written = store
             .apply(vec![
                 WriteOp::Entry(EntryRow {
                     exec_id: row.id.clone(),
@@ -1164,7 +1208,11 @@ pub async fn recover(store: &dyn Store) -> Result<Vec<(String, &'static str)>, J
                     summary: None,
                 },
             ])
-            .await?;
+            .await;
+        if let Err(e) = written {
+            tracing::info!(execution = %row.id, "not marked {status} (another node did, or the store refused: {e}); the next sweep looks again");
+            continue;
+        }
         tracing::warn!(execution = %row.id, "marked {status}");
         done.push((row.id, status));
     }
@@ -1283,9 +1331,12 @@ mod tests {
     #[test]
     fn owners() {
         let me = owner();
-        assert!(!owner_is_dead(&me), "{me}");
+        assert_eq!(local_owner_is_dead(&me), Some(false), "{me}");
         let host = me.split(':').next().unwrap_or_default();
-        assert!(owner_is_dead(&format!("{host}:{}:1", std::process::id())));
-        assert!(!owner_is_dead("another-host:1:1"));
+        assert_eq!(
+            local_owner_is_dead(&format!("{host}:{}:1", std::process::id())),
+            Some(true)
+        );
+        assert_eq!(local_owner_is_dead("another-host:1:1"), None);
     }
 }

@@ -401,6 +401,10 @@ pub trait Store: Send + Sync {
     async fn execution_claim(&self, id: &str, from: &[&str], owner: &str) -> Result<bool>;
     /// Its entries in order.
     async fn entries(&self, exec_id: &str) -> Result<Vec<EntryRow>>;
+    /// The node `owner` (an execution's owner) is alive at `now_ms`.
+    async fn node_beat(&self, owner: &str, now_ms: i64) -> Result<()>;
+    /// When the node `owner` last said it was alive; `None`: it never did (not a node).
+    async fn node_seen(&self, owner: &str) -> Result<Option<i64>>;
     /// The API stored under `fingerprint`.
     async fn api(&self, fingerprint: &str) -> Result<Option<String>>;
     /// Delete executions that ended before `before_ms`, with their entries; how many executions.

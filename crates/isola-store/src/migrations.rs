@@ -105,6 +105,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX approvals_status ON approvals (status, created_ms);
     CREATE INDEX approvals_execution ON approvals (execution, created_ms);
     CREATE INDEX approvals_session ON approvals (session);",
+    // 4: the nodes (`isola serve` processes) and when each was last seen alive, so that one
+    // node can tell another, on another machine, is gone.
+    "CREATE TABLE nodes (
+        owner TEXT PRIMARY KEY,
+        seen_ms BIGINT NOT NULL
+    );",
 ];
 
 /// The schema version this build writes and reads.

@@ -740,6 +740,28 @@ impl Store for PostgresStore {
         Ok(n > 0)
     }
 
+    async fn node_beat(&self, owner: &str, now_ms: i64) -> Result<()> {
+        let client = self.client.lock().await;
+        client
+            .execute(
+                "INSERT INTO nodes (owner, seen_ms) VALUES ($1, $2)
+                 ON CONFLICT (owner) DO UPDATE SET seen_ms = excluded.seen_ms",
+                &[&owner, &now_ms],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    async fn node_seen(&self, owner: &str) -> Result<Option<i64>> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_opt("SELECT seen_ms FROM nodes WHERE owner = $1", &[&owner])
+            .await
+            .map_err(self.err())?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     async fn grant_revoke(&self, id: &str) -> Result<bool> {
         let client = self.client.lock().await;
         let n = client

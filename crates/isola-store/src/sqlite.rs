@@ -787,6 +787,34 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn node_beat(&self, owner: &str, now_ms: i64) -> Result<()> {
+        let owner = owner.to_string();
+        self.run(move |conn, path| {
+            conn.execute(
+                "INSERT INTO nodes (owner, seen_ms) VALUES (?1, ?2)
+                 ON CONFLICT (owner) DO UPDATE SET seen_ms = excluded.seen_ms",
+                rusqlite::params![owner, now_ms],
+            )
+            .map_err(err(path))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn node_seen(&self, owner: &str) -> Result<Option<i64>> {
+        let owner = owner.to_string();
+        self.run(move |conn, path| {
+            conn.query_row(
+                "SELECT seen_ms FROM nodes WHERE owner = ?1",
+                [&owner],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err(path))
+        })
+        .await
+    }
 }
 
 /// Decide approval `?1` (`?2` the status, `?3` by, `?4` now, `?5` the note) if it is still

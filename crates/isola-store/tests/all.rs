@@ -255,6 +255,16 @@ async fn conformance(store: Arc<dyn Store>) {
     assert!(store.execution("ex-bbb2").await.unwrap().is_some());
 }
 
+/// Nodes say they are alive; the last word counts; a process that never said is unknown.
+async fn node_heartbeats(store: &dyn Store) {
+    assert_eq!(store.node_seen("host:1:1").await.unwrap(), None);
+    store.node_beat("host:1:1", 100).await.unwrap();
+    store.node_beat("host:1:1", 250).await.unwrap();
+    store.node_beat("other:2:2", 90).await.unwrap();
+    assert_eq!(store.node_seen("host:1:1").await.unwrap(), Some(250));
+    assert_eq!(store.node_seen("other:2:2").await.unwrap(), Some(90));
+}
+
 /// Concurrent optimistic writers of one key: exactly one of those expecting the same version
 /// wins; the others get a conflict (never a lost update).
 async fn racing_writers(store: Arc<dyn Store>) {
@@ -712,6 +722,7 @@ async fn sqlite_conformance() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
     conformance(store.clone()).await;
     racing_writers(store.clone()).await;
+    node_heartbeats(&*store).await;
     approvals_and_grants(store.clone()).await;
     // Another process on the same file: a connection of its own.
     let other: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
@@ -739,6 +750,7 @@ async fn postgres_conformance() {
     assert_eq!(store.kind(), "postgres");
     conformance(store.clone()).await;
     racing_writers(store.clone()).await;
+    node_heartbeats(&*store).await;
     approvals_and_grants(store.clone()).await;
     // A second node on the same database: migrations already done, data shared.
     let url2 = pg.url("conformance");

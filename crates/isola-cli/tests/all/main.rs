@@ -15,6 +15,7 @@ mod journal;
 mod lifetime;
 mod mcp;
 mod mcp_http;
+mod nodes;
 mod plan;
 mod resume;
 mod serve;

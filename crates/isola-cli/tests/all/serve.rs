@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{McpHttp, Project, serve_http};
+use crate::support::{McpHttp, Project, serve_http, serve_http_with};
 
 /// One request with `Connection: close`: the status and the body (JSON, or the text as a
 /// string).
-fn request(
+pub fn request(
     port: u16,
     method: &str,
     path: &str,
@@ -60,7 +60,7 @@ fn request(
 /// Read the server-sent events of `path` until one of kind `until` (or the stream ends): each
 /// as (kind, data). `connected` is told once the response's head arrived (the server has
 /// subscribed).
-fn sse(
+pub fn sse(
     port: u16,
     path: &str,
     headers: &[(&str, &str)],
@@ -705,4 +705,86 @@ fn the_web_ui_is_served_without_a_token_under_a_strict_policy() {
     assert_eq!(status, 401, "the API still wants the token");
     let (status, _) = request(s.port, "GET", "/", "", &[("Host", "evil.example")]);
     assert_eq!(status, 403, "the Host check holds for the UI too");
+}
+
+/// `POST /v1/runs`: Isola's agent against the scripted LLM server; its text, scripts and their
+/// outcomes stream as events; the chat goes on with its earlier turns; a bad model is a clear
+/// error.
+#[test]
+fn an_agent_run_streams_its_steps_and_its_chat_goes_on() {
+    use isola_llm_mock::{MockServer, Step};
+    let llm = MockServer::start(vec![
+        Step::call(
+            "execute",
+            json!({"code": "console.log('looking'); return await everything.echo({ message: 'hi' })"}),
+        ),
+        Step::text("The server said: Echo: hi"),
+        Step::text("Still Echo: hi"),
+    ])
+    .unwrap();
+    let p = Project::new();
+    let base = llm.openai_base();
+    let s = serve_http_with(
+        p.path(),
+        "serve",
+        &[],
+        &[("OPENAI_BASE_URL", &base), ("OPENAI_API_KEY", "sk-test")],
+    );
+    let body =
+        json!({"prompt": "Say hi through the server", "model": "openai:gpt-test", "wait": false});
+    let (status, started) = request(s.port, "POST", "/v1/runs", &body.to_string(), &[]);
+    assert_eq!(status, 202, "{started}");
+    let chat = started["chat"].as_str().unwrap().to_string();
+    let events = sse(
+        s.port,
+        started["events"].as_str().unwrap(),
+        &[],
+        "finished",
+        None,
+    );
+    let of = |kind: &'static str| {
+        events
+            .iter()
+            .filter(move |(k, _)| k == kind)
+            .map(|(_, d)| d)
+    };
+    let code = of("execution").next().expect("an execution event")["code"].clone();
+    assert!(code.as_str().unwrap().contains("everything.echo"), "{code}");
+    let done = of("done").next().expect("a done event");
+    assert_eq!(done["ok"], true, "{done}");
+    let text: String = of("text").filter_map(|d| d["text"].as_str()).collect();
+    assert!(text.contains("Echo: hi"), "{text}");
+    let transcript = &of("finished").next().unwrap()["transcript"];
+    assert_eq!(
+        transcript["answer"], "The server said: Echo: hi",
+        "{transcript}"
+    );
+    assert!(
+        transcript.get("messages").is_none(),
+        "the chat keeps the conversation"
+    );
+
+    // The next turn of the chat: the model gets the earlier ones.
+    let body = json!({"prompt": "And again?", "model": "openai:gpt-test", "chat": chat});
+    let (status, second) = request(s.port, "POST", "/v1/runs", &body.to_string(), &[]);
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["transcript"]["answer"], "Still Echo: hi", "{second}");
+    assert_eq!(second["chat"], json!(chat));
+    let last = llm.requests().last().unwrap().body.to_string();
+    assert!(
+        last.contains("Say hi through the server") && last.contains("And again?"),
+        "{last}"
+    );
+
+    let body = json!({"prompt": "x", "model": "nosuch:model"});
+    let (status, bad) = request(s.port, "POST", "/v1/runs", &body.to_string(), &[]);
+    assert_eq!(
+        (status, &bad["error"]["kind"]),
+        (400, &json!("agent")),
+        "{bad}"
+    );
+    assert!(
+        bad["error"]["message"].as_str().unwrap().contains("nosuch"),
+        "{bad}"
+    );
 }

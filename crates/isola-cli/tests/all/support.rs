@@ -112,6 +112,14 @@ pub struct McpHttp {
     pub port: u16,
 }
 
+impl McpHttp {
+    /// Kill the server at once (SIGKILL): what a machine failing looks like to the others.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for McpHttp {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -127,11 +135,17 @@ pub fn serve_mcp_http(dir: &Path, extra: &[&str]) -> McpHttp {
 /// Start `isola COMMAND --http 127.0.0.1:0 EXTRA...` (`mcp` or `serve`) in `dir` and wait
 /// until it says where it serves.
 pub fn serve_http(dir: &Path, command: &str, extra: &[&str]) -> McpHttp {
+    serve_http_with(dir, command, extra, &[])
+}
+
+/// [`serve_http`] with these environment variables set.
+pub fn serve_http_with(dir: &Path, command: &str, extra: &[&str], env: &[(&str, &str)]) -> McpHttp {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let mut child = Command::new(env!("CARGO_BIN_EXE_isola"))
         .args([command, "--http", "127.0.0.1:0"])
         .args(extra)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .env("XDG_DATA_HOME", dir.join(".isola-data"))
         .env_remove("ISOLA_MCP_TOKEN")

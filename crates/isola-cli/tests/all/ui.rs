@@ -2,14 +2,16 @@
 //! (playwright-core) through `isola serve` as a supervisor uses it: sign in with a token, run
 //! a script and watch its console lines arrive while it runs, see a failing line marked,
 //! approve a held destructive call from the inbox and see its execution finish, filter the
-//! journal, see the usage chart render.
+//! journal, see the usage chart render, chat with the agent (the scripted LLM server behind it).
 
 use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
 
-use crate::support::{Project, serve_http};
+use isola_llm_mock::{MockServer, Step};
+
+use crate::support::{Project, serve_http_with};
 
 #[test]
 fn a_supervisor_runs_watches_and_approves_in_chromium() {
@@ -28,7 +30,22 @@ fn a_supervisor_runs_watches_and_approves_in_chromium() {
         "effects": {"fs": {"create_directory": "destructive"}},
         "tokens": {"supervisor": {"token": TOKEN, "role": "operator"}}
     }));
-    let s = serve_http(p.path(), "serve", &[]);
+    // The chat's agent talks to the scripted LLM server.
+    let llm = MockServer::start(vec![
+        Step::call(
+            "execute",
+            json!({"code": "return await everything.echo({ message: 'hi' })"}),
+        ),
+        Step::text("The server said: Echo: hi"),
+    ])
+    .unwrap();
+    let base = llm.openai_base();
+    let s = serve_http_with(
+        p.path(),
+        "serve",
+        &[],
+        &[("OPENAI_BASE_URL", &base), ("OPENAI_API_KEY", "sk-test")],
+    );
     let made = p.data().join("approved-dir");
     let run = Command::new("node")
         .arg(fixtures.join("ui.mjs"))
@@ -37,6 +54,7 @@ fn a_supervisor_runs_watches_and_approves_in_chromium() {
         .env("ISOLA_MADE_DIR", &made)
         .env("CHROMIUM", &chromium)
         .env("SCREENSHOTS", p.path().join("shots"))
+        .env("ISOLA_UI_MODEL", "openai:gpt-test")
         .output()
         .unwrap();
     let (out, err) = (
@@ -56,6 +74,7 @@ fn a_supervisor_runs_watches_and_approves_in_chromium() {
         "approvals",
         "executions",
         "usage",
+        "chat",
         "run",
     ] {
         let png = std::fs::read(p.path().join("shots").join(format!("{page}.png"))).unwrap();
