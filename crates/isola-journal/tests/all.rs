@@ -300,6 +300,51 @@ async fn secrets_are_redacted_and_large_results_kept_as_hashes() {
     assert!(err.contains("maxResultBytes"), "{err}");
 }
 
+/// A node on another machine: its executions are left alone while its heartbeat is fresh, and
+/// marked once it is older than `NODE_TTL_MS`; a process of another machine that never beat
+/// (not a node) is never taken for dead.
+#[tokio::test]
+async fn another_machines_node_is_gone_once_its_heartbeat_is_stale() {
+    let (_dir, store) = sqlite().await;
+    let journal = Journal::start(store.clone(), JournalConfig::default());
+    let engine = Engine::new(FakeTools::standard(), Backend::InProcess, Limits::default());
+    let (exec, _) = run(&journal, &engine, "await t.echo({}); return 1", None).await;
+    let row = store.execution(&exec.id).await.unwrap().unwrap();
+    let rows = store.entries(&exec.id).await.unwrap();
+    let (_dir2, other) = sqlite().await;
+    let mut ops = Vec::new();
+    for (id, owner) in [("ex-node", "elsewhere:41:7"), ("ex-cli", "elsewhere:42:7")] {
+        let mut fake = row.clone();
+        fake.id = id.into();
+        fake.owner = owner.into();
+        fake.status = "running".into();
+        ops.push(isola_store::WriteOp::Execution(fake));
+        ops.extend(rows.iter().filter(|r| r.kind == "started").map(|r| {
+            let mut r = r.clone();
+            r.exec_id = id.into();
+            isola_store::WriteOp::Entry(r)
+        }));
+    }
+    other.apply(ops).await.unwrap();
+    let now = isola_journal::now_ms();
+    other.node_beat("elsewhere:41:7", now).await.unwrap();
+    assert!(
+        isola_journal::recover(&*other).await.unwrap().is_empty(),
+        "a node that beat just now is alive"
+    );
+    other
+        .node_beat("elsewhere:41:7", now - isola_journal::NODE_TTL_MS - 1_000)
+        .await
+        .unwrap();
+    let done = isola_journal::recover(&*other).await.unwrap();
+    assert_eq!(done, vec![("ex-node".to_string(), "interrupted")]);
+    assert_eq!(
+        other.execution("ex-cli").await.unwrap().unwrap().status,
+        "running",
+        "never beat: cannot be told dead from here"
+    );
+}
+
 #[tokio::test]
 async fn a_dead_process_execution_is_interrupted_with_its_unknown_calls() {
     let (_dir, store) = sqlite().await;
