@@ -19,6 +19,7 @@ mkdir -p "$work/data"
 cp -r examples/data/. "$work/data/"
 token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 servers=$root/fixtures/servers/node_modules/@modelcontextprotocol
+# (The chat is left out: it needs a model; the test suite points the server at its scripted one.)
 cat > "$work/isola.json" <<JSON
 {
   "mcpServers": {
@@ -39,6 +40,7 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 [ -n "$url" ] || { cat "$work/serve.log"; exit 1; }
-ISOLA_URL=$url ISOLA_TOKEN=$token ISOLA_MADE_DIR=$work/data/reports SCREENSHOTS=$root/$out \
+ISOLA_URL=$url ISOLA_TOKEN=$token ISOLA_MADE_DIR=$work/data/reports ISOLA_PLAN_DIR=$work/data/planned \
+  SCREENSHOTS=$root/$out \
   node fixtures/browser/ui.mjs
 echo "screenshots in $out"

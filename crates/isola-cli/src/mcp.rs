@@ -145,15 +145,24 @@ pub async fn run(
             let journal = journaled.as_ref().map(|j| j.journal().clone());
             let agents = crate::agent::ServeAgents::new(
                 &config,
-                engine,
+                engine.clone(),
                 hub.clone(),
                 journal.clone(),
-                governor,
+                governor.clone(),
             )?;
+            let plans = journal.clone().map(|journal| {
+                Arc::new(crate::plan::ServePlans {
+                    journal,
+                    governor: governor.clone(),
+                    engine: engine.clone(),
+                    ttl_ms: config.settings.approvals.timeout_ms,
+                }) as Arc<dyn isola_http::Plans>
+            });
             Some(Arc::new(isola_http::Api::new(
                 server.clone(),
                 journal,
                 Some(Arc::new(agents)),
+                plans,
             )))
         }
         false => None,

@@ -391,23 +391,7 @@ pub async fn plan(
     })
 }
 
-/// A plan as `isola plan --json` and `isola approvals show --json` give it.
-pub fn plan_json(row: &ApprovalRow) -> Value {
-    let subject: Value = serde_json::from_str(&row.subject).unwrap_or(Value::Null);
-    let reasons: Vec<String> = serde_json::from_str(&row.reasons).unwrap_or_default();
-    json!({
-        "plan": row.id,
-        "status": row.status,
-        "execution": row.execution,
-        "session": row.session,
-        "steps": subject["steps"],
-        "reads": subject["reads"],
-        "counts": subject["counts"],
-        "decision": {"status": row.status, "by": row.decided_by, "reasons": reasons, "note": row.note},
-        "expiresMs": row.expires_ms,
-        "api": subject["api"],
-    })
-}
+pub use isola_control::plan::plan_json;
 
 /// A plan for reading: one line per change, with its arguments; the reads; the decision.
 pub fn plan_text(row: &ApprovalRow) -> String {
@@ -686,4 +670,93 @@ fn decision_text(row: &ApprovalRow) -> String {
 
 fn reasons_of(row: &ApprovalRow) -> Vec<String> {
     serde_json::from_str(&row.reasons).unwrap_or_default()
+}
+
+/// `isola serve`'s plans (`/v1/plans`): [`Planning`] over the server's engine, journal and
+/// governor, on behalf of the token that asked.
+pub struct ServePlans {
+    pub journal: Journal,
+    pub governor: std::sync::Arc<Governor>,
+    pub engine: std::sync::Arc<Engine>,
+    /// `approvals.timeoutMs`: how long a plan is good for.
+    pub ttl_ms: u64,
+}
+
+impl ServePlans {
+    fn planning(&self, who: &str, session: Option<String>) -> Planning<'_> {
+        Planning {
+            journal: &self.journal,
+            governor: &self.governor,
+            engine: &self.engine,
+            session,
+            principal: who.to_string(),
+            purpose: None,
+            ttl_ms: self.ttl_ms,
+        }
+    }
+}
+
+/// A user's error (the plan's state) is a conflict; anything else a failure.
+fn plan_error(e: anyhow::Error) -> isola_http::PlanError {
+    match crate::error::exit_code(&e) == crate::exit::USAGE {
+        true => isola_http::PlanError::Conflict(format!("{e:#}")),
+        false => isola_http::PlanError::Failed(format!("{e:#}")),
+    }
+}
+
+impl isola_http::Plans for ServePlans {
+    fn plan<'a>(
+        &'a self,
+        who: &'a str,
+        code: &'a str,
+        session: Option<String>,
+    ) -> isola_http::PlanFuture<'a> {
+        Box::pin(async move {
+            let planned = self
+                .planning(who, session)
+                .plan(code, "script.ts")
+                .await
+                .map_err(plan_error)?;
+            Ok(json!({
+                "execution": planned.execution,
+                "record": planned.record,
+                "plan": planned.row.as_ref().map(plan_json),
+            }))
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        who: &'a str,
+        id: &'a str,
+        allow_drift: bool,
+    ) -> isola_http::PlanFuture<'a> {
+        Box::pin(async move {
+            let row = self
+                .journal
+                .store()
+                .approval(id, isola_control::approval::now_ms())
+                .await
+                .map_err(|e| isola_http::PlanError::Failed(e.to_string()))?
+                .filter(|r| r.kind == "plan")
+                .ok_or_else(|| {
+                    isola_http::PlanError::Conflict(format!("there is no plan `{id}`"))
+                })?;
+            let applied = self
+                .planning(who, row.session.clone())
+                .apply(&row, allow_drift)
+                .await
+                .map_err(plan_error)?;
+            Ok(json!({
+                "execution": applied.execution,
+                "record": applied.record,
+                "apply": {
+                    "plan": row.id,
+                    "applied": applied.report.applied,
+                    "planned": applied.report.planned,
+                    "drift": applied.report.drift,
+                },
+            }))
+        })
+    }
 }

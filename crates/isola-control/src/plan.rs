@@ -529,6 +529,73 @@ fn lookup(path: &str, results: &HashMap<usize, Value>) -> Lookup {
     Lookup::Found(here.clone())
 }
 
+/// A plan as `isola plan --json`, `isola approvals show --json` and `GET /v1/plans/{id}` give
+/// it: its steps, the reads made, the counts, the decision.
+pub fn plan_json(row: &isola_store::ApprovalRow) -> Value {
+    let subject: Value = serde_json::from_str(&row.subject).unwrap_or(Value::Null);
+    let reasons: Vec<String> = serde_json::from_str(&row.reasons).unwrap_or_default();
+    serde_json::json!({
+        "plan": row.id,
+        "status": row.status,
+        "execution": row.execution,
+        "session": row.session,
+        "steps": with_references(&subject["steps"]),
+        "reads": subject["reads"],
+        "counts": subject["counts"],
+        "decision": {"status": row.status, "by": row.decided_by, "reasons": reasons, "note": row.note},
+        "expiresMs": row.expires_ms,
+        "api": subject["api"],
+    })
+}
+
+/// `steps` with, on each, `uses`: the steps (numbered from 1) whose results its arguments
+/// refer to, known only after apply.
+fn with_references(steps: &Value) -> Value {
+    fn refs(v: &Value, out: &mut Vec<u64>) {
+        let mut note = |path: &str| {
+            let n: String = path
+                .trim_start_matches('#')
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(n) = n.parse() {
+                out.push(n);
+            }
+        };
+        match v {
+            Value::Object(m) => match m.get(REF_KEY) {
+                Some(Value::String(path)) if m.len() == 1 => note(path),
+                _ => m.values().for_each(|x| refs(x, out)),
+            },
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            Value::String(s) => {
+                for part in s.split(REF_OPEN).skip(1) {
+                    note(part.split(REF_CLOSE).next().unwrap_or_default());
+                }
+            }
+            _ => {}
+        }
+    }
+    let Value::Array(steps) = steps else {
+        return steps.clone();
+    };
+    let steps = steps
+        .iter()
+        .map(|step| {
+            let mut uses = Vec::new();
+            refs(&step["arguments"], &mut uses);
+            uses.sort_unstable();
+            uses.dedup();
+            let mut step = step.clone();
+            if let Value::Object(m) = &mut step {
+                m.insert("uses".into(), Value::from(uses));
+            }
+            step
+        })
+        .collect();
+    Value::Array(steps)
+}
+
 /// A plan's arguments for reading: each reference as `(known after apply: #1.id)`.
 pub fn shown(arguments: &Value) -> String {
     fn show(v: &Value) -> Value {

@@ -28,9 +28,11 @@ use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
 mod live;
+mod plans;
 mod runs;
 mod ui;
 use live::Live;
+pub use plans::{PlanError, PlanFuture, Plans};
 pub use runs::{Agents, MAX_CHATS};
 
 /// What an operation does; each [`Route`] names one.
@@ -53,6 +55,10 @@ pub enum Op {
     Export,
     StartRun,
     RunEvents,
+    MakePlan,
+    ListPlans,
+    GetPlan,
+    ApplyPlan,
 }
 
 /// One route: matched by method and path (`{id}` segments match any one segment), and
@@ -286,6 +292,66 @@ pub const ROUTES: &[Route] = &[
         role: Role::Viewer,
     },
     Route {
+        method: "POST",
+        path: "/v1/plans",
+        op: Op::MakePlan,
+        operation_id: "makePlan",
+        summary: "Run a script as a plan: its reads are made, its changes recorded as steps and not sent; the plan policy approves it, refuses it, or asks a person (decide it with POST /v1/approvals/{id}).",
+        query: &[],
+        body: Some(
+            r#"{"type":"object","properties":{"code":{"type":"string"},"session":{"type":"string","pattern":"^[A-Za-z0-9._-]{1,128}$"}},"required":["code"],"additionalProperties":false}"#,
+        ),
+        ok: (
+            200,
+            "`{execution, record, plan}`: the plan run and the plan (null when the run failed)",
+        ),
+        role: Role::Operator,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/plans",
+        op: Op::ListPlans,
+        operation_id: "listPlans",
+        summary: "Plans, newest first.",
+        query: &[
+            (
+                "status",
+                "pending, approved, denied, expired, applied, or all (the default)",
+            ),
+            ("limit", "at most this many (default 50, at most 1000)"),
+        ],
+        body: None,
+        ok: (200, "`{plans: [...]}`"),
+        role: Role::Viewer,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/plans/{id}",
+        op: Op::GetPlan,
+        operation_id: "getPlan",
+        summary: "One plan: its steps (changes, with their effects and arguments), the reads made, the counts by effect, and its decision.",
+        query: &[],
+        body: None,
+        ok: (200, "the plan"),
+        role: Role::Viewer,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/plans/{id}/apply",
+        op: Op::ApplyPlan,
+        operation_id: "applyPlan",
+        summary: "Apply an approved plan: the script runs again, its reads checked against the plan's (drift stops it unless allowed), its changes sent as planned.",
+        query: &[],
+        body: Some(
+            r#"{"type":"object","properties":{"allowDrift":{"type":"boolean","default":false}},"additionalProperties":false}"#,
+        ),
+        ok: (
+            200,
+            "`{execution, record, apply: {applied, planned, drift}}`",
+        ),
+        role: Role::Operator,
+    },
+    Route {
         method: "GET",
         path: "/v1/export",
         op: Op::Export,
@@ -334,6 +400,7 @@ struct Inner {
     running: RunningMap,
     live: Arc<Live>,
     agents: Option<Arc<dyn Agents>>,
+    plans: Option<Arc<dyn Plans>>,
     chats: runs::Chats,
 }
 
@@ -351,12 +418,13 @@ struct Failure(StatusCode, &'static str, String);
 type Answer = Result<Response<Body>, Failure>;
 
 impl Api {
-    /// The API over `server`, its `journal` (`None`: off) and the agent it runs for `POST
-    /// /v1/runs` (`None`: that route answers 501).
+    /// The API over `server`, its `journal` (`None`: off), the agent it runs for `POST
+    /// /v1/runs` and the planner of `/v1/plans` (`None`: those routes answer 501).
     pub fn new(
         server: IsolaServer,
         journal: Option<Journal>,
         agents: Option<Arc<dyn Agents>>,
+        plans: Option<Arc<dyn Plans>>,
     ) -> Self {
         let store = journal.as_ref().map(|j| j.store().clone());
         Self(Arc::new(Inner {
@@ -367,6 +435,7 @@ impl Api {
             running: Arc::default(),
             live: Live::new(),
             agents,
+            plans,
             chats: runs::Chats::default(),
         }))
     }
@@ -449,6 +518,85 @@ impl Inner {
             Op::Metrics => Ok(self.metrics_text()),
             Op::StartExecution => self.start_execution(request.body(), who).await,
             Op::StartRun => self.start_run(request.body(), who).await,
+            Op::MakePlan => {
+                let planner = self.planner()?;
+                let body = body_object(request.body(), &["code", "session"])?;
+                let code = body
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("`code` is missing: pass the script to plan as `code`"))?;
+                let session = match body.get("session") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) if valid_session(s) => Some(s.clone()),
+                    Some(_) => {
+                        return Err(bad(
+                            "`session` must be 1 to 128 letters, digits, `.`, `_` or `-`",
+                        ));
+                    }
+                };
+                let made = planner
+                    .plan(&who, code, session)
+                    .await
+                    .map_err(plan_failure)?;
+                self.flush().await?;
+                Ok(json_response(StatusCode::OK, &made))
+            }
+            Op::ListPlans => {
+                let store = self.store()?;
+                let status = query.get("status").cloned().unwrap_or_else(|| "all".into());
+                let wanted = limit(&query)?;
+                // Plans are approval requests of kind `plan`; the store lists all kinds.
+                let rows = store
+                    .approvals(
+                        &ApprovalQuery {
+                            status: (status != "all").then_some(status),
+                            execution: None,
+                            limit: Some(MAX_LIMIT * 10),
+                        },
+                        now_ms(),
+                    )
+                    .await
+                    .map_err(store_failure)?;
+                let plans: Vec<Value> = rows
+                    .iter()
+                    .filter(|r| r.kind == "plan")
+                    .take(usize::try_from(wanted).unwrap_or(0))
+                    .map(isola_control::plan::plan_json)
+                    .collect();
+                Ok(json_response(StatusCode::OK, &json!({"plans": plans})))
+            }
+            Op::GetPlan => {
+                let store = self.store()?;
+                let id = &params[0];
+                let row = store
+                    .approval(id, now_ms())
+                    .await
+                    .map_err(store_failure)?
+                    .filter(|r| r.kind == "plan")
+                    .ok_or_else(|| not_found(format!("no plan `{id}`")))?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    &isola_control::plan::plan_json(&row),
+                ))
+            }
+            Op::ApplyPlan => {
+                let planner = self.planner()?;
+                let body = match request.body().is_empty() {
+                    true => Map::new(),
+                    false => body_object(request.body(), &["allowDrift"])?,
+                };
+                let allow_drift = match body.get("allowDrift") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err(bad("`allowDrift` must be true or false")),
+                };
+                let applied = planner
+                    .apply(&who, &params[0], allow_drift)
+                    .await
+                    .map_err(plan_failure)?;
+                self.flush().await?;
+                Ok(json_response(StatusCode::OK, &applied))
+            }
             Op::RunEvents => {
                 let id = &params[0];
                 let sub = self
@@ -866,13 +1014,29 @@ impl Inner {
             false => &self.metrics.executions_failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        self.flush().await
+    }
+
+    fn planner(&self) -> Result<&Arc<dyn Plans>, Failure> {
+        self.store()?;
+        self.plans.as_ref().ok_or_else(|| {
+            Failure(
+                StatusCode::NOT_IMPLEMENTED,
+                "no_planner",
+                "this server makes no plans".into(),
+            )
+        })
+    }
+
+    /// Commit the journal: what the client reads next is there.
+    async fn flush(&self) -> Result<(), Failure> {
         if let Some(journal) = &self.journal
             && let Err(e) = journal.flush().await
         {
             return Err(Failure(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "journal",
-                format!("the execution ran, but its journal could not be written: {e}"),
+                format!("it ran, but its journal could not be written: {e}"),
             ));
         }
         Ok(())
@@ -1255,6 +1419,13 @@ fn store_failure(e: StoreError) -> Failure {
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "store"),
     };
     Failure(status, kind, e.to_string())
+}
+
+fn plan_failure(e: PlanError) -> Failure {
+    match e {
+        PlanError::Conflict(message) => Failure(StatusCode::CONFLICT, "conflict", message),
+        PlanError::Failed(message) => Failure(StatusCode::INTERNAL_SERVER_ERROR, "plan", message),
+    }
 }
 
 fn bad(message: impl Into<String>) -> Failure {

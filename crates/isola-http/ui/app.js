@@ -193,12 +193,20 @@ function runPage() {
   code.addEventListener("input", () => sessionStorage.setItem("isola.draft", code.value));
   const session = h("input", { id: "session", placeholder: "a new one", pattern: "[A-Za-z0-9._-]{1,128}", size: 24 });
   const problem = h("div", {});
+  const planOnly = h("input", { id: "plan-only", type: "checkbox" });
   const button = h("button", { class: "primary", type: "submit", id: "run" }, "Run");
   const form = h("form", { class: "panel", "aria-label": "Run a script", onsubmit: async (e) => {
     e.preventDefault();
     button.disabled = true;
     problem.replaceChildren();
     try {
+      if (planOnly.checked) {
+        const body = { code: code.value };
+        if (session.value.trim()) body.session = session.value.trim();
+        const made = await api("/v1/plans", { method: "POST", body });
+        location.hash = made.plan ? `#/plans/${encodeURIComponent(made.plan.plan)}` : `#/executions/${encodeURIComponent(made.execution)}`;
+        return;
+      }
       const body = { code: code.value, wait: false };
       if (session.value.trim()) body.session = session.value.trim();
       const started = await api("/v1/executions", { method: "POST", body });
@@ -213,6 +221,7 @@ function runPage() {
     h("p", { class: "hint", id: "code-hint" }, "Ctrl+Enter runs it. Calls pass the policy; a call that needs approval waits in Approvals."),
     h("div", { class: "row" },
       h("div", {}, h("label", { for: "session" }, "Session (its state is kept)"), session),
+      h("div", { class: "check" }, planOnly, h("label", { for: "plan-only" }, "Plan only: make the reads, change nothing until the plan is approved and applied")),
       button),
     problem);
   code.addEventListener("keydown", (e) => {
@@ -505,6 +514,13 @@ function approvalCard(a, typed, redraw) {
     }
   };
   const reasons = Array.isArray(a.reasons) ? a.reasons : [];
+  if (a.kind === "plan") {
+    const steps = Array.isArray(s.steps) ? s.steps : [];
+    return h("article", { class: "card", "aria-label": `approval ${a.id}` },
+      h("h2", {}, `plan: ${plural(steps.length, "change")}`, pill(a.status)),
+      h("p", {}, reasons.join("; ")),
+      h("a", { href: `#/plans/${encodeURIComponent(a.id)}` }, "Open the plan to decide"));
+  }
   return h("article", { class: "card", "aria-label": `approval ${a.id}` },
     h("h2", {}, s.function || a.kind, s.effect ? pill(typeof s.effect === "string" ? s.effect : s.effect.class || "write") : null, pill(a.status)),
     h("dl", { class: "kv" },
@@ -593,6 +609,80 @@ function chatPage(signal) {
   prompt.focus();
 }
 
+// One plan: its changes grouped by what they do, each with its arguments and the steps whose
+// results it uses; the reads it made; the decision; apply once approved, and how it went.
+async function planPage(id) {
+  const box = h("div", {});
+  show(h("h1", {}, "Plan ", h("code", {}, id)), box);
+  const draw = async (outcome) => {
+    let plan;
+    try {
+      plan = await api(`/v1/plans/${encodeURIComponent(id)}`);
+    } catch (err) {
+      return box.replaceChildren(errorBox(err));
+    }
+    const steps = Array.isArray(plan.steps) ? plan.steps : [];
+    const groups = new Map();
+    for (const step of steps) {
+      const effect = step.effect || "write";
+      if (!groups.has(effect)) groups.set(effect, []);
+      groups.get(effect).push(step);
+    }
+    const stepCard = (step) => h("div", { class: "card" },
+      h("h2", {}, `#${(step.seq ?? 0) + 1} ${step.function}`, pill(step.effect || "write")),
+      pretty(step.arguments),
+      step.uses && step.uses.length ? h("p", { class: "hint" }, `uses the results of ${step.uses.map((u) => `#${u}`).join(", ")}`) : null);
+    const reads = Array.isArray(plan.reads) ? plan.reads : [];
+    const decision = plan.decision || {};
+    const problem = h("div", {});
+    const comment = h("textarea", { class: "comment", id: "plan-comment" });
+    const actions = h("div", { class: "actions" });
+    const decide = async (approve) => {
+      try {
+        await api(`/v1/approvals/${encodeURIComponent(id)}`, { method: "POST", body: { approve, reason: comment.value || null } });
+        await draw();
+      } catch (err) { problem.replaceChildren(errorBox(err)); }
+    };
+    if (plan.status === "pending") {
+      actions.append(
+        h("button", { class: "approve", type: "button", onclick: () => decide(true) }, "Approve plan"),
+        h("button", { class: "deny", type: "button", onclick: () => decide(false) }, "Deny plan"));
+    }
+    if (plan.status === "approved") {
+      actions.append(h("button", { class: "primary", type: "button", onclick: async (e) => {
+        e.target.disabled = true;
+        try {
+          await draw(await api(`/v1/plans/${encodeURIComponent(id)}/apply`, { method: "POST", body: {} }));
+        } catch (err) { problem.replaceChildren(errorBox(err)); e.target.disabled = false; }
+      } }, "Apply plan"));
+    }
+    const result = outcome ? h("section", { class: "panel", id: "apply-outcome", "aria-label": "Apply outcome" },
+      h("h2", {}, "Applied"),
+      h("p", {}, pill(outcome.record.ok ? "ok" : "failed"), ` ${outcome.apply.applied} of ${outcome.apply.planned} changes sent · execution `,
+        h("a", { href: `#/executions/${encodeURIComponent(outcome.execution)}` }, outcome.execution)),
+      outcome.apply.drift.length ? h("div", { class: "error-box" }, h("strong", {}, "Drift: "), outcome.apply.drift.join("; ")) : h("p", { class: "hint" }, "No drift: every read answered as when planned."),
+      outcome.record.ok ? pretty(outcome.record.result) : errorBox(`${outcome.record.error.name}: ${outcome.record.error.message}`)) : null;
+    box.replaceChildren(
+      h("div", { class: "status-line" }, pill(plan.status), h("span", { class: "muted" }, `${plural(steps.length, "change")} · ${plural(reads.length, "read")} made · plan run `),
+        plan.execution ? h("a", { href: `#/executions/${encodeURIComponent(plan.execution)}` }, plan.execution) : ""),
+      h("section", { class: "panel", "aria-label": "Decision" }, h("h2", {}, "Decision"),
+        h("dl", { class: "kv" },
+          h("dt", {}, "status"), h("dd", {}, plan.status),
+          h("dt", {}, "by"), h("dd", {}, decision.by || ""),
+          h("dt", {}, "why"), h("dd", {}, (decision.reasons || []).join("; ") || "—"),
+          h("dt", {}, "note"), h("dd", {}, decision.note || ""),
+          h("dt", {}, "good until"), h("dd", {}, when(plan.expiresMs))),
+        plan.status === "pending" ? [h("label", { for: "plan-comment" }, "Comment (recorded with the decision)"), comment] : null,
+        actions, problem),
+      result,
+      h("section", { class: "panel", "aria-label": "Changes" }, h("h2", {}, "Changes"),
+        steps.length ? [...groups.entries()].map(([effect, list]) => h("div", {}, h("h3", { class: "hint" }, `${effect} (${list.length})`), list.map(stepCard))) : h("p", { class: "muted" }, "No changes: applying it changes nothing.")),
+      h("section", { class: "panel", "aria-label": "Reads" }, h("h2", {}, "Reads made while planning"),
+        reads.length ? h("ul", {}, reads.map((r) => h("li", {}, h("code", {}, r.function), " ", h("span", { class: "muted" }, JSON.stringify(r.arguments))))) : h("p", { class: "muted" }, "None.")));
+  };
+  await draw();
+}
+
 async function usagePage() {
   const box = h("div", {});
   show(h("h1", {}, "Usage"), box);
@@ -675,6 +765,7 @@ function route() {
   if (page === "approvals") return approvalsPage(signal);
   if (page === "usage") return usagePage();
   if (page === "chat") return chatPage(signal);
+  if (page === "plans" && parts[1]) return planPage(decodeURIComponent(parts[1]));
   return runPage();
 }
 

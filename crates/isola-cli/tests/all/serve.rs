@@ -788,3 +788,69 @@ fn an_agent_run_streams_its_steps_and_its_chat_goes_on() {
         "{bad}"
     );
 }
+
+/// `/v1/plans`: a script with a destructive change is planned (nothing changed), waits for
+/// approval, cannot be applied before it, is approved through `/v1/approvals`, then applied
+/// (every change sent, no drift), and only once.
+#[test]
+fn a_plan_is_made_approved_and_applied_through_the_api() {
+    let p =
+        Project::new().with_isola(json!({"effects": {"fs": {"create_directory": "destructive"}}}));
+    let s = serve(&p, &[]);
+    let (dir, file) = (p.data().join("planned"), p.data().join("planned/note.txt"));
+    let code = format!(
+        "await fs.createDirectory({{ path: {:?} }});\nawait fs.writeFile({{ path: {:?}, content: 'n' }});\nreturn 'done'",
+        dir.display().to_string(),
+        file.display().to_string()
+    );
+    let (status, made) = request(
+        s.port,
+        "POST",
+        "/v1/plans",
+        &json!({"code": code}).to_string(),
+        &[],
+    );
+    assert_eq!(status, 200, "{made}");
+    let plan = &made["plan"];
+    assert_eq!(plan["status"], "pending", "{made}");
+    assert_eq!(plan["steps"].as_array().map(Vec::len), Some(2), "{made}");
+    assert_eq!(plan["steps"][0]["function"], "fs.createDirectory");
+    assert!(!dir.exists(), "planning changed something");
+    let id = plan["plan"].as_str().unwrap().to_string();
+    let (_, list) = request(s.port, "GET", "/v1/plans", "", &[]);
+    assert_eq!(list["plans"][0]["plan"], json!(id), "{list}");
+    let (status, shown) = request(s.port, "GET", &format!("/v1/plans/{id}"), "", &[]);
+    assert_eq!(
+        (status, &shown["steps"][1]["uses"]),
+        (200, &json!([])),
+        "{shown}"
+    );
+
+    let apply = format!("/v1/plans/{id}/apply");
+    let (status, early) = request(s.port, "POST", &apply, "", &[]);
+    assert_eq!(
+        (status, &early["error"]["kind"]),
+        (409, &json!("conflict")),
+        "{early}"
+    );
+    let (status, _) = request(
+        s.port,
+        "POST",
+        &format!("/v1/approvals/{id}"),
+        r#"{"approve": true}"#,
+        &[],
+    );
+    assert_eq!(status, 200);
+    let (status, applied) = request(s.port, "POST", &apply, "{}", &[]);
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(applied["record"]["result"], "done", "{applied}");
+    assert_eq!(
+        (&applied["apply"]["applied"], &applied["apply"]["planned"]),
+        (&json!(2), &json!(2)),
+        "{applied}"
+    );
+    assert_eq!(applied["apply"]["drift"], json!([]));
+    assert!(file.is_file());
+    let (status, again) = request(s.port, "POST", &apply, "", &[]);
+    assert_eq!(status, 409, "applied once: {again}");
+}

@@ -2,7 +2,7 @@
 //! (playwright-core) through `isola serve` as a supervisor uses it: sign in with a token, run
 //! a script and watch its console lines arrive while it runs, see a failing line marked,
 //! approve a held destructive call from the inbox and see its execution finish, filter the
-//! journal, see the usage chart render, chat with the agent (the scripted LLM server behind it).
+//! journal, make a plan and apply it, see the usage chart render, chat with the agent (the scripted LLM server behind it).
 
 use std::path::Path;
 use std::process::Command;
@@ -52,6 +52,7 @@ fn a_supervisor_runs_watches_and_approves_in_chromium() {
         .env("ISOLA_URL", format!("http://127.0.0.1:{}", s.port))
         .env("ISOLA_TOKEN", TOKEN)
         .env("ISOLA_MADE_DIR", &made)
+        .env("ISOLA_PLAN_DIR", p.data().join("planned"))
         .env("CHROMIUM", &chromium)
         .env("SCREENSHOTS", p.path().join("shots"))
         .env("ISOLA_UI_MODEL", "openai:gpt-test")
@@ -68,12 +69,17 @@ fn a_supervisor_runs_watches_and_approves_in_chromium() {
     );
     assert!(out.contains("every step passed"), "{out}\n{err}");
     assert!(made.is_dir(), "the approved call did not run");
+    assert!(
+        p.data().join("planned/README.md").is_file(),
+        "the applied plan did not change what it planned"
+    );
     for page in [
         "login",
         "execution",
         "approvals",
         "executions",
         "usage",
+        "plan",
         "chat",
         "run",
     ] {
