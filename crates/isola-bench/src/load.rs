@@ -404,6 +404,8 @@ async fn read_events(
 /// `isola-bench sse`: `n` executions of `console.log('ping')` through `isola serve`, one after
 /// another, each timed from its `POST` to its events on the all-activity stream.
 pub async fn sse_latency(options: &LoadOptions, n: usize) -> Result<SseReport, String> {
+    // reqwest is built without a TLS provider (as in isola-mcp); install ring once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let served = serve(&LoadOptions {
         api: true,
         ..options.clone()

@@ -280,6 +280,55 @@ async fn apply_op(tx: &Transaction<'_>, op: &WriteOp) -> Result<(), tokio_postgr
     Ok(())
 }
 
+/// Insert `entries` (pipelined), then set each execution's count and head to its last one's.
+async fn insert_entries(
+    tx: &Transaction<'_>,
+    entries: &[&EntryRow],
+) -> Result<(), tokio_postgres::Error> {
+    let insert = tx
+        .prepare(
+            "INSERT INTO entries (exec_id, seq, kind, at_ms, body, prev, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+    let insert = &insert;
+    futures::future::try_join_all(entries.iter().map(|en| async move {
+        tx.execute(
+            insert,
+            &[
+                &en.exec_id,
+                &en.seq,
+                &en.kind,
+                &en.at_ms,
+                &en.body,
+                &en.prev,
+                &en.hash,
+            ],
+        )
+        .await
+    }))
+    .await?;
+    // The last entry of each execution in the run, in the run's order.
+    let mut last: Vec<&EntryRow> = Vec::new();
+    for en in entries {
+        match last.iter_mut().find(|l| l.exec_id == en.exec_id) {
+            Some(l) if l.seq < en.seq => *l = en,
+            Some(_) => {}
+            None => last.push(en),
+        }
+    }
+    let update = tx
+        .prepare("UPDATE executions SET entries = $2, head = $3 WHERE id = $1")
+        .await?;
+    let update = &update;
+    futures::future::try_join_all(last.iter().map(|en| async move {
+        let count = en.seq + 1;
+        tx.execute(update, &[&en.exec_id, &count, &en.hash]).await
+    }))
+    .await?;
+    Ok(())
+}
+
 async fn current_version(
     tx: &Transaction<'_>,
     session: &str,
@@ -313,8 +362,29 @@ impl Store for PostgresStore {
         let e = self.err();
         let mut client = self.client.lock().await;
         let tx = client.transaction().await.map_err(&e)?;
-        for op in &ops {
-            apply_op(&tx, op).await.map_err(&e)?;
+        // Runs of entries (most of a batch) are pipelined: their INSERTs sent together on the
+        // one connection, then one UPDATE of each execution's count and head. Other writes go
+        // one at a time, in order.
+        let mut i = 0;
+        while i < ops.len() {
+            let run = ops[i..]
+                .iter()
+                .take_while(|op| matches!(op, WriteOp::Entry(_)))
+                .count();
+            if run == 0 {
+                apply_op(&tx, &ops[i]).await.map_err(&e)?;
+                i += 1;
+                continue;
+            }
+            let entries: Vec<&EntryRow> = ops[i..i + run]
+                .iter()
+                .filter_map(|op| match op {
+                    WriteOp::Entry(en) => Some(en),
+                    _ => None,
+                })
+                .collect();
+            insert_entries(&tx, &entries).await.map_err(&e)?;
+            i += run;
         }
         tx.commit().await.map_err(&e)
     }
