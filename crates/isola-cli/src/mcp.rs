@@ -36,6 +36,10 @@ pub struct McpArgs {
     /// Also accept this `Host` header (repeatable), e.g. the machine's name when serving 0.0.0.0.
     #[arg(long, value_name = "HOST")]
     pub allow_host: Vec<String>,
+    /// At most this many HTTP requests a second from one token (or the local user), in bursts
+    /// of twice that; beyond, 429 with Retry-After [default: no limit].
+    #[arg(long, value_name = "PER_SECOND", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: Option<u32>,
     /// Embed the API's declarations in `execute`'s description when they take at most this many
     /// tokens (tiktoken o200k); above, serve them through `search` and `describe`.
     #[arg(long, env = "ISOLA_MCP_EMBED_MAX_TOKENS", value_name = "TOKENS", default_value_t = DEFAULT_EMBED_MAX_TOKENS)]
@@ -107,6 +111,7 @@ pub async fn run(
                 tokens: tokens(&config, args.token.as_deref()),
                 allow_unauthenticated: args.allow_unauthenticated,
                 allowed_hosts: args.allow_host.clone(),
+                rate_limit: args.rate_limit,
             })
             .await?,
         ),

@@ -116,6 +116,59 @@ pub struct HttpOptions {
     pub allow_unauthenticated: bool,
     /// `Host` values accepted besides the loopback names and the bound address.
     pub allowed_hosts: Vec<String>,
+    /// Requests per second one principal (a token, or the local user) may make, in bursts of
+    /// twice that; beyond, 429 with `Retry-After`. `None`: no limit.
+    pub rate_limit: Option<u32>,
+}
+
+/// A token bucket per principal: `rate` requests a second, up to `2 × rate` at once. The
+/// principals are the configured tokens and `local`/`anonymous`: a bounded set.
+struct RateLimit {
+    rate: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl RateLimit {
+    fn new(rate: u32) -> Self {
+        Self {
+            rate: f64::from(rate.max(1)),
+            buckets: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Take one request of `who`'s; `Err(seconds)`: over the limit, try again in that long.
+    fn take(&self, who: &str) -> Result<(), u64> {
+        let burst = self.rate * 2.0;
+        let now = std::time::Instant::now();
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tokens, at) = buckets.entry(who.to_string()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// 429 for `who`, to retry after `seconds`.
+fn too_many(who: &str, seconds: u64, json: bool) -> Response<Body> {
+    let message = format!(
+        "too many requests from `{who}` (the server's --rate-limit): try again in {seconds} s"
+    );
+    let mut response = match json {
+        true => json_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", &message),
+        false => plain(StatusCode::TOO_MANY_REQUESTS, &message),
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(http::header::RETRY_AFTER, v);
+    }
+    response
 }
 
 /// A bound listener, ready to [`HttpServer::run`].
@@ -205,6 +258,8 @@ impl HttpServer {
                 config,
             );
         let tokens: Arc<[ApiToken]> = self.options.tokens.into();
+        let limit: Option<Arc<RateLimit>> =
+            self.options.rate_limit.map(|r| Arc::new(RateLimit::new(r)));
         let hosts: Arc<[String]> = hosts.into();
         loop {
             let (stream, peer) = tokio::select! {
@@ -219,16 +274,20 @@ impl HttpServer {
             };
             let service = service.clone();
             let tokens = tokens.clone();
+            let limit = limit.clone();
             let shutdown = shutdown.clone();
             let (routes, hosts) = (routes.clone(), hosts.clone());
             tokio::spawn(async move {
                 let handler = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let mut service = service.clone();
                     let tokens = tokens.clone();
+                    let limit = limit.clone();
                     let (routes, hosts) = (routes.clone(), hosts.clone());
                     async move {
                         if let Some(routes) = routes.filter(|r| r.serves(req.uri().path())) {
-                            return Ok(route(&*routes, req, &tokens, &hosts).await);
+                            return Ok(
+                                route(&*routes, req, &tokens, &hosts, limit.as_deref()).await
+                            );
                         }
                         if req.uri().path() != MCP_PATH {
                             return Ok::<_, Infallible>(plain(
@@ -257,7 +316,12 @@ impl HttpServer {
                                     ),
                                 ));
                             }
-                            Some(_) => {}
+                            Some(p) => {
+                                if let Some(Err(seconds)) = limit.as_ref().map(|l| l.take(&p.name))
+                                {
+                                    return Ok(too_many(&p.name, seconds, false));
+                                }
+                            }
                         }
                         let ends_session = req.method() == http::Method::DELETE;
                         let mut response = service.call(req).await?;
@@ -290,6 +354,7 @@ async fn route(
     req: Request<Incoming>,
     tokens: &[ApiToken],
     hosts: &[String],
+    limit: Option<&RateLimit>,
 ) -> Response<Body> {
     if !host_allowed(&req, hosts) {
         return json_error(
@@ -323,6 +388,9 @@ async fn route(
         );
         return response;
     };
+    if let Some(Err(seconds)) = limit.map(|l| l.take(&principal.name)) {
+        return too_many(&principal.name, seconds, true);
+    }
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(principal);
     let bytes = match http_body_util::Limited::new(body, MAX_BODY_BYTES)
@@ -440,6 +508,18 @@ fn plain(status: StatusCode, text: &str) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_limit_allows_a_burst_then_a_rate_per_principal() {
+        let limit = RateLimit::new(5);
+        for _ in 0..10 {
+            assert_eq!(limit.take("a"), Ok(()));
+        }
+        assert_eq!(limit.take("a"), Err(1), "a burst is twice the rate");
+        assert_eq!(limit.take("b"), Ok(()), "each principal has its own");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        assert_eq!(limit.take("a"), Ok(()), "refilled at the rate");
+    }
 
     #[test]
     fn tokens_compare_whole() {

@@ -854,3 +854,31 @@ fn a_plan_is_made_approved_and_applied_through_the_api() {
     let (status, again) = request(s.port, "POST", &apply, "", &[]);
     assert_eq!(status, 409, "applied once: {again}");
 }
+
+/// `--rate-limit N`: a burst of 2N requests from one principal, then 429 (JSON, with the
+/// reason) until its bucket refills.
+#[test]
+fn a_rate_limit_refuses_a_flood_with_429() {
+    let p = Project::new();
+    let s = serve(&p, &["--rate-limit", "1"]);
+    for _ in 0..2 {
+        let (status, _) = request(s.port, "GET", "/v1/health", "", &[]);
+        assert_eq!(status, 200);
+    }
+    let (status, refused) = request(s.port, "GET", "/v1/health", "", &[]);
+    assert_eq!(
+        (status, &refused["error"]["kind"]),
+        (429, &json!("rate_limited")),
+        "{refused}"
+    );
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`local`"),
+        "{refused}"
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, _) = request(s.port, "GET", "/v1/health", "", &[]);
+    assert_eq!(status, 200, "refilled");
+}
