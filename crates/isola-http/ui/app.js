@@ -662,7 +662,7 @@ async function planPage(id) {
         h("a", { href: `#/executions/${encodeURIComponent(outcome.execution)}` }, outcome.execution)),
       outcome.apply.drift.length ? h("div", { class: "error-box" }, h("strong", {}, "Drift: "), outcome.apply.drift.join("; ")) : h("p", { class: "hint" }, "No drift: every read answered as when planned."),
       outcome.record.ok ? pretty(outcome.record.result) : errorBox(`${outcome.record.error.name}: ${outcome.record.error.message}`)) : null;
-    box.replaceChildren(
+    box.replaceChildren(...[
       h("div", { class: "status-line" }, pill(plan.status), h("span", { class: "muted" }, `${plural(steps.length, "change")} · ${plural(reads.length, "read")} made · plan run `),
         plan.execution ? h("a", { href: `#/executions/${encodeURIComponent(plan.execution)}` }, plan.execution) : ""),
       h("section", { class: "panel", "aria-label": "Decision" }, h("h2", {}, "Decision"),
@@ -678,7 +678,7 @@ async function planPage(id) {
       h("section", { class: "panel", "aria-label": "Changes" }, h("h2", {}, "Changes"),
         steps.length ? [...groups.entries()].map(([effect, list]) => h("div", {}, h("h3", { class: "hint" }, `${effect} (${list.length})`), list.map(stepCard))) : h("p", { class: "muted" }, "No changes: applying it changes nothing.")),
       h("section", { class: "panel", "aria-label": "Reads" }, h("h2", {}, "Reads made while planning"),
-        reads.length ? h("ul", {}, reads.map((r) => h("li", {}, h("code", {}, r.function), " ", h("span", { class: "muted" }, JSON.stringify(r.arguments))))) : h("p", { class: "muted" }, "None.")));
+        reads.length ? h("ul", {}, reads.map((r) => h("li", {}, h("code", {}, r.function), " ", h("span", { class: "muted" }, JSON.stringify(r.arguments))))) : h("p", { class: "muted" }, "None."))].filter(Boolean));
   };
   await draw();
 }
