@@ -55,6 +55,8 @@ pub enum Op {
     Export,
     StartRun,
     RunEvents,
+    ListGrants,
+    RevokeGrant,
     MakePlan,
     ListPlans,
     GetPlan,
@@ -242,7 +244,7 @@ pub const ROUTES: &[Route] = &[
         summary: "Approve or deny a pending request; the waiting execution goes on, on whichever node holds it.",
         query: &[],
         body: Some(
-            r#"{"type":"object","properties":{"approve":{"type":"boolean"},"reason":{"type":"string","maxLength":2000}},"required":["approve"],"additionalProperties":false}"#,
+            r#"{"type":"object","properties":{"approve":{"type":"boolean"},"reason":{"type":"string","maxLength":2000},"session":{"type":"boolean","default":false,"description":"With `approve`: also approve the later calls of this function in the execution's session (a grant)."}},"required":["approve"],"additionalProperties":false}"#,
         ),
         ok: (200, "the decided request"),
         role: Role::Operator,
@@ -290,6 +292,28 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, "`text/event-stream`"),
         role: Role::Viewer,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/grants",
+        op: Op::ListGrants,
+        operation_id: "listGrants",
+        summary: "A session's grants: the functions whose calls in it are approved without asking.",
+        query: &[("session", "the session (required)")],
+        body: None,
+        ok: (200, "`{grants: [...]}`"),
+        role: Role::Viewer,
+    },
+    Route {
+        method: "DELETE",
+        path: "/v1/grants/{id}",
+        op: Op::RevokeGrant,
+        operation_id: "revokeGrant",
+        summary: "Revoke a grant: the function's next calls in its session ask again.",
+        query: &[],
+        body: None,
+        ok: (200, "`{revoked: id}`"),
+        role: Role::Operator,
     },
     Route {
         method: "POST",
@@ -518,6 +542,26 @@ impl Inner {
             Op::Metrics => Ok(self.metrics_text()),
             Op::StartExecution => self.start_execution(request.body(), who).await,
             Op::StartRun => self.start_run(request.body(), who).await,
+            Op::ListGrants => {
+                let store = self.store()?;
+                let session = query
+                    .get("session")
+                    .ok_or_else(|| bad("`session` is missing: the grants of which session?"))?;
+                let rows = store
+                    .grants(session, now_ms())
+                    .await
+                    .map_err(store_failure)?;
+                let rows: Vec<Value> = rows.iter().map(grant_json).collect();
+                Ok(json_response(StatusCode::OK, &json!({"grants": rows})))
+            }
+            Op::RevokeGrant => {
+                let store = self.store()?;
+                let id = &params[0];
+                match store.grant_revoke(id).await.map_err(store_failure)? {
+                    true => Ok(json_response(StatusCode::OK, &json!({"revoked": id}))),
+                    false => Err(not_found(format!("no grant `{id}`"))),
+                }
+            }
             Op::MakePlan => {
                 let planner = self.planner()?;
                 let body = body_object(request.body(), &["code", "session"])?;
@@ -813,7 +857,7 @@ impl Inner {
             }
             Op::DecideApproval => {
                 let store = self.store()?;
-                let body = body_object(request.body(), &["approve", "reason"])?;
+                let body = body_object(request.body(), &["approve", "reason", "session"])?;
                 let approve = body
                     .get("approve")
                     .and_then(Value::as_bool)
@@ -823,11 +867,51 @@ impl Inner {
                     Some(Value::String(s)) if s.len() <= 2000 => Some(s.as_str()),
                     Some(_) => return Err(bad("`reason` must be a string of at most 2000 bytes")),
                 };
+                let for_session = match body.get("session") {
+                    None | Some(Value::Null) => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(_) => return Err(bad("`session` must be true or false")),
+                };
+                if for_session && !approve {
+                    return Err(bad(
+                        "`session: true` grants the function's later calls: it goes with `approve: true`",
+                    ));
+                }
+                if for_session
+                    && let Some(row) = store
+                        .approval(&params[0], now_ms())
+                        .await
+                        .map_err(store_failure)?
+                    && (row.kind != "call" || row.session.is_none())
+                {
+                    return Err(bad(format!(
+                        "`session: true` needs a held call of an execution with a session; {} is {}",
+                        row.id,
+                        match row.kind.as_str() {
+                            "call" => "a call without a session",
+                            _ => "a plan, approved alone",
+                        }
+                    )));
+                }
                 let row = store
                     .approval_decide(&params[0], approve, &who, reason, now_ms())
                     .await
                     .map_err(store_failure)?;
-                Ok(json_response(StatusCode::OK, &approval_json(&row)))
+                let mut out = approval_json(&row);
+                if for_session && let Some(session) = &row.session {
+                    let subject: Value = serde_json::from_str(&row.subject).unwrap_or(Value::Null);
+                    let function = subject["function"].as_str().unwrap_or_default();
+                    let grant = isola_control::approval::session_grant(
+                        session,
+                        function,
+                        &who,
+                        reason.map(str::to_string),
+                        now_ms(),
+                    );
+                    store.grant_create(&grant).await.map_err(store_failure)?;
+                    out["grant"] = grant_json(&grant);
+                }
+                Ok(json_response(StatusCode::OK, &out))
             }
         }
     }
@@ -1405,6 +1489,15 @@ fn approval_json(row: &ApprovalRow) -> Value {
         "subject": parsed(&row.subject), "reasons": parsed(&row.reasons),
         "createdMs": row.created_ms, "expiresMs": row.expires_ms, "status": row.status,
         "decidedBy": row.decided_by, "decidedMs": row.decided_ms, "note": row.note,
+    })
+}
+
+fn grant_json(row: &isola_store::GrantRow) -> Value {
+    json!({
+        "id": row.id, "session": row.session, "function": row.function,
+        "matcher": serde_json::from_str::<Value>(&row.matcher).unwrap_or(Value::Null),
+        "createdBy": row.created_by, "createdMs": row.created_ms, "expiresMs": row.expires_ms,
+        "note": row.note,
     })
 }
 

@@ -504,10 +504,13 @@ function approvalCard(a, typed, redraw) {
   const s = a.subject || {};
   const comment = h("textarea", { class: "comment", id: `c-${a.id}`, "data-id": a.id });
   comment.value = typed;
+  const grant = h("input", { type: "checkbox", id: `g-${a.id}` });
   const problem = h("div", {});
   const decide = async (approve) => {
     try {
-      await api(`/v1/approvals/${encodeURIComponent(a.id)}`, { method: "POST", body: { approve, reason: comment.value || null } });
+      const body = { approve, reason: comment.value || null };
+      if (approve && grant.checked) body.session = true;
+      await api(`/v1/approvals/${encodeURIComponent(a.id)}`, { method: "POST", body });
       await redraw();
     } catch (err) {
       problem.replaceChildren(errorBox(err));
@@ -533,6 +536,7 @@ function approvalCard(a, typed, redraw) {
     h("h3", { class: "hint" }, "Arguments"), pretty(s.arguments),
     s.code ? h("details", {}, h("summary", {}, "The script"), source(s.code, callLine(s.code, s.function))) : null,
     h("label", { for: `c-${a.id}` }, "Comment (recorded with the decision)"), comment,
+    a.session ? h("div", { class: "check" }, grant, h("label", { for: `g-${a.id}` }, `Approve the later ${s.function} calls of session ${a.session} too`)) : null,
     h("div", { class: "actions" },
       h("button", { class: "approve", type: "button", onclick: () => decide(true) }, "Approve"),
       h("button", { class: "deny", type: "button", onclick: () => decide(false) }, "Deny")),

@@ -882,3 +882,64 @@ fn a_rate_limit_refuses_a_flood_with_429() {
     let (status, _) = request(s.port, "GET", "/v1/health", "", &[]);
     assert_eq!(status, 200, "refilled");
 }
+
+/// Approving with `session: true` grants the function's later calls in that session: the next
+/// one is not held; once the grant is revoked, the one after is held again.
+#[test]
+fn a_session_grant_approves_later_calls_until_it_is_revoked() {
+    let p =
+        Project::new().with_isola(json!({"effects": {"fs": {"create_directory": "destructive"}}}));
+    let s = serve(&p, &[]);
+    let port = s.port;
+    let make = |name: &str, wait: bool| {
+        let dir = p.data().join(name).display().to_string();
+        json!({"code": format!("await fs.createDirectory({{ path: {dir:?} }}); return 'made'"), "session": "ops", "wait": wait}).to_string()
+    };
+    let pending = || {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, list) = request(port, "GET", "/v1/approvals", "", &[]);
+            if let Some(id) = list["approvals"][0]["id"].as_str() {
+                break id.to_string();
+            }
+            assert!(std::time::Instant::now() < until, "no approval request");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (status, _) = request(port, "POST", "/v1/executions", &make("one", false), &[]);
+    assert_eq!(status, 202);
+    let (status, decided) = request(
+        port,
+        "POST",
+        &format!("/v1/approvals/{}", pending()),
+        r#"{"approve": true, "session": true, "reason": "all of today's"}"#,
+        &[],
+    );
+    assert_eq!(status, 200, "{decided}");
+    assert_eq!(
+        decided["grant"]["function"], "fs.createDirectory",
+        "{decided}"
+    );
+    let (_, grants) = request(port, "GET", "/v1/grants?session=ops", "", &[]);
+    let grant = grants["grants"][0]["id"].as_str().unwrap().to_string();
+    // Granted: not held.
+    let (status, ran) = request(port, "POST", "/v1/executions", &make("two", true), &[]);
+    assert_eq!(status, 200, "{ran}");
+    assert_eq!(ran["record"]["result"], "made", "{ran}");
+    assert!(p.data().join("two").is_dir());
+    let (status, _) = request(port, "DELETE", &format!("/v1/grants/{grant}"), "", &[]);
+    assert_eq!(status, 200);
+    let (status, _) = request(port, "POST", "/v1/executions", &make("three", false), &[]);
+    assert_eq!(status, 202);
+    pending();
+    assert!(!p.data().join("three").exists(), "held again once revoked");
+    // A deny cannot grant.
+    let (status, bad) = request(
+        port,
+        "POST",
+        &format!("/v1/approvals/{}", pending()),
+        r#"{"approve": false, "session": true}"#,
+        &[],
+    );
+    assert_eq!(status, 400, "{bad}");
+}
