@@ -232,6 +232,13 @@ fn peer_adapter() -> ExitCode {
     }
 }
 
+/// `--isola`, else the `isola` next to this binary.
+fn isola_or_sibling(isola: Option<PathBuf>) -> Result<PathBuf> {
+    isola
+        .or_else(isola_bench::load::sibling_isola)
+        .ok_or_else(|| anyhow!("no isola binary next to isola-bench\nhint: build it (cargo build --release -p isola-cli) or pass --isola"))
+}
+
 fn load_config(path: Option<&Path>) -> Result<Config> {
     let path = path
         .map(Path::to_path_buf)
@@ -413,9 +420,7 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
                 }
                 false => None,
             };
-            let isola = isola
-                .or_else(isola_bench::load::sibling_isola)
-                .ok_or_else(|| anyhow!("no isola binary next to isola-bench\nhint: build it (cargo build --release -p isola-cli) or pass --isola"))?;
+            let isola = isola_or_sibling(isola)?;
             let options = isola_bench::load::LoadOptions {
                 label: isola.display().to_string(),
                 isola,
@@ -437,9 +442,7 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
             executions,
             root,
         } => {
-            let isola = isola
-                .or_else(isola_bench::load::sibling_isola)
-                .ok_or_else(|| anyhow!("no isola binary next to isola-bench\nhint: build it (cargo build --release -p isola-cli) or pass --isola"))?;
+            let isola = isola_or_sibling(isola)?;
             let options = isola_bench::load::LoadOptions {
                 label: isola.display().to_string(),
                 isola,

@@ -643,23 +643,15 @@ impl Inner {
             }
             Op::RunEvents => {
                 let id = &params[0];
-                let sub = self
-                    .live
-                    .subscribe(id)
-                    .filter(|_| id.starts_with("run-"))
-                    .ok_or_else(|| {
-                        not_found(format!(
-                            "no agent run `{id}` on this node (runs are kept while they go on and for a while after)"
-                        ))
-                    })?;
-                let after = live::last_seq(
-                    request
-                        .headers()
-                        .get("last-event-id")
-                        .and_then(|v| v.to_str().ok()),
-                    id,
-                );
-                Ok(live::stream(sub.past, sub.dropped, sub.live, after))
+                match id.starts_with("run-") {
+                    true => self.feed(id, &request),
+                    false => None,
+                }
+                .ok_or_else(|| {
+                    not_found(format!(
+                        "no agent run `{id}` on this node (runs are kept while they go on and for a while after)"
+                    ))
+                })
             }
             Op::ListExecutions => {
                 let store = self.store()?;
@@ -751,19 +743,11 @@ impl Inner {
             }
             Op::ExecutionEvents => {
                 let id = &params[0];
-                let Some(sub) = self.live.subscribe(id) else {
-                    return Err(not_found(format!(
+                self.feed(id, &request).ok_or_else(|| {
+                    not_found(format!(
                         "execution `{id}` is not running on this node, nor one of its latest: its record is at /v1/executions/{id}"
-                    )));
-                };
-                let after = live::last_seq(
-                    request
-                        .headers()
-                        .get("last-event-id")
-                        .and_then(|v| v.to_str().ok()),
-                    id,
-                );
-                Ok(live::stream(sub.past, sub.dropped, sub.live, after))
+                    ))
+                })
             }
             Op::Events => Ok(live::stream(
                 Vec::new(),
@@ -1099,6 +1083,20 @@ impl Inner {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         self.flush().await
+    }
+
+    /// The SSE stream of feed `id` (an execution's or a run's), from after the request's
+    /// `Last-Event-ID`; `None` when this node has no such feed.
+    fn feed(&self, id: &str, request: &Request<Bytes>) -> Option<Response<Body>> {
+        let sub = self.live.subscribe(id)?;
+        let after = live::last_seq(
+            request
+                .headers()
+                .get("last-event-id")
+                .and_then(|v| v.to_str().ok()),
+            id,
+        );
+        Some(live::stream(sub.past, sub.dropped, sub.live, after))
     }
 
     fn planner(&self) -> Result<&Arc<dyn Plans>, Failure> {

@@ -236,27 +236,7 @@ async fn apply_op(tx: &Transaction<'_>, op: &WriteOp) -> Result<(), tokio_postgr
             )
             .await?;
         }
-        WriteOp::Entry(en) => {
-            tx.execute(
-                "INSERT INTO entries (exec_id, seq, kind, at_ms, body, prev, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &en.exec_id,
-                    &en.seq,
-                    &en.kind,
-                    &en.at_ms,
-                    &en.body,
-                    &en.prev,
-                    &en.hash,
-                ],
-            )
-            .await?;
-            tx.execute(
-                "UPDATE executions SET entries = $2, head = $3 WHERE id = $1",
-                &[&en.exec_id, &(en.seq + 1), &en.hash],
-            )
-            .await?;
-        }
+        WriteOp::Entry(en) => insert_entries(tx, &[en]).await?,
         WriteOp::Api { fingerprint, body } => {
             tx.execute(
                 "INSERT INTO apis (fingerprint, body) VALUES ($1, $2) ON CONFLICT (fingerprint) DO NOTHING",
