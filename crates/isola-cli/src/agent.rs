@@ -185,6 +185,18 @@ struct Session {
 }
 
 impl Session {
+    /// Keep the run's calls to models in the store (when there is one).
+    async fn record(&self, transcript: &Transcript) {
+        if let Some(j) = &self.journal {
+            record_llm_calls(
+                &*j.store(),
+                &format!("cli:{}", crate::govern::user()),
+                transcript,
+            )
+            .await;
+        }
+    }
+
     /// Commit the journal, then stop the servers.
     async fn end(self) {
         if let Some(j) = self.journal {
@@ -315,6 +327,7 @@ pub async fn run(
         printer.end(&t)?;
         t
     };
+    session.record(&transcript).await;
     session.end().await;
     if args.json {
         print(&format!("{}\n", serde_json::to_string_pretty(&transcript)?))?;
@@ -373,6 +386,7 @@ pub async fn chat(
             .run(&mut history, line, &mut |e| printer.event(e))
             .await;
         printer.end(&t)?;
+        session.record(&t).await;
         code = exit_code(&t);
     }
     session.end().await;
@@ -485,6 +499,38 @@ impl Printer {
     }
 }
 
+/// Keep a run's calls to models in the store, for usage by model and day (`GET /v1/usage`).
+/// A store that refuses is logged: the run's answer is not lost for it.
+async fn record_llm_calls(store: &dyn isola_store::Store, origin: &str, transcript: &Transcript) {
+    let run = isola_journal::new_execution_id();
+    let at_ms = isola_journal::now_ms();
+    let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let rows: Vec<isola_store::LlmCallRow> = transcript
+        .llm_calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| isola_store::LlmCallRow {
+            id: format!("{run}-{i}"),
+            at_ms,
+            origin: origin.to_string(),
+            provider: c.provider.clone(),
+            model: c.model.clone(),
+            ok: matches!(
+                c.outcome,
+                isola_llm::Outcome::Ok | isola_llm::Outcome::Cached
+            ),
+            input_tokens: tokens(c.usage.input_tokens),
+            output_tokens: tokens(c.usage.output_tokens),
+            cached_tokens: tokens(c.usage.cached_tokens),
+            latency_ms: c.latency_ms,
+            cost_usd: c.cost_usd,
+        })
+        .collect();
+    if let Err(e) = store.llm_calls_add(&rows).await {
+        tracing::warn!("could not keep the run's calls to models: {e}");
+    }
+}
+
 /// `isola serve`'s agent runs (`POST /v1/runs`): Isola's agent over the server's own engine
 /// and servers, its scripts journaled and governed as the server's other executions, on behalf
 /// of the token that asked. The agent's settings are the config's (`isola.agent`), read once;
@@ -547,7 +593,11 @@ impl isola_http::Agents for ServeAgents {
             .on_behalf_of(who);
             let agent = Agent::new(self.engine.clone(), self.hub.clone(), config, models)
                 .with_hook(Arc::new(hook));
-            Ok(agent.run(history, prompt, on_event).await)
+            let transcript = agent.run(history, prompt, on_event).await;
+            if let Some(journal) = &self.journal {
+                record_llm_calls(&**journal.store(), who, &transcript).await;
+            }
+            Ok(transcript)
         })
     }
 }

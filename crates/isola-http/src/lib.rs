@@ -254,7 +254,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/usage",
         op: Op::Usage,
         operation_id: "usage",
-        summary: "Executions by day (UTC) and by origin over the last days: how many, how many failed, their tool calls, median time.",
+        summary: "Over the last days: executions by day (UTC) and by origin (how many, how many failed, their tool calls, median time), and the agent's calls to models by model and by day (calls, tokens in and out, cost, latency).",
         query: &[(
             "days",
             "how many days back, today included (default 14, at most 366)",
@@ -262,7 +262,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (
             200,
-            "`{days: [{day, ok, failed, calls}], origins: [{origin, executions, failed, calls, p50Ms}]}`",
+            "`{days: [{day, ok, failed, calls}], origins: [{origin, executions, failed, calls, p50Ms}], models: {byModel: [...], byDay: [...]}}`",
         ),
         role: Role::Viewer,
     },
@@ -769,7 +769,13 @@ impl Inner {
                     ..ExecQuery::default()
                 };
                 let rows = store.executions(&query).await.map_err(store_failure)?;
-                Ok(json_response(StatusCode::OK, &usage(&rows, today, days)))
+                let calls = store
+                    .llm_calls((today - days + 1) * DAY_MS, MAX_USAGE_ROWS)
+                    .await
+                    .map_err(store_failure)?;
+                let mut out = usage(&rows, today, days);
+                out["models"] = model_usage(&calls, today, days);
+                Ok(json_response(StatusCode::OK, &out))
             }
             Op::Export => {
                 let store = self.store()?.clone();
@@ -1464,6 +1470,73 @@ fn usage(rows: &[ExecRow], today: i64, days: i64) -> Value {
         })
         .collect();
     json!({"days": days, "origins": origins})
+}
+
+/// The agent's calls to models by model, and by day and model.
+fn model_usage(calls: &[isola_store::LlmCallRow], today: i64, days: i64) -> Value {
+    #[derive(Default)]
+    struct Sum {
+        calls: u64,
+        failed: u64,
+        input: i64,
+        output: i64,
+        cached: i64,
+        cost: f64,
+        latency: Vec<f64>,
+    }
+    impl Sum {
+        fn add(&mut self, c: &isola_store::LlmCallRow) {
+            self.calls += 1;
+            self.failed += u64::from(!c.ok);
+            self.input += c.input_tokens;
+            self.output += c.output_tokens;
+            self.cached += c.cached_tokens;
+            self.cost += c.cost_usd.unwrap_or(0.0);
+            self.latency.push(c.latency_ms);
+        }
+        fn json(mut self) -> Value {
+            self.latency.sort_by(f64::total_cmp);
+            let at = |p: f64| {
+                self.latency
+                    .get(((self.latency.len() as f64 - 1.0) * p).round() as usize)
+                    .copied()
+            };
+            json!({
+                "calls": self.calls, "failed": self.failed, "inputTokens": self.input,
+                "outputTokens": self.output, "cachedTokens": self.cached, "costUsd": self.cost,
+                "p50LatencyMs": at(0.5), "p99LatencyMs": at(0.99),
+            })
+        }
+    }
+    let first = today - days + 1;
+    let mut by_model: BTreeMap<&str, Sum> = BTreeMap::new();
+    let mut by_day: BTreeMap<(i64, &str), Sum> = BTreeMap::new();
+    for c in calls {
+        let day = c.at_ms.div_euclid(DAY_MS);
+        if day < first {
+            continue;
+        }
+        by_model.entry(&c.model).or_default().add(c);
+        by_day.entry((day, &c.model)).or_default().add(c);
+    }
+    let by_model: Vec<Value> = by_model
+        .into_iter()
+        .map(|(model, sum)| {
+            let mut v = sum.json();
+            v["model"] = json!(model);
+            v
+        })
+        .collect();
+    let by_day: Vec<Value> = by_day
+        .into_iter()
+        .map(|((day, model), sum)| {
+            let mut v = sum.json();
+            v["day"] = json!(civil_date(day));
+            v["model"] = json!(model);
+            v
+        })
+        .collect();
+    json!({"byModel": by_model, "byDay": by_day})
 }
 
 /// `YYYY-MM-DD` of a day counted from 1970-01-01 (Howard Hinnant's `civil_from_days`).

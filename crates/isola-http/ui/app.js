@@ -710,9 +710,28 @@ async function usagePage() {
   const byOrigin = h("table", { "aria-label": "Executions by origin" },
     h("thead", {}, h("tr", {}, ["Origin", "Executions", "Failed", "Tool calls", "Median time"].map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, usage.origins.map((o) => h("tr", {}, h("td", { title: o.origin }, o.origin), h("td", {}, o.executions), h("td", {}, o.failed), h("td", {}, o.calls), h("td", {}, duration(o.p50Ms))))));
+  const models = usage.models || { byModel: [], byDay: [] };
+  const tokensOf = (d) => d.inputTokens + d.outputTokens;
+  const perDay = usage.days.map((d) => ({ day: d.day, tokens: models.byDay.filter((m) => m.day === d.day).reduce((n, m) => n + tokensOf(m), 0) }));
+  const most = Math.max(1, ...perDay.map((d) => d.tokens));
+  const tokenChart = h("div", { class: "bars", role: "img", id: "tokens-chart", "aria-label": `model tokens per day over ${perDay.length} days` },
+    perDay.map((d) => {
+      const col = h("div", { class: "col", title: `${d.day}: ${d.tokens} tokens` });
+      const fill = h("div", { class: "fill" });
+      fill.style.height = `${(100 * d.tokens / most).toFixed(1)}%`;
+      col.append(fill, h("div", { class: "lbl" }, d.day.slice(5)));
+      return col;
+    }));
+  const byModel = h("table", { "aria-label": "Calls to models" },
+    h("thead", {}, h("tr", {}, ["Model", "Calls", "Failed", "Tokens in", "Tokens out", "Cost", "Median latency"].map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, models.byModel.length ? models.byModel.map((m) => h("tr", {}, h("td", { title: m.model }, m.model), h("td", {}, m.calls), h("td", {}, m.failed),
+      h("td", {}, m.inputTokens), h("td", {}, m.outputTokens), h("td", {}, `$${m.costUsd.toFixed(4)}`), h("td", {}, duration(m.p50LatencyMs))))
+      : h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No calls to models yet (the agent's runs and chats count here)."))));
   box.replaceChildren(
     h("section", { class: "panel" }, h("h2", {}, "Executions per day"), chart, h("p", { class: "hint" }, "Blue: ended ok. Red: failed.")),
-    h("section", { class: "panel" }, h("h2", {}, "By origin"), byOrigin));
+    h("section", { class: "panel" }, h("h2", {}, "By origin"), byOrigin),
+    h("section", { class: "panel" }, h("h2", {}, "Model tokens per day"), tokenChart),
+    h("section", { class: "panel" }, h("h2", {}, "Calls to models"), byModel));
 }
 
 // ---- live updates and routing -----------------------------------------------------------

@@ -318,6 +318,26 @@ pub enum WriteOp {
     },
 }
 
+/// One call of the agent to a model: what usage by model and day is counted from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlmCallRow {
+    /// Unique: `<run>-<n>`.
+    pub id: String,
+    pub at_ms: i64,
+    /// Who ran the agent (`cli:<user>`, `http:<token>`).
+    pub origin: String,
+    pub provider: String,
+    pub model: String,
+    /// Answered (or from the response cache); `false`: failed, retried or passed on.
+    pub ok: bool,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub latency_ms: f64,
+    /// `None` when the model has no price.
+    pub cost_usd: Option<f64>,
+}
+
 /// Which executions to list, newest first.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecQuery {
@@ -405,6 +425,10 @@ pub trait Store: Send + Sync {
     async fn node_beat(&self, owner: &str, now_ms: i64) -> Result<()>;
     /// When the node `owner` last said it was alive; `None`: it never did (not a node).
     async fn node_seen(&self, owner: &str) -> Result<Option<i64>>;
+    /// Record calls to models (an id already kept is kept as it was).
+    async fn llm_calls_add(&self, rows: &[LlmCallRow]) -> Result<()>;
+    /// The calls to models made at or after `since_ms`, oldest first, at most `limit`.
+    async fn llm_calls(&self, since_ms: i64, limit: i64) -> Result<Vec<LlmCallRow>>;
     /// The API stored under `fingerprint`.
     async fn api(&self, fingerprint: &str) -> Result<Option<String>>;
     /// Delete executions that ended before `before_ms`, with their entries; how many executions.

@@ -111,6 +111,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         owner TEXT PRIMARY KEY,
         seen_ms BIGINT NOT NULL
     );",
+    // 5: the agent's calls to models, for usage by model and day.
+    "CREATE TABLE llm_calls (
+        id TEXT PRIMARY KEY,
+        at_ms BIGINT NOT NULL,
+        origin TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        ok BIGINT NOT NULL,
+        input_tokens BIGINT NOT NULL,
+        output_tokens BIGINT NOT NULL,
+        cached_tokens BIGINT NOT NULL,
+        latency_ms DOUBLE PRECISION NOT NULL,
+        cost_usd DOUBLE PRECISION
+    );
+    CREATE INDEX llm_calls_at ON llm_calls (at_ms);",
 ];
 
 /// The schema version this build writes and reads.

@@ -9,9 +9,9 @@ use crate::migrations::{MIGRATIONS, VERSION_TABLE};
 use crate::sqlite::one_of;
 use crate::tls;
 use crate::{
-    ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, Result, SessionRow,
-    StateItem, Store, StoreError, WriteOp, check_expect, check_new_approval, decide_failure,
-    like_prefix, redact_password,
+    ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, LlmCallRow, Result,
+    SessionRow, StateItem, Store, StoreError, WriteOp, check_expect, check_new_approval,
+    decide_failure, like_prefix, redact_password,
 };
 
 pub struct PostgresStore {
@@ -470,6 +470,7 @@ impl Store for PostgresStore {
             "DELETE FROM approvals
              WHERE created_ms < $1 AND (status <> 'pending' OR expires_ms <= $1)",
             "DELETE FROM grants WHERE expires_ms IS NOT NULL AND expires_ms < $1",
+            "DELETE FROM llm_calls WHERE at_ms < $1",
         ] {
             tx.execute(sql, &[&before_ms]).await.map_err(&e)?;
         }
@@ -801,6 +802,65 @@ impl Store for PostgresStore {
             .await
             .map_err(self.err())?;
         Ok(())
+    }
+
+    async fn llm_calls_add(&self, rows: &[LlmCallRow]) -> Result<()> {
+        let e = self.err();
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(&e)?;
+        for r in rows {
+            tx.execute(
+                "INSERT INTO llm_calls (id, at_ms, origin, provider, model, ok, input_tokens,
+                   output_tokens, cached_tokens, latency_ms, cost_usd)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                 ON CONFLICT (id) DO NOTHING",
+                &[
+                    &r.id,
+                    &r.at_ms,
+                    &r.origin,
+                    &r.provider,
+                    &r.model,
+                    &i64::from(r.ok),
+                    &r.input_tokens,
+                    &r.output_tokens,
+                    &r.cached_tokens,
+                    &r.latency_ms,
+                    &r.cost_usd,
+                ],
+            )
+            .await
+            .map_err(&e)?;
+        }
+        tx.commit().await.map_err(&e)
+    }
+
+    async fn llm_calls(&self, since_ms: i64, limit: i64) -> Result<Vec<LlmCallRow>> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                "SELECT id, at_ms, origin, provider, model, ok, input_tokens, output_tokens,
+                   cached_tokens, latency_ms, cost_usd
+                 FROM llm_calls WHERE at_ms >= $1 ORDER BY at_ms, id LIMIT $2",
+                &[&since_ms, &limit],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| LlmCallRow {
+                id: r.get(0),
+                at_ms: r.get(1),
+                origin: r.get(2),
+                provider: r.get(3),
+                model: r.get(4),
+                ok: r.get::<_, i64>(5) != 0,
+                input_tokens: r.get(6),
+                output_tokens: r.get(7),
+                cached_tokens: r.get(8),
+                latency_ms: r.get(9),
+                cost_usd: r.get(10),
+            })
+            .collect())
     }
 
     async fn node_seen(&self, owner: &str) -> Result<Option<i64>> {

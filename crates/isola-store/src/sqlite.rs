@@ -9,9 +9,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::migrations::{MIGRATIONS, VERSION_TABLE};
 use crate::{
-    ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, Result, SessionRow,
-    StateItem, Store, StoreError, WriteOp, check_expect, check_new_approval, decide_failure,
-    like_prefix,
+    ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, LlmCallRow, Result,
+    SessionRow, StateItem, Store, StoreError, WriteOp, check_expect, check_new_approval,
+    decide_failure, like_prefix,
 };
 
 pub struct SqliteStore {
@@ -429,6 +429,8 @@ impl Store for SqliteStore {
                 )
                 .map_err(&e)?;
             tx.execute(PRUNE_APPROVALS, [before_ms]).map_err(&e)?;
+            tx.execute("DELETE FROM llm_calls WHERE at_ms < ?1", [before_ms])
+                .map_err(&e)?;
             tx.execute(PRUNE_GRANTS, [before_ms]).map_err(&e)?;
             tx.commit().map_err(&e)?;
             Ok(n as u64)
@@ -798,6 +800,70 @@ impl Store for SqliteStore {
             )
             .map_err(err(path))?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn llm_calls_add(&self, rows: &[LlmCallRow]) -> Result<()> {
+        let rows = rows.to_vec();
+        self.run(move |conn, path| {
+            let e = err(path);
+            let tx = conn.transaction().map_err(&e)?;
+            for r in &rows {
+                tx.execute(
+                    "INSERT INTO llm_calls (id, at_ms, origin, provider, model, ok, input_tokens,
+                       output_tokens, cached_tokens, latency_ms, cost_usd)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     ON CONFLICT (id) DO NOTHING",
+                    rusqlite::params![
+                        r.id,
+                        r.at_ms,
+                        r.origin,
+                        r.provider,
+                        r.model,
+                        i64::from(r.ok),
+                        r.input_tokens,
+                        r.output_tokens,
+                        r.cached_tokens,
+                        r.latency_ms,
+                        r.cost_usd
+                    ],
+                )
+                .map_err(&e)?;
+            }
+            tx.commit().map_err(&e)
+        })
+        .await
+    }
+
+    async fn llm_calls(&self, since_ms: i64, limit: i64) -> Result<Vec<LlmCallRow>> {
+        self.run(move |conn, path| {
+            let e = err(path);
+            let mut stmt = conn
+                .prepare(
+                    "SELECT id, at_ms, origin, provider, model, ok, input_tokens, output_tokens,
+                       cached_tokens, latency_ms, cost_usd
+                     FROM llm_calls WHERE at_ms >= ?1 ORDER BY at_ms, id LIMIT ?2",
+                )
+                .map_err(&e)?;
+            let rows = stmt
+                .query_map(rusqlite::params![since_ms, limit], |r| {
+                    Ok(LlmCallRow {
+                        id: r.get(0)?,
+                        at_ms: r.get(1)?,
+                        origin: r.get(2)?,
+                        provider: r.get(3)?,
+                        model: r.get(4)?,
+                        ok: r.get::<_, i64>(5)? != 0,
+                        input_tokens: r.get(6)?,
+                        output_tokens: r.get(7)?,
+                        cached_tokens: r.get(8)?,
+                        latency_ms: r.get(9)?,
+                        cost_usd: r.get(10)?,
+                    })
+                })
+                .map_err(&e)?;
+            rows.collect::<std::result::Result<Vec<_>, _>>().map_err(&e)
         })
         .await
     }

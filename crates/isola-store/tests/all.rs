@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use isola_store::{
-    ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, SCHEMA_VERSION,
-    SqliteStore, Store, StoreError, StoreUrl, WriteOp,
+    ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, LlmCallRow,
+    SCHEMA_VERSION, SqliteStore, Store, StoreError, StoreUrl, WriteOp,
 };
 use isola_test_support::postgres::PgCluster;
 
@@ -253,6 +253,39 @@ async fn conformance(store: Arc<dyn Store>) {
     assert!(store.execution("old").await.unwrap().is_none());
     assert!(store.entries("old").await.unwrap().is_empty());
     assert!(store.execution("ex-bbb2").await.unwrap().is_some());
+}
+
+/// Calls to models are kept once each, listed oldest first from a time, and pruned.
+async fn llm_calls(store: &dyn Store) {
+    let call = |id: &str, at_ms: i64| LlmCallRow {
+        id: id.into(),
+        at_ms,
+        origin: "http:ops".into(),
+        provider: "openai".into(),
+        model: "gpt-test".into(),
+        ok: true,
+        input_tokens: 120,
+        output_tokens: 30,
+        cached_tokens: 0,
+        latency_ms: 12.5,
+        cost_usd: Some(0.25),
+    };
+    store
+        .llm_calls_add(&[call("r-2", 2_000), call("r-1", 1_000)])
+        .await
+        .unwrap();
+    let mut again = call("r-1", 1_000);
+    again.input_tokens = 9;
+    store.llm_calls_add(&[again]).await.unwrap();
+    let rows = store.llm_calls(0, 10).await.unwrap();
+    assert_eq!(
+        rows,
+        [call("r-1", 1_000), call("r-2", 2_000)],
+        "kept once each"
+    );
+    assert_eq!(store.llm_calls(1_500, 10).await.unwrap().len(), 1);
+    store.prune(1_500).await.unwrap();
+    assert_eq!(store.llm_calls(0, 10).await.unwrap(), [call("r-2", 2_000)]);
 }
 
 /// Nodes say they are alive; the last word counts; a process that never said is unknown.
@@ -723,6 +756,7 @@ async fn sqlite_conformance() {
     conformance(store.clone()).await;
     racing_writers(store.clone()).await;
     node_heartbeats(&*store).await;
+    llm_calls(&*store).await;
     approvals_and_grants(store.clone()).await;
     // Another process on the same file: a connection of its own.
     let other: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
@@ -751,6 +785,7 @@ async fn postgres_conformance() {
     conformance(store.clone()).await;
     racing_writers(store.clone()).await;
     node_heartbeats(&*store).await;
+    llm_calls(&*store).await;
     approvals_and_grants(store.clone()).await;
     // A second node on the same database: migrations already done, data shared.
     let url2 = pg.url("conformance");

@@ -776,6 +776,17 @@ fn an_agent_run_streams_its_steps_and_its_chat_goes_on() {
         "{last}"
     );
 
+    // The calls to the model count in the usage, by model.
+    let (_, usage) = request(s.port, "GET", "/v1/usage?days=1", "", &[]);
+    let model = &usage["models"]["byModel"][0];
+    assert_eq!(model["model"], "gpt-test", "{usage}");
+    assert_eq!(
+        model["calls"], 3,
+        "two calls for the first turn, one for the second: {usage}"
+    );
+    assert!(model["inputTokens"].as_i64().unwrap() > 0, "{usage}");
+    assert_eq!(usage["models"]["byDay"][0]["calls"], 3, "{usage}");
+
     let body = json!({"prompt": "x", "model": "nosuch:model"});
     let (status, bad) = request(s.port, "POST", "/v1/runs", &body.to_string(), &[]);
     assert_eq!(
