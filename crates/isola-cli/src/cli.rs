@@ -68,6 +68,10 @@ pub enum Command {
     /// Sessions: executions grouped by name, and their durable state.
     #[command(subcommand)]
     Sessions(crate::journal::SessionsCommand),
+    /// `isola serve`'s tokens kept in the store (beside the config's `isola.tokens`): add,
+    /// list, revoke.
+    #[command(subcommand)]
+    Tokens(crate::tokens::TokensCommand),
     /// Run a journaled execution again from its recorded inputs and results, calling no tool;
     /// report whether it did the same or where it diverged.
     Replay(crate::journal::ReplayArgs),

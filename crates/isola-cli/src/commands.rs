@@ -51,6 +51,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sessions(c) => {
             crate::journal::sessions(cli.config.as_deref(), cli.store.as_deref(), c).await
         }
+        Command::Tokens(c) => {
+            crate::tokens::tokens(cli.config.as_deref(), cli.store.as_deref(), c).await
+        }
         Command::Policy(c) => crate::govern::policy(cli.config.as_deref(), c).await,
         Command::Approvals(c) => {
             crate::govern::approvals(cli.config.as_deref(), cli.store.as_deref(), c).await

@@ -10,6 +10,7 @@ mod mcp;
 mod plan;
 mod render;
 mod term;
+mod tokens;
 
 use std::ffi::OsStr;
 use std::io::Write;

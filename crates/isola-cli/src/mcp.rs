@@ -103,12 +103,25 @@ pub async fn run(
     let mut limits = config.settings.limits.clone();
     args.limits.apply(&mut limits);
     let backend = backend(&config, args.in_process)?;
-    // Bind first: a wrong address fails before any server is started.
+    // The journal (recovering what a crashed run left) before any server starts, and with it
+    // the tokens kept in the store (`isola tokens`), which `isola serve` takes besides the
+    // config's.
+    let journaled = crate::journal::Journaled::open(store, &config, None).await?;
+    let stored_tokens = match (&journaled, api) {
+        (Some(j), true) => {
+            let stored = Arc::new(isola_server::http::StoredTokens::default());
+            isola_http::tokens::load(&*j.store(), &stored).await?;
+            Some(stored)
+        }
+        _ => None,
+    };
+    // Bind before any MCP server starts: a wrong address fails at once.
     let http = match args.http {
         Some(addr) => Some(
             HttpServer::bind(HttpOptions {
                 addr,
                 tokens: tokens(&config, args.token.as_deref()),
+                stored_tokens: stored_tokens.clone(),
                 allow_unauthenticated: args.allow_unauthenticated,
                 allowed_hosts: args.allow_host.clone(),
                 rate_limit: args.rate_limit,
@@ -117,8 +130,6 @@ pub async fn run(
         ),
         None => None,
     };
-    // The journal (recovering what a crashed run left) before any server starts.
-    let journaled = crate::journal::Journaled::open(store, &config, None).await?;
     let hub = connect(&config).await;
     let engine = Arc::new(crate::commands::engine(
         &config,
@@ -168,6 +179,7 @@ pub async fn run(
                 journal,
                 Some(Arc::new(agents)),
                 plans,
+                stored_tokens.clone(),
             )))
         }
         false => None,
@@ -177,6 +189,13 @@ pub async fn run(
     // that died left running.
     let sweeper = match (&journaled, api) {
         (Some(j), true) => Some(tokio::spawn(sweep(j.store()))),
+        _ => None,
+    };
+    let token_refresher = match (&journaled, &stored_tokens) {
+        (Some(j), Some(stored)) => Some(tokio::spawn(isola_http::tokens::refresh(
+            j.store(),
+            stored.clone(),
+        ))),
         _ => None,
     };
     let view = server.view();
@@ -214,8 +233,8 @@ pub async fn run(
     };
     shutdown.cancel();
     watcher.abort();
-    if let Some(sweeper) = sweeper {
-        sweeper.abort();
+    for task in [sweeper, token_refresher].into_iter().flatten() {
+        task.abort();
     }
     if let Some(j) = journaled {
         j.close().await;

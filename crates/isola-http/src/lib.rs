@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 mod live;
 mod plans;
 mod runs;
+pub mod tokens;
 mod ui;
 use live::Live;
 pub use plans::{PlanError, PlanFuture, Plans};
@@ -57,6 +58,9 @@ pub enum Op {
     RunEvents,
     ListGrants,
     RevokeGrant,
+    ListTokens,
+    AddToken,
+    RemoveToken,
     MakePlan,
     ListPlans,
     GetPlan,
@@ -316,6 +320,41 @@ pub const ROUTES: &[Route] = &[
         role: Role::Operator,
     },
     Route {
+        method: "GET",
+        path: "/v1/tokens",
+        op: Op::ListTokens,
+        operation_id: "listTokens",
+        summary: "The tokens kept in the store (not those of the config): names, roles, who made them. Never a secret.",
+        query: &[],
+        body: None,
+        ok: (200, "`{tokens: [{name, role, createdMs, createdBy}]}`"),
+        role: Role::Admin,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/tokens",
+        op: Op::AddToken,
+        operation_id: "addToken",
+        summary: "Make a token and keep it in the store (its hash only); every node takes it within seconds. The secret is in this answer and nowhere else.",
+        query: &[],
+        body: Some(
+            r#"{"type":"object","properties":{"name":{"type":"string","pattern":"^[A-Za-z0-9._-]{1,64}$"},"role":{"enum":["viewer","operator","admin"]}},"required":["name","role"],"additionalProperties":false}"#,
+        ),
+        ok: (201, "`{name, role, token}`"),
+        role: Role::Admin,
+    },
+    Route {
+        method: "DELETE",
+        path: "/v1/tokens/{name}",
+        op: Op::RemoveToken,
+        operation_id: "removeToken",
+        summary: "Revoke a token kept in the store: every node refuses it within seconds.",
+        query: &[],
+        body: None,
+        ok: (200, "`{revoked: name}`"),
+        role: Role::Admin,
+    },
+    Route {
         method: "POST",
         path: "/v1/plans",
         op: Op::MakePlan,
@@ -425,6 +464,7 @@ struct Inner {
     live: Arc<Live>,
     agents: Option<Arc<dyn Agents>>,
     plans: Option<Arc<dyn Plans>>,
+    stored_tokens: Option<Arc<isola_server::http::StoredTokens>>,
     chats: runs::Chats,
 }
 
@@ -443,12 +483,14 @@ type Answer = Result<Response<Body>, Failure>;
 
 impl Api {
     /// The API over `server`, its `journal` (`None`: off), the agent it runs for `POST
-    /// /v1/runs` and the planner of `/v1/plans` (`None`: those routes answer 501).
+    /// /v1/runs` and the planner of `/v1/plans` (`None`: those routes answer 501), and the
+    /// store's tokens the HTTP server checks (reloaded at once when `/v1/tokens` changes them).
     pub fn new(
         server: IsolaServer,
         journal: Option<Journal>,
         agents: Option<Arc<dyn Agents>>,
         plans: Option<Arc<dyn Plans>>,
+        stored_tokens: Option<Arc<isola_server::http::StoredTokens>>,
     ) -> Self {
         let store = journal.as_ref().map(|j| j.store().clone());
         Self(Arc::new(Inner {
@@ -460,6 +502,7 @@ impl Api {
             live: Live::new(),
             agents,
             plans,
+            stored_tokens,
             chats: runs::Chats::default(),
         }))
     }
@@ -561,6 +604,61 @@ impl Inner {
                     true => Ok(json_response(StatusCode::OK, &json!({"revoked": id}))),
                     false => Err(not_found(format!("no grant `{id}`"))),
                 }
+            }
+            Op::ListTokens => {
+                let store = self.store()?;
+                let rows = store.tokens().await.map_err(store_failure)?;
+                let rows: Vec<Value> = rows
+                    .iter()
+                    .map(|r| json!({"name": r.name, "role": r.role, "createdMs": r.created_ms, "createdBy": r.created_by}))
+                    .collect();
+                Ok(json_response(StatusCode::OK, &json!({"tokens": rows})))
+            }
+            Op::AddToken => {
+                let store = self.store()?;
+                let body = body_object(request.body(), &["name", "role"])?;
+                let name = body
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .filter(|n| tokens::valid_name(n))
+                    .ok_or_else(|| {
+                        bad("`name` must be 1 to 64 letters, digits, `.`, `_` or `-`")
+                    })?;
+                let role = body
+                    .get("role")
+                    .and_then(Value::as_str)
+                    .and_then(Role::parse)
+                    .ok_or_else(|| bad("`role` must be viewer, operator or admin"))?;
+                let (row, secret) = tokens::make(name, role, &who, now_ms()).map_err(|e| {
+                    Failure(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "random",
+                        format!("no random bytes for a secret: {e}"),
+                    )
+                })?;
+                if !store.token_add(&row).await.map_err(store_failure)? {
+                    return Err(Failure(
+                        StatusCode::CONFLICT,
+                        "conflict",
+                        format!("a token named `{name}` is kept already: revoke it first"),
+                    ));
+                }
+                self.reload_tokens().await;
+                Ok(json_response(
+                    StatusCode::CREATED,
+                    &json!({"name": name, "role": role.as_str(), "token": secret}),
+                ))
+            }
+            Op::RemoveToken => {
+                let store = self.store()?;
+                let name = &params[0];
+                if !store.token_remove(name).await.map_err(store_failure)? {
+                    return Err(not_found(format!(
+                        "no token `{name}` in the store (the config's tokens are changed in the config)"
+                    )));
+                }
+                self.reload_tokens().await;
+                Ok(json_response(StatusCode::OK, &json!({"revoked": name})))
             }
             Op::MakePlan => {
                 let planner = self.planner()?;
@@ -1103,6 +1201,15 @@ impl Inner {
             id,
         );
         Some(live::stream(sub.past, sub.dropped, sub.live, after))
+    }
+
+    /// Take a change to the store's tokens at once on this node (the others reload soon).
+    async fn reload_tokens(&self) {
+        if let (Some(store), Some(stored)) = (&self.store, &self.stored_tokens)
+            && let Err(e) = tokens::load(&**store, stored).await
+        {
+            tracing::warn!("could not reload the store's tokens: {e}");
+        }
     }
 
     fn planner(&self) -> Result<&Arc<dyn Plans>, Failure> {

@@ -60,7 +60,7 @@ pub enum Role {
     Viewer,
     /// Also run executions and agent runs, and decide approvals.
     Operator,
-    /// Also policies and tokens.
+    /// Also tokens (`/v1/tokens`).
     Admin,
 }
 
@@ -106,12 +106,88 @@ pub struct Principal {
     pub role: Role,
 }
 
+/// A token kept in the store (`isola tokens`): its name, the hash of its secret
+/// ([`token_hash`]), its role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredToken {
+    pub name: String,
+    pub hash: String,
+    pub role: Role,
+}
+
+/// The store's tokens as the server knows them: refreshed while it runs (by whoever holds the
+/// store), so a token added or revoked on one node counts on every node soon after.
+#[derive(Debug, Default)]
+pub struct StoredTokens(std::sync::RwLock<Vec<StoredToken>>);
+
+impl StoredTokens {
+    pub fn replace(&self, tokens: Vec<StoredToken>) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = tokens;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_empty()
+    }
+
+    /// The token whose secret has `hash`.
+    fn find(&self, hash: &str) -> Option<Principal> {
+        let tokens = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut found = None;
+        for t in tokens.iter() {
+            if constant_time_eq(hash.as_bytes(), t.hash.as_bytes()) {
+                found = Some(Principal {
+                    name: t.name.clone(),
+                    role: t.role,
+                });
+            }
+        }
+        found
+    }
+}
+
+/// A new token secret: `isola_` and 64 hex digits from the kernel's random source.
+pub fn new_token_secret() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("isola_{hex}"))
+}
+
+/// What the store keeps of a token's secret: `sha256:<hex>`.
+pub fn token_hash(secret: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(secret.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// The tokens a server takes: the configured ones, the store's, and whether it is open (it
+/// took none when it started: loopback, or `allow_unauthenticated`). A server that started
+/// with tokens never becomes open, whatever is revoked.
+struct Keys {
+    tokens: Vec<ApiToken>,
+    stored: Option<Arc<StoredTokens>>,
+    open: bool,
+}
+
 /// How to serve over HTTP.
 #[derive(Clone, Debug)]
 pub struct HttpOptions {
     pub addr: SocketAddr,
     /// Require `Authorization: Bearer <token>` with one of these.
     pub tokens: Vec<ApiToken>,
+    /// The store's tokens too (`isola tokens`), kept fresh by the caller.
+    pub stored_tokens: Option<Arc<StoredTokens>>,
     /// Serve a non-loopback address without a token.
     pub allow_unauthenticated: bool,
     /// `Host` values accepted besides the loopback names and the bound address.
@@ -185,6 +261,7 @@ impl HttpServer {
         }
         if !options.addr.ip().is_loopback()
             && options.tokens.is_empty()
+            && options.stored_tokens.as_ref().is_none_or(|s| s.is_empty())
             && !options.allow_unauthenticated
         {
             return Err(ServeError::Unauthenticated { addr: options.addr });
@@ -257,7 +334,17 @@ impl HttpServer {
                 Arc::new(LocalSessionManager::default()),
                 config,
             );
-        let tokens: Arc<[ApiToken]> = self.options.tokens.into();
+        let open = self.options.tokens.is_empty()
+            && self
+                .options
+                .stored_tokens
+                .as_ref()
+                .is_none_or(|s| s.is_empty());
+        let tokens = Arc::new(Keys {
+            tokens: self.options.tokens,
+            stored: self.options.stored_tokens,
+            open,
+        });
         let limit: Option<Arc<RateLimit>> =
             self.options.rate_limit.map(|r| Arc::new(RateLimit::new(r)));
         let hosts: Arc<[String]> = hosts.into();
@@ -352,7 +439,7 @@ impl HttpServer {
 async fn route(
     routes: &dyn Routes,
     req: Request<Incoming>,
-    tokens: &[ApiToken],
+    tokens: &Keys,
     hosts: &[String],
     limit: Option<&RateLimit>,
 ) -> Response<Body> {
@@ -448,15 +535,16 @@ fn origin_allowed<B>(req: &Request<B>) -> bool {
     matches!(host, "localhost" | "127.0.0.1" | "::1")
 }
 
-/// Who `req` is: the token it bears (`None`: none of `tokens`), or `local` when there are no
-/// tokens.
-fn principal<B>(req: &Request<B>, tokens: &[ApiToken]) -> Option<Principal> {
-    if tokens.is_empty() {
+/// Who `req` is: the token it bears (`None`: none of `keys`), or `local` on an open server
+/// while it takes no tokens.
+fn principal<B>(req: &Request<B>, keys: &Keys) -> Option<Principal> {
+    if keys.open && keys.stored.as_ref().is_none_or(|s| s.is_empty()) {
         return Some(Principal {
             name: "local".into(),
             role: Role::Admin,
         });
     }
+    let tokens = &keys.tokens;
     let value = req
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -473,10 +561,16 @@ fn principal<B>(req: &Request<B>, tokens: &[ApiToken]) -> Option<Principal> {
             found = Some(token);
         }
     }
-    found.map(|t| Principal {
-        name: t.name.clone(),
-        role: t.role,
-    })
+    match found {
+        Some(t) => Some(Principal {
+            name: t.name.clone(),
+            role: t.role,
+        }),
+        None => keys
+            .stored
+            .as_ref()
+            .and_then(|s| s.find(&token_hash(&String::from_utf8_lossy(given)))),
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

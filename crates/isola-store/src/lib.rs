@@ -318,6 +318,18 @@ pub enum WriteOp {
     },
 }
 
+/// A token of `isola serve` kept in the store (`isola tokens`): never its secret, only the
+/// secret's hash (`sha256:<hex>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRow {
+    pub name: String,
+    pub hash: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: String,
+    pub created_ms: i64,
+    pub created_by: String,
+}
+
 /// One call of the agent to a model: what usage by model and day is counted from.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlmCallRow {
@@ -429,6 +441,12 @@ pub trait Store: Send + Sync {
     async fn llm_calls_add(&self, rows: &[LlmCallRow]) -> Result<()>;
     /// The calls to models made at or after `since_ms`, oldest first, at most `limit`.
     async fn llm_calls(&self, since_ms: i64, limit: i64) -> Result<Vec<LlmCallRow>>;
+    /// Keep a token; `false`: one of that name (or that secret) is kept already.
+    async fn token_add(&self, row: &TokenRow) -> Result<bool>;
+    /// The tokens kept, by name.
+    async fn tokens(&self) -> Result<Vec<TokenRow>>;
+    /// Forget token `name`; `false`: there was none.
+    async fn token_remove(&self, name: &str) -> Result<bool>;
     /// The API stored under `fingerprint`.
     async fn api(&self, fingerprint: &str) -> Result<Option<String>>;
     /// Delete executions that ended before `before_ms`, with their entries; how many executions.

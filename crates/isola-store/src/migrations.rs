@@ -126,6 +126,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         cost_usd DOUBLE PRECISION
     );
     CREATE INDEX llm_calls_at ON llm_calls (at_ms);",
+    // 6: `isola serve`'s tokens kept in the store (`isola tokens`): the secret's hash only.
+    "CREATE TABLE tokens (
+        name TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        created_by TEXT NOT NULL
+    );",
 ];
 
 /// The schema version this build writes and reads.

@@ -10,7 +10,7 @@ use crate::sqlite::one_of;
 use crate::tls;
 use crate::{
     ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, LlmCallRow, Result,
-    SessionRow, StateItem, Store, StoreError, WriteOp, check_expect, check_new_approval,
+    SessionRow, StateItem, Store, StoreError, TokenRow, WriteOp, check_expect, check_new_approval,
     decide_failure, like_prefix, redact_password,
 };
 
@@ -861,6 +861,55 @@ impl Store for PostgresStore {
                 cost_usd: r.get(10),
             })
             .collect())
+    }
+
+    async fn token_add(&self, row: &TokenRow) -> Result<bool> {
+        let client = self.client.lock().await;
+        let n = client
+            .execute(
+                "INSERT INTO tokens (name, hash, role, created_ms, created_by)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &row.name,
+                    &row.hash,
+                    &row.role,
+                    &row.created_ms,
+                    &row.created_by,
+                ],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(n > 0)
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        let client = self.client.lock().await;
+        let rows = client
+            .query(
+                "SELECT name, hash, role, created_ms, created_by FROM tokens ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(self.err())?;
+        Ok(rows
+            .iter()
+            .map(|r| TokenRow {
+                name: r.get(0),
+                hash: r.get(1),
+                role: r.get(2),
+                created_ms: r.get(3),
+                created_by: r.get(4),
+            })
+            .collect())
+    }
+
+    async fn token_remove(&self, name: &str) -> Result<bool> {
+        let client = self.client.lock().await;
+        let n = client
+            .execute("DELETE FROM tokens WHERE name = $1", &[&name])
+            .await
+            .map_err(self.err())?;
+        Ok(n > 0)
     }
 
     async fn node_seen(&self, owner: &str) -> Result<Option<i64>> {

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::migrations::{MIGRATIONS, VERSION_TABLE};
 use crate::{
     ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, LlmCallRow, Result,
-    SessionRow, StateItem, Store, StoreError, WriteOp, check_expect, check_new_approval,
+    SessionRow, StateItem, Store, StoreError, TokenRow, WriteOp, check_expect, check_new_approval,
     decide_failure, like_prefix,
 };
 
@@ -864,6 +864,56 @@ impl Store for SqliteStore {
                 })
                 .map_err(&e)?;
             rows.collect::<std::result::Result<Vec<_>, _>>().map_err(&e)
+        })
+        .await
+    }
+
+    async fn token_add(&self, row: &TokenRow) -> Result<bool> {
+        let row = row.clone();
+        self.run(move |conn, path| {
+            let n = conn
+                .execute(
+                    "INSERT INTO tokens (name, hash, role, created_ms, created_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                    rusqlite::params![row.name, row.hash, row.role, row.created_ms, row.created_by],
+                )
+                .map_err(err(path))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        self.run(|conn, path| {
+            let e = err(path);
+            let mut stmt = conn
+                .prepare(
+                    "SELECT name, hash, role, created_ms, created_by FROM tokens ORDER BY name",
+                )
+                .map_err(&e)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(TokenRow {
+                        name: r.get(0)?,
+                        hash: r.get(1)?,
+                        role: r.get(2)?,
+                        created_ms: r.get(3)?,
+                        created_by: r.get(4)?,
+                    })
+                })
+                .map_err(&e)?;
+            rows.collect::<std::result::Result<Vec<_>, _>>().map_err(&e)
+        })
+        .await
+    }
+
+    async fn token_remove(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.run(move |conn, path| {
+            let n = conn
+                .execute("DELETE FROM tokens WHERE name = ?1", [&name])
+                .map_err(err(path))?;
+            Ok(n > 0)
         })
         .await
     }

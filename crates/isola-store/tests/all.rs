@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use isola_store::{
     ApprovalQuery, ApprovalRow, EntryRow, ExecQuery, ExecRow, Expect, GrantRow, LlmCallRow,
-    SCHEMA_VERSION, SqliteStore, Store, StoreError, StoreUrl, WriteOp,
+    SCHEMA_VERSION, SqliteStore, Store, StoreError, StoreUrl, TokenRow, WriteOp,
 };
 use isola_test_support::postgres::PgCluster;
 
@@ -286,6 +286,34 @@ async fn llm_calls(store: &dyn Store) {
     assert_eq!(store.llm_calls(1_500, 10).await.unwrap().len(), 1);
     store.prune(1_500).await.unwrap();
     assert_eq!(store.llm_calls(0, 10).await.unwrap(), [call("r-2", 2_000)]);
+}
+
+/// Tokens are kept by name, once per name and per secret, and forgotten.
+async fn tokens(store: &dyn Store) {
+    let token = |name: &str, hash: &str| TokenRow {
+        name: name.into(),
+        hash: hash.into(),
+        role: "viewer".into(),
+        created_ms: 5,
+        created_by: "cli:ann".into(),
+    };
+    assert!(store.token_add(&token("b", "sha256:2")).await.unwrap());
+    assert!(store.token_add(&token("a", "sha256:1")).await.unwrap());
+    assert!(
+        !store.token_add(&token("a", "sha256:3")).await.unwrap(),
+        "a name once"
+    );
+    assert!(
+        !store.token_add(&token("c", "sha256:1")).await.unwrap(),
+        "a secret once"
+    );
+    assert_eq!(
+        store.tokens().await.unwrap(),
+        [token("a", "sha256:1"), token("b", "sha256:2")]
+    );
+    assert!(store.token_remove("a").await.unwrap());
+    assert!(!store.token_remove("a").await.unwrap());
+    assert_eq!(store.tokens().await.unwrap(), [token("b", "sha256:2")]);
 }
 
 /// Nodes say they are alive; the last word counts; a process that never said is unknown.
@@ -757,6 +785,7 @@ async fn sqlite_conformance() {
     racing_writers(store.clone()).await;
     node_heartbeats(&*store).await;
     llm_calls(&*store).await;
+    tokens(&*store).await;
     approvals_and_grants(store.clone()).await;
     // Another process on the same file: a connection of its own.
     let other: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
@@ -786,6 +815,7 @@ async fn postgres_conformance() {
     racing_writers(store.clone()).await;
     node_heartbeats(&*store).await;
     llm_calls(&*store).await;
+    tokens(&*store).await;
     approvals_and_grants(store.clone()).await;
     // A second node on the same database: migrations already done, data shared.
     let url2 = pg.url("conformance");

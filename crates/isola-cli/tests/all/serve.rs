@@ -954,3 +954,89 @@ fn a_session_grant_approves_later_calls_until_it_is_revoked() {
     );
     assert_eq!(status, 400, "{bad}");
 }
+
+/// Tokens kept in the store (`isola tokens`, `/v1/tokens` for admins): taken by the server
+/// besides the config's, their secret shown once and kept only as a hash, revoked within
+/// seconds; only an admin manages them.
+#[test]
+fn tokens_kept_in_the_store_are_made_used_and_revoked() {
+    const BOSS: &str = "boss-secret-0123456789";
+    let p =
+        Project::new().with_isola(json!({"tokens": {"boss": {"token": BOSS, "role": "admin"}}}));
+    let made = p.isola(&["tokens", "add", "ci", "--role", "operator", "--json"]);
+    assert_eq!(made.code(), 0, "{}", made.stderr());
+    let ci = made.json()["token"].as_str().unwrap().to_string();
+    assert!(ci.starts_with("isola_") && ci.len() > 40, "{ci}");
+    let s = serve(&p, &[]);
+    let bearer = |t: &str| format!("Bearer {t}");
+    let (ci_auth, boss_auth) = (bearer(&ci), bearer(BOSS));
+    let as_ci = [("Authorization", ci_auth.as_str())];
+    let as_boss = [("Authorization", boss_auth.as_str())];
+
+    let (status, ran) = request(
+        s.port,
+        "POST",
+        "/v1/executions",
+        r#"{"code": "return 1"}"#,
+        &as_ci,
+    );
+    assert_eq!(status, 200, "{ran}");
+    let (status, _) = request(s.port, "GET", "/v1/tokens", "", &as_ci);
+    assert_eq!(status, 403, "tokens are an admin's");
+
+    let (status, watch) = request(
+        s.port,
+        "POST",
+        "/v1/tokens",
+        r#"{"name": "watch", "role": "viewer"}"#,
+        &as_boss,
+    );
+    assert_eq!(status, 201, "{watch}");
+    let watch_auth = bearer(watch["token"].as_str().unwrap());
+    let as_watch = [("Authorization", watch_auth.as_str())];
+    let (status, _) = request(s.port, "GET", "/v1/executions", "", &as_watch);
+    assert_eq!(status, 200, "taken at once on the node that made it");
+    let (status, _) = request(
+        s.port,
+        "POST",
+        "/v1/executions",
+        r#"{"code": "1"}"#,
+        &as_watch,
+    );
+    assert_eq!(status, 403, "a viewer's");
+    let (_, list) = request(s.port, "GET", "/v1/tokens", "", &as_boss);
+    let text = list.to_string();
+    assert!(
+        text.contains("\"watch\"") && text.contains("\"ci\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("isola_") && !text.contains("sha256"),
+        "a secret or hash shown: {text}"
+    );
+
+    // Revoked from the CLI: the server refuses it once it reloads (every 2 s).
+    let revoked = p.isola(&["tokens", "revoke", "ci"]);
+    assert_eq!(revoked.code(), 0, "{}", revoked.stderr());
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _) = request(s.port, "GET", "/v1/health", "", &as_ci);
+        if status == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "still taken 20 s after its revocation"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, _) = request(s.port, "DELETE", "/v1/tokens/watch", "", &as_boss);
+    assert_eq!(status, 200);
+    let (status, _) = request(s.port, "GET", "/v1/health", "", &as_watch);
+    assert_eq!(status, 401, "revoked through the API: at once");
+    let (status, _) = request(s.port, "GET", "/v1/health", "", &[]);
+    assert_eq!(
+        status, 401,
+        "a server that started with tokens never becomes open"
+    );
+}
