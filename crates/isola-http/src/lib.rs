@@ -202,7 +202,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/executions/{id}/events",
         op: Op::ExecutionEvents,
         operation_id: "executionEvents",
-        summary: "Server-sent events of an execution this node runs or ran lately, from its first: queued, started, call, held, decided, denied, callEnded, log, finished (then the stream ends). `Last-Event-ID` goes on after that event.",
+        summary: "Server-sent events of an execution, from its first: queued, started, call, held, decided, denied, answer, callEnded, log, finished (then the stream ends). Live from the node that runs it; on another node, from the journal as its entries are committed. `Last-Event-ID` goes on after that event (from the same node).",
         query: &[],
         body: None,
         ok: (
@@ -841,11 +841,28 @@ impl Inner {
             }
             Op::ExecutionEvents => {
                 let id = &params[0];
-                self.feed(id, &request).ok_or_else(|| {
-                    not_found(format!(
-                        "execution `{id}` is not running on this node, nor one of its latest: its record is at /v1/executions/{id}"
-                    ))
-                })
+                if let Some(feed) = self.feed(id, &request) {
+                    return Ok(feed);
+                }
+                // Another node's (or one this node ran long ago): from the journal.
+                let Some(store) = self.store.clone() else {
+                    return Err(not_found(format!(
+                        "execution `{id}` is not running on this node, and the journal is off"
+                    )));
+                };
+                if store.execution(id).await.map_err(store_failure)?.is_none() {
+                    return Err(not_found(format!(
+                        "no execution `{id}`, on this node or in the journal"
+                    )));
+                }
+                let after = live::last_seq(
+                    request
+                        .headers()
+                        .get("last-event-id")
+                        .and_then(|v| v.to_str().ok()),
+                    id,
+                );
+                Ok(live::from_journal(store, id.clone(), after))
             }
             Op::Events => Ok(live::stream(
                 Vec::new(),

@@ -398,6 +398,146 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How often [`from_journal`] looks for an execution's new entries.
+const JOURNAL_POLL: Duration = Duration::from_millis(200);
+
+/// The events of an execution another node runs (or ran), from its journal: its entries as
+/// the same events a live feed gives (`queued` with the code, `started`, `call`, `held`,
+/// `decided`, `denied`, `answer`, `callEnded`, `log`, `finished`; `interrupted` when its node
+/// died), then the new ones as they are committed (polled), until it ends or is suspended.
+/// Event ids count the journal's entries: a `Last-Event-ID` from a live feed of another node
+/// does not carry over.
+pub fn from_journal(
+    store: std::sync::Arc<dyn isola_store::Store>,
+    id: String,
+    after: Option<u64>,
+) -> Response<Body> {
+    let (tx, body) = channel_body();
+    tokio::spawn(async move {
+        let mut next = after.map_or(0, |a| a + 1);
+        // When it started (its first entry), for the calls' start times.
+        let mut t0: Option<i64> = None;
+        let mut quiet = tokio::time::Instant::now();
+        loop {
+            let (row, entries) = match (store.execution(&id).await, store.entries(&id).await) {
+                (Ok(Some(row)), Ok(entries)) => (row, entries),
+                _ => return,
+            };
+            let from = next;
+            for e in entries
+                .iter()
+                .filter(|e| u64::try_from(e.seq).is_ok_and(|s| s >= from))
+            {
+                next = e.seq.unsigned_abs() + 1;
+                let mut body: Value = serde_json::from_str(&e.body).unwrap_or(Value::Null);
+                let t0 = *t0.get_or_insert(entries.first().map_or(e.at_ms, |f| f.at_ms));
+                if e.kind == "outcome"
+                    && let Some(d) = body["durationMs"].as_f64()
+                {
+                    body["startedMs"] = json!(((e.at_ms - t0) as f64 - d).max(0.0));
+                }
+                for (kind, mut data) in journal_events(&e.kind, body) {
+                    if let Value::Object(map) = &mut data {
+                        map.insert("execution".into(), json!(id));
+                        map.insert("seq".into(), json!(e.seq));
+                    }
+                    let text = format!("id: {id}/{}\nevent: {kind}\ndata: {data}\n\n", e.seq);
+                    if tx.send(Bytes::from(text)).await.is_err() {
+                        return;
+                    }
+                }
+                quiet = tokio::time::Instant::now();
+            }
+            if row.status != "running" {
+                return;
+            }
+            if quiet.elapsed() >= KEEPALIVE {
+                if tx
+                    .send(Bytes::from_static(b": keepalive\n\n"))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                quiet = tokio::time::Instant::now();
+            }
+            tokio::select! {
+                () = tokio::time::sleep(JOURNAL_POLL) => {}
+                () = tx.closed() => return,
+            }
+        }
+    });
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// A journal entry as the events a live feed gives for it.
+fn journal_events(kind: &str, body: Value) -> Vec<(&'static str, Value)> {
+    match kind {
+        "started" => vec![
+            (
+                "queued",
+                json!({"session": body["session"], "code": body["code"]}),
+            ),
+            ("started", json!({})),
+        ],
+        "call" => vec![(
+            "call",
+            json!({
+                "id": body["id"], "function": body["function"], "server": body["server"],
+                "tool": body["tool"], "arguments": cut_value(&body["arguments"]),
+            }),
+        )],
+        "gate" => {
+            let event = match body["decision"].as_str() {
+                Some("held") => "held",
+                Some("denied") => "denied",
+                _ => "decided",
+            };
+            vec![(
+                event,
+                json!({"id": body["id"], "reason": body["reason"], "message": body["reason"], "outcome": body["decision"]}),
+            )]
+        }
+        "outcome" => vec![(
+            "callEnded",
+            json!({
+                "id": body["id"], "ok": body["ok"], "error": body["error"],
+                "durationMs": body["durationMs"], "startedMs": body["startedMs"], "sent": body["sent"],
+            }),
+        )],
+        "input" if body["t"] == "callDone" => vec![(
+            "answer",
+            json!({"id": body["id"], "result": cut_value(&body["result"])}),
+        )],
+        "log" => vec![(
+            "log",
+            json!({"level": body["level"], "text": body["text"], "atMs": body["atMs"]}),
+        )],
+        "finished" => {
+            let mut record = body["record"].clone();
+            if let Some(result) = record.get_mut("result") {
+                *result = cut_value(result);
+            }
+            vec![("finished", json!({"record": record}))]
+        }
+        "interrupted" => vec![(
+            "interrupted",
+            json!({"reason": body["reason"], "unknown": body["unknown"]}),
+        )],
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

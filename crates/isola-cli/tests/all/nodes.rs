@@ -86,7 +86,17 @@ fn two_nodes_on_one_postgres_share_approvals_resume_once_and_survive_a_dead_node
         a.port,
         &format!("await fs.createDirectory({{ path: {one:?} }}); return 'made one'"),
     );
-    approve(b.port, &pending_approval(b.port, &id));
+    let approval = pending_approval(b.port, &id);
+    // B streams A's execution from the journal, live as its entries are committed.
+    until(30, "the execution in the journal", || {
+        let (status, _) = request(b.port, "GET", &format!("/v1/executions/{id}"), "", &[]);
+        (status == 200).then_some(())
+    });
+    let (b_port, events_path) = (b.port, format!("/v1/executions/{id}/events"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let watcher = std::thread::spawn(move || sse(b_port, &events_path, &[], "finished", Some(tx)));
+    rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    approve(b.port, &approval);
     let events = sse(
         a.port,
         &format!("/v1/executions/{id}/events"),
@@ -97,6 +107,15 @@ fn two_nodes_on_one_postgres_share_approvals_resume_once_and_survive_a_dead_node
     let record = &events.last().unwrap().1["record"];
     assert_eq!(record["result"], "made one", "{record}");
     assert!(p.data().join("one").is_dir());
+    let from_b = watcher.join().unwrap();
+    let kinds: Vec<&str> = from_b.iter().map(|(k, _)| k.as_str()).collect();
+    for kind in ["queued", "call", "held", "callEnded", "finished"] {
+        assert!(
+            kinds.contains(&kind),
+            "{kind} missing from B's stream: {kinds:?}"
+        );
+    }
+    assert_eq!(from_b.last().unwrap().1["record"]["result"], "made one");
 
     // 2. Suspended on B, approved on A, resumed by A and B at once: one runs it on, the other
     // is refused; the write made before the suspension is not sent again.
