@@ -260,35 +260,28 @@ async fn apply_op(tx: &Transaction<'_>, op: &WriteOp) -> Result<(), tokio_postgr
     Ok(())
 }
 
-/// Insert `entries` (pipelined), then set each execution's count and head to its last one's.
+/// Insert `entries` in one statement (their columns as arrays, `UNNEST`ed), then set each
+/// execution's count and head to its last one's in another: two round trips for a batch of any
+/// size.
 async fn insert_entries(
     tx: &Transaction<'_>,
     entries: &[&EntryRow],
 ) -> Result<(), tokio_postgres::Error> {
-    let insert = tx
-        .prepare(
-            "INSERT INTO entries (exec_id, seq, kind, at_ms, body, prev, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .await?;
-    let insert = &insert;
-    futures::future::try_join_all(entries.iter().map(|en| async move {
-        tx.execute(
-            insert,
-            &[
-                &en.exec_id,
-                &en.seq,
-                &en.kind,
-                &en.at_ms,
-                &en.body,
-                &en.prev,
-                &en.hash,
-            ],
-        )
-        .await
-    }))
+    let ids: Vec<&str> = entries.iter().map(|e| e.exec_id.as_str()).collect();
+    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
+    let ats: Vec<i64> = entries.iter().map(|e| e.at_ms).collect();
+    let bodies: Vec<&str> = entries.iter().map(|e| e.body.as_str()).collect();
+    let prevs: Vec<&str> = entries.iter().map(|e| e.prev.as_str()).collect();
+    let hashes: Vec<&str> = entries.iter().map(|e| e.hash.as_str()).collect();
+    tx.execute(
+        "INSERT INTO entries (exec_id, seq, kind, at_ms, body, prev, hash)
+         SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
+                              $6::TEXT[], $7::TEXT[])",
+        &[&ids, &seqs, &kinds, &ats, &bodies, &prevs, &hashes],
+    )
     .await?;
-    // The last entry of each execution in the run, in the run's order.
+    // The last entry of each execution in the run.
     let mut last: Vec<&EntryRow> = Vec::new();
     for en in entries {
         match last.iter_mut().find(|l| l.exec_id == en.exec_id) {
@@ -297,14 +290,14 @@ async fn insert_entries(
             None => last.push(en),
         }
     }
-    let update = tx
-        .prepare("UPDATE executions SET entries = $2, head = $3 WHERE id = $1")
-        .await?;
-    let update = &update;
-    futures::future::try_join_all(last.iter().map(|en| async move {
-        let count = en.seq + 1;
-        tx.execute(update, &[&en.exec_id, &count, &en.hash]).await
-    }))
+    let ids: Vec<&str> = last.iter().map(|e| e.exec_id.as_str()).collect();
+    let counts: Vec<i64> = last.iter().map(|e| e.seq + 1).collect();
+    let heads: Vec<&str> = last.iter().map(|e| e.hash.as_str()).collect();
+    tx.execute(
+        "UPDATE executions AS x SET entries = u.n, head = u.h
+         FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[]) AS u(id, n, h) WHERE x.id = u.id",
+        &[&ids, &counts, &heads],
+    )
     .await?;
     Ok(())
 }
@@ -342,9 +335,8 @@ impl Store for PostgresStore {
         let e = self.err();
         let mut client = self.client.lock().await;
         let tx = client.transaction().await.map_err(&e)?;
-        // Runs of entries (most of a batch) are pipelined: their INSERTs sent together on the
-        // one connection, then one UPDATE of each execution's count and head. Other writes go
-        // one at a time, in order.
+        // Runs of entries (most of a batch) go as one INSERT and one UPDATE of the executions'
+        // counts and heads; other writes one at a time, in order.
         let mut i = 0;
         while i < ops.len() {
             let run = ops[i..]
