@@ -667,15 +667,7 @@ impl Inner {
                     .get("code")
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad("`code` is missing: pass the script to plan as `code`"))?;
-                let session = match body.get("session") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::String(s)) if valid_session(s) => Some(s.clone()),
-                    Some(_) => {
-                        return Err(bad(
-                            "`session` must be 1 to 128 letters, digits, `.`, `_` or `-`",
-                        ));
-                    }
-                };
+                let session = name_field(&body, "session")?;
                 let made = planner
                     .plan(&who, code, session)
                     .await
@@ -727,11 +719,7 @@ impl Inner {
                     true => Map::new(),
                     false => body_object(request.body(), &["allowDrift"])?,
                 };
-                let allow_drift = match body.get("allowDrift") {
-                    None | Some(Value::Null) => false,
-                    Some(Value::Bool(b)) => *b,
-                    Some(_) => return Err(bad("`allowDrift` must be true or false")),
-                };
+                let allow_drift = flag(&body, "allowDrift", false)?;
                 let applied = planner
                     .apply(&who, &params[0], allow_drift)
                     .await
@@ -972,11 +960,7 @@ impl Inner {
                     Some(Value::String(s)) if s.len() <= 2000 => Some(s.as_str()),
                     Some(_) => return Err(bad("`reason` must be a string of at most 2000 bytes")),
                 };
-                let for_session = match body.get("session") {
-                    None | Some(Value::Null) => false,
-                    Some(Value::Bool(b)) => *b,
-                    Some(_) => return Err(bad("`session` must be true or false")),
-                };
+                let for_session = flag(&body, "session", false)?;
                 if for_session && !approve {
                     return Err(bad(
                         "`session: true` grants the function's later calls: it goes with `approve: true`",
@@ -1028,20 +1012,9 @@ impl Inner {
             .and_then(Value::as_str)
             .ok_or_else(|| bad("`code` is missing: pass the script to run as `code` (a string)"))?
             .to_string();
-        let wait = match body.get("wait") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(bad("`wait` must be true or false")),
-        };
-        let session = match body.get("session") {
-            None | Some(Value::Null) => format!("http-{}", fresh_id()),
-            Some(Value::String(s)) if valid_session(s) => s.clone(),
-            Some(_) => {
-                return Err(bad(
-                    "`session` must be 1 to 128 letters, digits, `.`, `_` or `-`",
-                ));
-            }
-        };
+        let wait = flag(&body, "wait", true)?;
+        let session =
+            name_field(&body, "session")?.unwrap_or_else(|| format!("http-{}", fresh_id()));
         let id = isola_journal::new_execution_id();
         let observers = vec![self.live.observer(&id, &session, &code)];
         if !wait {
@@ -1124,20 +1097,8 @@ impl Inner {
                 ));
             }
         };
-        let chat = match body.get("chat") {
-            None | Some(Value::Null) => format!("chat-{}", fresh_id()),
-            Some(Value::String(c)) if valid_session(c) => c.clone(),
-            Some(_) => {
-                return Err(bad(
-                    "`chat` must be 1 to 128 letters, digits, `.`, `_` or `-`",
-                ));
-            }
-        };
-        let wait = match body.get("wait") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(bad("`wait` must be true or false")),
-        };
+        let chat = name_field(&body, "chat")?.unwrap_or_else(|| format!("chat-{}", fresh_id()));
+        let wait = flag(&body, "wait", true)?;
         let Some(mut history) = self.chats.take(&chat) else {
             return Err(Failure(
                 StatusCode::CONFLICT,
@@ -1518,6 +1479,27 @@ fn body_object(body: &Bytes, allowed: &[&str]) -> Result<Map<String, Value>, Fai
         )));
     }
     Ok(map)
+}
+
+/// The optional boolean `key` of `body`: `default` when absent or null.
+fn flag(body: &Map<String, Value>, key: &str, default: bool) -> Result<bool, Failure> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad(format!("`{key}` must be true or false"))),
+    }
+}
+
+/// The optional name `key` of `body` (a session's or a chat's): 1 to 128 letters, digits, `.`,
+/// `_` or `-`.
+fn name_field(body: &Map<String, Value>, key: &str) -> Result<Option<String>, Failure> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if valid_session(s) => Ok(Some(s.clone())),
+        Some(_) => Err(bad(format!(
+            "`{key}` must be 1 to 128 letters, digits, `.`, `_` or `-`"
+        ))),
+    }
 }
 
 fn valid_session(s: &str) -> bool {

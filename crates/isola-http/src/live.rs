@@ -1,9 +1,10 @@
 //! Live events of the executions this node runs for the API: what `GET /v1/events` (all of
 //! them) and `GET /v1/executions/{id}/events` (one) stream as server-sent events.
 //!
-//! - An execution's events are kept (at most [`HISTORY`]) while it runs and for a while after
-//!   (the last [`RETAINED`] finished ones), so a client that subscribes just after starting it,
-//!   or after it finished, gets them from the first one, then the live ones.
+//! - An execution's events are kept (at most [`HISTORY`] events and [`HISTORY_BYTES`]) while it
+//!   runs and for a while after (the last [`RETAINED`] finished ones), so a client that
+//!   subscribes just after starting it, or after it finished, gets them from the first one, then
+//!   the live ones; what is older is in the journal ([`from_journal`]).
 //! - Publishing never waits: a subscriber too slow for its queue loses events and is told
 //!   (`lagged`); the execution is never slowed by a reader, and memory stays bounded.
 //! - Values are cut: arguments and results over [`MAX_VALUE_BYTES`] come as an excerpt (the
@@ -28,8 +29,11 @@ use tokio::sync::{broadcast, mpsc};
 
 /// Most events one execution keeps for late subscribers.
 pub const HISTORY: usize = 10_000;
-/// Finished executions whose events are kept.
-pub const RETAINED: usize = 64;
+/// Most bytes (of event data, as JSON) one execution keeps: a script making its thousand
+/// calls with large arguments cannot make the node keep gigabytes.
+pub const HISTORY_BYTES: usize = 4 << 20;
+/// Finished executions whose events are kept (older ones are read from the journal).
+pub const RETAINED: usize = 16;
 /// Longest argument or result (as JSON) an event carries whole.
 pub const MAX_VALUE_BYTES: usize = 16 * 1024;
 /// Events a subscriber may fall behind before it loses some.
@@ -45,6 +49,8 @@ pub struct LiveEvent {
     pub seq: u64,
     pub kind: &'static str,
     pub data: Value,
+    /// The size of `data` as JSON.
+    bytes: usize,
 }
 
 impl LiveEvent {
@@ -79,6 +85,8 @@ struct Feed {
     history: VecDeque<Arc<LiveEvent>>,
     /// Events cut from the front of `history`.
     dropped: u64,
+    /// The bytes of `history`.
+    bytes: usize,
     next: u64,
     /// `None` once the execution finished.
     tx: Option<broadcast::Sender<Arc<LiveEvent>>>,
@@ -144,6 +152,7 @@ impl Live {
             Feed {
                 history: VecDeque::new(),
                 dropped: 0,
+                bytes: 0,
                 next: 0,
                 tx: Some(broadcast::channel(QUEUE).0),
             },
@@ -153,6 +162,7 @@ impl Live {
 
     /// One more event of feed `execution` (nothing when it has none).
     pub fn publish(&self, execution: &str, kind: &'static str, data: Value) {
+        let bytes = data.to_string().len();
         let mut feeds = lock(&self.feeds);
         let Some(feed) = feeds.by_id.get_mut(execution) else {
             return;
@@ -162,11 +172,16 @@ impl Live {
             seq: feed.next,
             kind,
             data,
+            bytes,
         });
         feed.next += 1;
+        feed.bytes += bytes;
         feed.history.push_back(event.clone());
-        if feed.history.len() > HISTORY {
-            feed.history.pop_front();
+        while feed.history.len() > 1
+            && (feed.history.len() > HISTORY || feed.bytes > HISTORY_BYTES)
+            && let Some(old) = feed.history.pop_front()
+        {
+            feed.bytes -= old.bytes;
             feed.dropped += 1;
         }
         if let Some(tx) = &feed.tx {
@@ -355,6 +370,11 @@ pub fn stream(
             }
         }
     });
+    event_stream(body)
+}
+
+/// A `text/event-stream` response of `body`, not to be cached.
+fn event_stream(body: Body) -> Response<Body> {
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
@@ -419,9 +439,16 @@ pub fn from_journal(
         let mut t0: Option<i64> = None;
         let mut quiet = tokio::time::Instant::now();
         loop {
-            let (row, entries) = match (store.execution(&id).await, store.entries(&id).await) {
-                (Ok(Some(row)), Ok(entries)) => (row, entries),
-                _ => return,
+            let Ok(Some(row)) = store.execution(&id).await else {
+                return;
+            };
+            // The entries only when there are new ones (the row counts them).
+            let entries = match u64::try_from(row.entries).is_ok_and(|n| n > next) {
+                true => match store.entries(&id).await {
+                    Ok(entries) => entries,
+                    Err(_) => return,
+                },
+                false => Vec::new(),
             };
             let from = next;
             for e in entries
@@ -467,17 +494,7 @@ pub fn from_journal(
             }
         }
     });
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
-    );
-    response
+    event_stream(body)
 }
 
 /// A journal entry as the events a live feed gives for it.
@@ -580,6 +597,15 @@ mod tests {
         let sub = live.subscribe("big").unwrap();
         assert_eq!(sub.past.len(), HISTORY);
         assert_eq!(sub.dropped, 11);
+        // And by bytes: a few large events push the oldest out.
+        let big = json!("x".repeat(HISTORY_BYTES / 3));
+        for _ in 0..4 {
+            live.publish("big", "call", json!({"arguments": big}));
+        }
+        let sub = live.subscribe("big").unwrap();
+        let kept: usize = sub.past.iter().map(|e| e.data.to_string().len()).sum();
+        assert!(kept <= HISTORY_BYTES, "{kept} bytes kept");
+        assert!(sub.past.len() < HISTORY);
         drop(observer);
         for i in 0..RETAINED {
             drop(live.observer(&format!("e{i}"), "s", "1"));
