@@ -17,13 +17,15 @@ if ! command -v cargo-machete >/dev/null 2>&1; then
 fi
 cargo machete
 
-echo "== installing test fixtures (npm: MCP servers, typescript, Node 22, conformance suite, Inspector, playwright-core; PyPI: mcp, openapi-spec-validator; Debian: postgresql, chromium)"
+echo "== installing test fixtures (npm: MCP servers, typescript 5 and 7, Node 22, conformance suite, Inspector, playwright-core; PyPI: mcp, openapi-spec-validator; Debian: postgresql, chromium)"
 npm ci --prefix fixtures/servers --no-audit --no-fund --loglevel=error
 # Node 22 (an npm package) for the tools that need it: the conformance suite and the Inspector.
 npm ci --prefix fixtures/node22 --no-audit --no-fund --loglevel=error
 npm ci --prefix fixtures/conformance --no-audit --no-fund --loglevel=error
 # playwright-core drives Debian's Chromium through the web UI (no browser download).
 npm ci --prefix fixtures/browser --no-audit --no-fund --loglevel=error
+# TypeScript 7, the native compiler: the type check's tests and benchmark (fixtures/servers has 5.9).
+npm ci --prefix fixtures/tsc7 --no-audit --no-fund --loglevel=error
 if ! python3 -c "import mcp, openapi_spec_validator" 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check -r fixtures/python-requirements.txt
 fi

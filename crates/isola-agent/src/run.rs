@@ -117,6 +117,7 @@ impl Executed {
                     hint: None,
                 }),
                 sandbox: None,
+                diagnostics: Vec::new(),
             },
             note: None,
         }

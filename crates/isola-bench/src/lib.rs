@@ -10,6 +10,7 @@
 //! # }
 //! ```
 
+pub mod check;
 pub mod journal;
 pub mod load;
 pub mod peers;

@@ -161,6 +161,15 @@ enum BenchCommand {
         #[arg(long)]
         rounds: Option<u32>,
     },
+    /// The type check: a 30-line script against a 100-tool API with each compiler of the
+    /// fixtures (TypeScript 7's native one, TypeScript 5.9 on Node), cold and warm.
+    Check {
+        #[arg(long, default_value_t = 20)]
+        rounds: u32,
+        /// The checkout whose fixtures/ to use.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        root: PathBuf,
+    },
     /// Context tokens spent on tools, classic tool calling vs Isola: the tool definitions of the
     /// configured servers, and a list-read-rank workflow over server-filesystem.
     Tokens {
@@ -494,6 +503,7 @@ async fn run(config: Option<&Path>, which: BenchCommand) -> Result<ExitCode> {
                 print(&report.text())?;
             }
         }
+        BenchCommand::Check { rounds, root } => isola_bench::check::run(&root, rounds).await?,
         BenchCommand::Tokens { fs_server, json } => {
             tokens(config, fs_server.as_deref(), json).await?
         }

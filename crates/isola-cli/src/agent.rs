@@ -232,7 +232,8 @@ async fn start(
         hub.clone(),
         backend,
         limits,
-    ));
+        crate::check::Front::Agent,
+    )?);
     let governor = crate::govern::governor(
         &config,
         journal.as_ref().map(|j| j.store()),
@@ -537,6 +538,8 @@ async fn record_llm_calls(store: &dyn isola_store::Store, origin: &str, transcri
 /// the run may name another model.
 pub struct ServeAgents {
     pub config: AgentConfig,
+    /// `isola.check.agent` (the engine's own mode is the servers').
+    pub check: isola_protocol::CheckMode,
     pub engine: Arc<isola_engine::Engine>,
     pub hub: Arc<McpHub>,
     pub journal: Option<isola_journal::Journal>,
@@ -553,6 +556,7 @@ impl ServeAgents {
     ) -> Result<Self> {
         Ok(Self {
             config: agent_config(config, &AgentArgs::default())?,
+            check: crate::check::agent_mode(config),
             engine,
             hub,
             journal,
@@ -590,7 +594,8 @@ impl isola_http::Agents for ServeAgents {
                 self.governor.clone(),
                 "serve",
             )
-            .on_behalf_of(who);
+            .on_behalf_of(who)
+            .checking(self.check);
             let agent = Agent::new(self.engine.clone(), self.hub.clone(), config, models)
                 .with_hook(Arc::new(hook));
             let transcript = agent.run(history, prompt, on_event).await;

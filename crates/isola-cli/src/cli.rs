@@ -50,6 +50,9 @@ pub enum Command {
     },
     /// Run a TypeScript script against the configured servers.
     Exec(ExecArgs),
+    /// Type-check a script against the configured servers' API with the TypeScript compiler
+    /// (calling nothing): its errors at their lines, exit 1 when there are some.
+    Check(crate::check::CheckCommand),
     /// Run Isola's agent on a task: the model gets your MCP tools (Code Mode by default), its
     /// scripts run in the sandbox, errors go back to it to fix; the answer streams to stdout.
     Run(crate::agent::RunArgs),
@@ -111,6 +114,8 @@ pub struct ExecArgs {
     pub session: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub check: crate::check::CheckArg,
     /// Run the sandbox inside this process instead of a worker process (faster to start, but
     /// a native operation that never returns cannot be stopped at the deadline).
     #[arg(long)]

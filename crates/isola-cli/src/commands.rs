@@ -11,6 +11,7 @@ use isola_engine::{Engine, ExecOptions};
 use isola_mcp::{McpHub, ServerState};
 use isola_worker::{Backend, WorkerCommand, WorkerPool};
 
+use crate::check::Front;
 use crate::cli::{Cli, Command, ExecArgs, ResumeArgs};
 use crate::error::{UserInputExt, user_input};
 use crate::{exit, render};
@@ -33,6 +34,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             .await
         }
         Command::Exec(args) => exec(cli.config.as_deref(), cli.store.as_deref(), args).await,
+        Command::Check(args) => {
+            crate::check::check(cli.config.as_deref(), cli.store.as_deref(), args).await
+        }
         Command::Run(args) => {
             crate::agent::run(cli.config.as_deref(), cli.store.as_deref(), args).await
         }
@@ -128,7 +132,7 @@ impl Running {
         )?;
         let backend = backend(config, in_process)?;
         let hub = connect(config).await;
-        let engine = engine(config, journaled, hub.clone(), backend, limits);
+        let engine = engine(config, journaled, hub.clone(), backend, limits, Front::Exec)?;
         Ok(Running {
             governor,
             hub,
@@ -138,19 +142,22 @@ impl Running {
 }
 
 /// The engine every command uses: the servers of `hub` (with the journal's `state` when there
-/// is a journal), the config's settings applied.
+/// is a journal), the config's settings applied, the type check `front`'s.
 pub fn engine(
     config: &Config,
     journaled: Option<&crate::journal::Journaled>,
     hub: Arc<McpHub>,
     backend: Backend,
     limits: isola_protocol::Limits,
-) -> Engine {
+    front: Front,
+) -> Result<Engine> {
     let tools: Arc<dyn isola_engine::Tools> = match journaled {
         Some(j) => j.tools(hub),
         None => hub,
     };
-    Engine::new(tools, backend, limits).with_max_script_bytes(config.settings.max_script_bytes)
+    let engine =
+        Engine::new(tools, backend, limits).with_max_script_bytes(config.settings.max_script_bytes);
+    crate::check::attach(engine, config, front)
 }
 
 async fn tools(config: Option<&Path>, json: bool) -> Result<ExitCode> {
@@ -167,6 +174,18 @@ async fn tools(config: Option<&Path>, json: bool) -> Result<ExitCode> {
     hub.shutdown().await;
     print(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The API scripts see with `config` and `store`: the servers' tools (connected, listed, let
+/// go), and the durable `state` namespace whenever there is a store.
+pub async fn api_of(config: &Config, store: Option<&str>) -> Result<isola_engine::ApiState> {
+    let hub = connect(config).await;
+    let mut servers = isola_engine::Tools::servers(hub.as_ref());
+    hub.shutdown().await;
+    if crate::journal::store_url(store, Some(config))? != isola_store::StoreUrl::None {
+        servers.push(isola_journal::state_server());
+    }
+    Ok(isola_engine::ApiState::build(&servers))
 }
 
 /// Start one sandbox worker to see how it is hardened (what `isola tools` reports).
@@ -191,13 +210,7 @@ async fn types(
     tokens: bool,
 ) -> Result<ExitCode> {
     let config = load_config(config)?;
-    let hub = connect(&config).await;
-    let mut servers = isola_engine::Tools::servers(hub.as_ref());
-    // Scripts get the durable `state` namespace whenever there is a store.
-    if crate::journal::store_url(store, Some(&config))? != isola_store::StoreUrl::None {
-        servers.push(isola_journal::state_server());
-    }
-    let api = isola_engine::ApiState::build(&servers);
+    let api = api_of(&config, store).await?;
     for name in only {
         if !api
             .api
@@ -235,7 +248,6 @@ async fn types(
             isola_tokens::count_tokens(&text)
         );
     }
-    hub.shutdown().await;
     print(&text)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -252,8 +264,10 @@ async fn exec(config_path: Option<&Path>, store: Option<&str>, args: ExecArgs) -
         hub,
         engine,
     } = Running::start(&config, journaled.as_ref(), args.in_process, limits).await?;
+    crate::check::require(&engine, args.check.check)?;
     let mut options = ExecOptions {
         file_name: file_name.clone(),
+        check: args.check.check,
         ..ExecOptions::default()
     };
     let exec_id = journaled

@@ -435,6 +435,8 @@ pub struct AgentHook {
     principal: String,
     /// What the current scripts are for: the run and its prompt (shown to approvers).
     purpose: std::sync::Mutex<Option<String>>,
+    /// The type check of the agent's scripts; `None`: the engine's.
+    check: Option<isola_protocol::CheckMode>,
 }
 
 impl AgentHook {
@@ -453,7 +455,15 @@ impl AgentHook {
             plan_ttl_ms: None,
             principal: format!("agent:{}", crate::govern::user()),
             purpose: std::sync::Mutex::new(None),
+            check: None,
         }
+    }
+
+    /// Type-check the scripts as `mode` says, whatever the engine's own mode (an engine that
+    /// serves `/mcp` too).
+    pub fn checking(mut self, mode: isola_protocol::CheckMode) -> Self {
+        self.check = Some(mode);
+        self
     }
 
     /// The run is on behalf of `who` (`http:<token>`): the principal is `agent:<who>`.
@@ -515,6 +525,7 @@ impl isola_agent::ExecHook for AgentHook {
     }
 
     fn before(&self, code: &str, options: &mut ExecOptions) {
+        options.check = options.check.or(self.check);
         if let Some(journal) = &self.journal {
             let begin = Begin::new(code, "agent")
                 .session(Some(self.session.clone()))

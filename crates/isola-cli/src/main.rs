@@ -1,6 +1,7 @@
 //! `isola`: parse arguments, load the config, call library code, map errors to exit codes.
 
 mod agent;
+mod check;
 mod cli;
 mod commands;
 mod error;

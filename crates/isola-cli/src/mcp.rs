@@ -137,7 +137,8 @@ pub async fn run(
         hub.clone(),
         backend,
         limits,
-    ));
+        crate::check::Front::Mcp,
+    )?);
     let mut server = IsolaServer::new(
         engine.clone(),
         ViewOptions {

@@ -165,6 +165,25 @@ pub fn record_text(
             text.to_string()
         }
     };
+    // A type check that warned (one that refused the script is its error).
+    if record
+        .error
+        .as_ref()
+        .is_none_or(|e| e.kind != isola_protocol::ErrorKind::Type)
+    {
+        for d in &record.diagnostics {
+            let p = &d.position;
+            writeln!(
+                err,
+                "warning: {}:{}:{} {}: {}",
+                p.file,
+                p.line,
+                p.column,
+                d.code,
+                clean(&d.message)
+            )?;
+        }
+    }
     for log in &record.logs {
         let tag = match log.level {
             LogLevel::Log => "log",

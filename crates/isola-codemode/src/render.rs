@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use isola_protocol::{CallTrace, ExecError, ExecRecord, LogLevel};
+use isola_protocol::{CallTrace, ErrorKind, ExecError, ExecRecord, LogLevel};
 use isola_typegen::Api;
 use serde_json::Value;
 
@@ -47,6 +47,23 @@ pub fn record_text(record: &ExecRecord, api: &Api) -> String {
             }
         }
         Some(e) => error_text(e, api, &mut out),
+    }
+    // A type check that warned (one that refused the script is its error).
+    if record
+        .error
+        .as_ref()
+        .is_none_or(|e| e.kind != ErrorKind::Type)
+        && !record.diagnostics.is_empty()
+    {
+        out.push_str("\ntype check (the script ran anyway):\n");
+        for d in &record.diagnostics {
+            let p = &d.position;
+            let _ = writeln!(
+                out,
+                "{}:{}:{} {}: {}",
+                p.file, p.line, p.column, d.code, d.message
+            );
+        }
     }
     if !record.logs.is_empty() {
         out.push_str(if record.ok {

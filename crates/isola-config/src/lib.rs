@@ -49,7 +49,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use isola_protocol::Limits;
+use isola_protocol::{CheckMode, Limits};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -94,7 +94,9 @@ const SETTINGS_KEYS: &[&str] = &[
     "policy",
     "approvals",
     "tokens",
+    "check",
 ];
+const CHECK_KEYS: &[&str] = &["compiler", "exec", "agent", "mcp", "timeoutMs", "memoryMb"];
 const TOKEN_KEYS: &[&str] = &["token", "role"];
 /// The roles a token of `isola serve` can have (`isola.tokens`), least first.
 pub const TOKEN_ROLES: &[&str] = &["viewer", "operator", "admin"];
@@ -338,6 +340,8 @@ pub struct IsolaSettings {
     /// `isola serve`'s bearer tokens, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tokens: BTreeMap<String, TokenSettings>,
+    /// `isola.check`.
+    pub check: CheckSettings,
 }
 
 /// One token of `isola serve` (`isola.tokens.<name>`): its secret (from the environment, as
@@ -418,6 +422,40 @@ impl Default for PolicySettings {
     }
 }
 
+/// `isola.check`: type-checking scripts against the API with the TypeScript compiler before
+/// they run, per front end.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CheckSettings {
+    /// The compiler (absolute: a relative path is resolved against the config's directory).
+    /// None: `node_modules/.bin/tsc` in the config's directory or above, else `tsc` on `PATH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compiler: Option<PathBuf>,
+    /// `isola exec`, `plan` and `apply` (their `--check` overrides it).
+    pub exec: CheckMode,
+    /// The agent (`isola run`, `chat`, `/v1/runs`): its scripts with type errors go back to the
+    /// model before anything runs.
+    pub agent: CheckMode,
+    /// `execute` of `isola mcp` and `isola serve`, and `POST /v1/executions`.
+    pub mcp: CheckMode,
+    pub timeout_ms: u64,
+    /// The compiler's address space, in MiB.
+    pub memory_mb: u64,
+}
+
+impl Default for CheckSettings {
+    fn default() -> Self {
+        Self {
+            compiler: None,
+            exec: CheckMode::Off,
+            agent: CheckMode::Error,
+            mcp: CheckMode::Off,
+            timeout_ms: 20_000,
+            memory_mb: 4096,
+        }
+    }
+}
+
 /// `isola.approvals`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
@@ -455,6 +493,7 @@ impl Default for IsolaSettings {
             policy: PolicySettings::default(),
             approvals: ApprovalSettings::default(),
             tokens: BTreeMap::new(),
+            check: CheckSettings::default(),
         }
     }
 }
@@ -1086,6 +1125,9 @@ impl Walker<'_> {
         if let Some(tokens) = object.get("tokens") {
             settings.tokens = self.tokens(tokens)?;
         }
+        if let Some(check) = object.get("check") {
+            settings.check = self.check(check)?;
+        }
         if let Some(approvals) = object.get("approvals") {
             let object = self.object(approvals, "isola.approvals", "an object")?;
             self.check_keys(object, "isola.approvals", APPROVALS_KEYS)?;
@@ -1237,6 +1279,46 @@ impl Walker<'_> {
             );
         }
         Ok(out)
+    }
+
+    fn check(&self, value: &Value) -> Result<CheckSettings, ConfigError> {
+        let key = "isola.check";
+        let object = self.object(value, key, "an object")?;
+        self.check_keys(object, key, CHECK_KEYS)?;
+        let mut check = CheckSettings::default();
+        if let Some(path) = object.get("compiler") {
+            let path_key = child_key(key, "compiler");
+            let raw = self.expand(self.string(path, &path_key)?, &path_key)?;
+            if raw.is_empty() {
+                return Err(self.invalid(&path_key, "the path is empty"));
+            }
+            check.compiler = Some(self.path.parent().unwrap_or(Path::new("")).join(raw));
+        }
+        for (name, mode) in [
+            ("exec", &mut check.exec),
+            ("agent", &mut check.agent),
+            ("mcp", &mut check.mcp),
+        ] {
+            if let Some(value) = object.get(name) {
+                let mode_key = child_key(key, name);
+                let text = self.string(value, &mode_key)?;
+                *mode = CheckMode::parse(text).ok_or_else(|| {
+                    self.invalid(
+                        &mode_key,
+                        format!(
+                            "`{text}` is not a check mode: it takes \"off\", \"warn\" or \"error\""
+                        ),
+                    )
+                })?;
+            }
+        }
+        if let Some(ms) = object.get("timeoutMs") {
+            check.timeout_ms = self.in_range(ms, &ranges::CHECK_TIMEOUT_MS)?;
+        }
+        if let Some(mb) = object.get("memoryMb") {
+            check.memory_mb = self.in_range(mb, &ranges::CHECK_MEMORY_MB)?;
+        }
+        Ok(check)
     }
 
     fn policy(&self, value: &Value) -> Result<PolicySettings, ConfigError> {

@@ -91,6 +91,17 @@ pub const POLICY_TIME_LIMIT_MS: Range = Range {
     range: 1..=60_000,
     unit: "ms",
 };
+pub const CHECK_TIMEOUT_MS: Range = Range {
+    key: "check.timeoutMs",
+    range: 100..=10 * 60 * 1000,
+    unit: "ms",
+};
+/// Go's and V8's runtimes reserve address space up front: below 1 GiB the compiler cannot start.
+pub const CHECK_MEMORY_MB: Range = Range {
+    key: "check.memoryMb",
+    range: 1024..=64 * 1024,
+    unit: "MiB",
+};
 pub const APPROVAL_TIMEOUT_MS: Range = Range {
     key: "approvals.timeoutMs",
     range: 1_000..=30 * DAY_MS,

@@ -23,6 +23,8 @@ pub struct ApiState {
     pub api: Api,
     pub bindings: Vec<Binding>,
     pub namespaces: Vec<isola_protocol::Namespace>,
+    /// [`Api::declarations`] of the whole API, made when first needed (the type check).
+    declarations: std::sync::OnceLock<String>,
 }
 
 impl ApiState {
@@ -67,7 +69,14 @@ impl ApiState {
             api,
             bindings,
             namespaces,
+            declarations: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The whole API's TypeScript declarations (what `isola types` prints).
+    pub fn declarations(&self) -> &str {
+        self.declarations
+            .get_or_init(|| self.api.declarations(None))
     }
 
     /// The binding a script names as `namespace.function`.

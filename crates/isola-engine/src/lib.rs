@@ -37,7 +37,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use isola_protocol::{ExecError, ExecRecord, ExecRequest, Limits, SandboxInfo, Timings};
+pub use isola_check::{CheckError, Checker, Compiler};
+use isola_protocol::{CheckMode, ExecError, ExecRecord, ExecRequest, Limits, SandboxInfo, Timings};
 use isola_worker::{Backend, Session, SpinBudget};
 use serde_json::Value;
 pub use tokio_util::sync::CancellationToken;
@@ -78,6 +79,9 @@ pub struct ExecOptions {
     /// references to those results in later arguments pass the schema checks (see
     /// [`api::is_reference`]).
     pub planning: bool,
+    /// Type-check the script first (with the engine's checker): `None` is the engine's mode
+    /// ([`Engine::with_checker`]).
+    pub check: Option<CheckMode>,
 }
 
 /// A recording to replay, and what happens after it.
@@ -100,6 +104,9 @@ pub struct Engine {
     max_script_bytes: u64,
     /// Executions under way.
     running: AtomicUsize,
+    /// The TypeScript compiler scripts are checked with, and when.
+    checker: Option<Arc<Checker>>,
+    check: CheckMode,
 }
 
 /// Counts an execution as running while alive.
@@ -148,7 +155,22 @@ impl Engine {
             gates: Gates::default(),
             max_script_bytes: DEFAULT_MAX_SCRIPT_BYTES,
             running: AtomicUsize::new(0),
+            checker: None,
+            check: CheckMode::Off,
         }
+    }
+
+    /// Type-check scripts with `checker` before they run, as `mode` says unless an
+    /// execution's options say otherwise ([`ExecOptions::check`]).
+    pub fn with_checker(mut self, checker: Arc<Checker>, mode: CheckMode) -> Self {
+        self.checker = Some(checker);
+        self.check = mode;
+        self
+    }
+
+    /// The checker, if the engine has one.
+    pub fn checker(&self) -> Option<&Arc<Checker>> {
+        self.checker.as_ref()
     }
 
     /// Refuse scripts larger than `bytes` before parsing them (default
@@ -221,6 +243,7 @@ impl Engine {
             execution_id,
             session,
             planning,
+            check,
             ..
         } = options;
 
@@ -247,6 +270,44 @@ impl Engine {
         };
 
         let api = self.api();
+        let mut diagnostics = Vec::new();
+        // A replay or a resume runs what already ran: it is not checked again (the API may
+        // have changed since; the recording decides).
+        let mode = match replay.is_some() {
+            true => CheckMode::Off,
+            false => check.unwrap_or(self.check),
+        };
+        if let (mode @ (CheckMode::Warn | CheckMode::Error), Some(checker)) = (mode, &self.checker)
+        {
+            let t = Instant::now();
+            let checkable = transpiled.checkable();
+            let checked = tokio::select! {
+                r = checker.check(&checkable, api.declarations()) => Some(r),
+                () = cancelled(&cancel) => None,
+            };
+            timings.check_ms = ms(t.elapsed());
+            let refused = match checked {
+                None => Some(machine::cancelled_error()),
+                Some(Ok(report)) => {
+                    diagnostics = record::diagnostics(&report, &file);
+                    (mode == CheckMode::Error && !report.is_clean())
+                        .then(|| record::type_error(&report, source, &file))
+                }
+                Some(Err(e)) if mode == CheckMode::Error => Some(record::check_failed(&e)),
+                Some(Err(e)) => {
+                    tracing::warn!("the type check could not run, the script runs unchecked: {e}");
+                    None
+                }
+            };
+            if let Some(error) = refused {
+                let mut rec = failed(error, timings, started);
+                rec.diagnostics = diagnostics;
+                for o in &mut observers {
+                    let _ = o.event(&Event::Finished(&rec));
+                }
+                return rec;
+            }
+        }
         let mut gates = Gates::default();
         if let Some(r) = &replay {
             gates.push(Arc::new(if r.live_after {
@@ -347,6 +408,7 @@ impl Engine {
                             timings,
                             error: None,
                             sandbox: None,
+                            diagnostics: Vec::new(),
                         }
                     }
                     Err(e) => {
@@ -363,6 +425,7 @@ impl Engine {
         };
         let mut rec = rec;
         rec.sandbox = sandbox;
+        rec.diagnostics = diagnostics;
         rec.timings.total_ms = ms(started.elapsed());
         machine.finished(&rec);
         rec
@@ -569,6 +632,7 @@ fn failed(error: ExecError, timings: Timings, started: Instant) -> ExecRecord {
         },
         error: Some(error),
         sandbox: None,
+        diagnostics: Vec::new(),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Turning what came out of the sandbox into the user's [`ExecRecord`] terms: MCP results
 //! unwrapped, errors mapped back to TypeScript positions, truncation marked.
 
-use isola_protocol::{ErrorKind, ExecError, JsError, Payload, Position, truncation_marker};
+use isola_protocol::{
+    Diagnostic, ErrorKind, ExecError, JsError, Payload, Position, truncation_marker,
+};
 use isola_transpile::{SyntaxError, Transpiled, code_frame};
 use serde_json::Value;
 
@@ -197,6 +199,69 @@ pub fn syntax_error(e: &SyntaxError, file: &str) -> ExecError {
         stack: None,
         tool: None,
         hint: None,
+    }
+}
+
+/// The type check's findings as the record has them.
+pub fn diagnostics(report: &isola_check::Report, file: &str) -> Vec<Diagnostic> {
+    report
+        .diagnostics
+        .iter()
+        .map(|d| Diagnostic {
+            position: Position {
+                file: file.to_string(),
+                line: d.line,
+                column: d.column,
+            },
+            code: d.code.clone(),
+            message: d.message.clone(),
+        })
+        .collect()
+}
+
+/// A script the type check refused: the first error's position and frame, every error in the
+/// message (the record's `diagnostics` has them one by one).
+pub fn type_error(report: &isola_check::Report, source: &str, file: &str) -> ExecError {
+    let first = report.diagnostics.first();
+    let count = report.diagnostics.len() + report.more;
+    let mut message = match count {
+        1 => "the script does not type-check against the API (nothing ran):".to_string(),
+        n => format!("the script does not type-check against the API, {n} errors (nothing ran):"),
+    };
+    for d in &report.diagnostics {
+        message.push_str(&format!(
+            "\n{file}:{}:{} {}: {}",
+            d.line, d.column, d.code, d.message
+        ));
+    }
+    if report.more > 0 {
+        message.push_str(&format!("\n... and {} more", report.more));
+    }
+    ExecError {
+        kind: ErrorKind::Type,
+        limit: None,
+        name: "TypeCheckError".into(),
+        message,
+        position: first.map(|d| Position {
+            file: file.to_string(),
+            line: d.line,
+            column: d.column,
+        }),
+        code_frame: first.map(|d| code_frame(source, d.line, d.column)),
+        stack: None,
+        tool: None,
+        hint: Some(
+            "fix the types (the API's declarations are what `isola types` prints) and run it again"
+                .into(),
+        ),
+    }
+}
+
+/// The type check could not run, and the execution asked for it to decide.
+pub fn check_failed(e: &isola_check::CheckError) -> ExecError {
+    ExecError {
+        hint: Some("run it without the type check (`isola.check` in the config, or --check=off), or fix the compiler".into()),
+        ..internal_error(format!("the type check could not run, so the script did not: {e}"))
     }
 }
 

@@ -740,7 +740,7 @@ impl Inner {
                 })
             }
             Op::ListExecutions => {
-                let store = self.store()?;
+                let store = self.fresh_store().await?;
                 let query = ExecQuery {
                     session: query.get("session").cloned(),
                     since_ms: number(&query, "sinceMs")?,
@@ -752,7 +752,7 @@ impl Inner {
                 Ok(json_response(StatusCode::OK, &json!({"executions": rows})))
             }
             Op::GetExecution => {
-                let store = self.store()?;
+                let store = self.fresh_store().await?;
                 let id = &params[0];
                 let Some(row) = store.execution(id).await.map_err(store_failure)? else {
                     return Err(not_found(format!("no execution `{id}` in the journal")));
@@ -791,7 +791,7 @@ impl Inner {
                 Ok(json_response(StatusCode::OK, &out))
             }
             Op::ResumeExecution => {
-                self.store()?;
+                self.fresh_store().await?;
                 let id = &params[0];
                 let cancel = CancellationToken::new();
                 let _cancel_on_drop = cancel.clone().drop_guard();
@@ -838,6 +838,7 @@ impl Inner {
                         "execution `{id}` is not running on this node, and the journal is off"
                     )));
                 };
+                self.flush().await?;
                 if store.execution(id).await.map_err(store_failure)?.is_none() {
                     return Err(not_found(format!(
                         "no execution `{id}`, on this node or in the journal"
@@ -859,7 +860,7 @@ impl Inner {
                 None,
             )),
             Op::Usage => {
-                let store = self.store()?;
+                let store = self.fresh_store().await?;
                 let days = match number(&query, "days")? {
                     None => 14,
                     Some(n) if (1..=366).contains(&n) => n,
@@ -881,7 +882,7 @@ impl Inner {
                 Ok(json_response(StatusCode::OK, &out))
             }
             Op::Export => {
-                let store = self.store()?.clone();
+                let store = self.fresh_store().await?.clone();
                 let query = ExecQuery {
                     session: query.get("session").cloned(),
                     since_ms: number(&query, "sinceMs")?,
@@ -916,7 +917,7 @@ impl Inner {
                 Ok(response)
             }
             Op::ListSessions => {
-                let store = self.store()?;
+                let store = self.fresh_store().await?;
                 let rows = store.sessions().await.map_err(store_failure)?;
                 let rows: Vec<Value> = rows
                     .iter()
@@ -1156,15 +1157,28 @@ impl Inner {
         Ok(json_response(StatusCode::OK, &finished))
     }
 
-    /// Count an execution that ended, and commit its journal: what the client reads next
-    /// (`GET /v1/executions/ID`) is there.
+    /// Count an execution that ended. Its answer does not wait for its journal's last entries
+    /// to be committed (as MCP's `execute` does not: what is written ahead of a side effect
+    /// already is); a read of the journal on this node commits them first ([`Self::fresh_store`]).
+    /// A suspended one's does: its answer says it can be resumed, from any node.
     async fn finished(&self, record: &isola_protocol::ExecRecord) -> Result<(), Failure> {
         let counter = match record.ok {
             true => &self.metrics.executions_ok,
             false => &self.metrics.executions_failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.flush().await
+        match &record.error {
+            Some(e) if e.kind == isola_protocol::ErrorKind::Suspended => self.flush().await,
+            _ => Ok(()),
+        }
+    }
+
+    /// The store, once what this node's executions have written is committed: a read right
+    /// after an answer sees it (an empty journal queue costs no write).
+    async fn fresh_store(&self) -> Result<&Arc<dyn Store>, Failure> {
+        let store = self.store()?;
+        self.flush().await?;
+        Ok(store)
     }
 
     /// The SSE stream of feed `id` (an execution's or a run's), from after the request's

@@ -111,7 +111,10 @@ pub enum Entry {
     /// The execution ended: its record (without logs and calls, which are entries of their
     /// own), and `ok`/`failed`.
     #[serde(rename_all = "camelCase")]
-    Finished { status: String, record: ExecRecord },
+    Finished {
+        status: String,
+        record: Box<ExecRecord>,
+    },
     /// The execution was taken up again after it was suspended (or its process died while a
     /// call was held): the entries before it were replayed, not repeated, and what follows is
     /// new. `replayed` calls were answered from the journal; `waiting` (their seqs) go through

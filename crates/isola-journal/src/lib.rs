@@ -874,7 +874,7 @@ impl Observer for JournalObserver {
                 };
                 entries.push(Entry::Finished {
                     status: status.into(),
-                    record: rec,
+                    record: Box::new(rec),
                 });
                 extra.push(WriteOp::Status {
                     id: sh.id.clone(),

@@ -133,7 +133,7 @@ pub fn recording(execution: &str, entries: &[Entry]) -> Result<Recorded, Journal
                     });
                 }
             }
-            Entry::Finished { record, .. } => finished = Some(record.clone()),
+            Entry::Finished { record, .. } => finished = Some((**record).clone()),
             _ => {}
         }
     }

@@ -308,6 +308,9 @@ pub struct JsError {
 pub enum ErrorKind {
     /// The script does not parse.
     Syntax,
+    /// The script does not type-check against the API (the TypeScript compiler's errors,
+    /// before it ran: nothing was called).
+    Type,
     /// The script threw.
     Runtime,
     /// A tool call failed and the script did not catch it.
@@ -331,6 +334,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Syntax => "syntax",
+            ErrorKind::Type => "type",
             ErrorKind::Runtime => "runtime",
             ErrorKind::Tool => "tool",
             ErrorKind::Limit => "limit",
@@ -395,6 +399,57 @@ pub struct ExecRecord {
     /// Where the script ran: the backend and, in a worker, which hardening layers were active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<SandboxInfo>,
+    /// What the type check found, when it ran and the script ran anyway (`warn`), or refused
+    /// it (then [`ErrorKind::Type`] names the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Whether a script is type-checked against the API before it runs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckMode {
+    /// Not checked.
+    #[default]
+    Off,
+    /// Checked; it runs whatever the compiler says, its diagnostics in the record.
+    Warn,
+    /// Checked; a script with errors does not run (the record's error is of kind `type`).
+    Error,
+}
+
+impl CheckMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckMode::Off => "off",
+            CheckMode::Warn => "warn",
+            CheckMode::Error => "error",
+        }
+    }
+
+    /// `off`, `warn` or `error`.
+    pub fn parse(text: &str) -> Option<CheckMode> {
+        match text {
+            "off" => Some(CheckMode::Off),
+            "warn" => Some(CheckMode::Warn),
+            "error" => Some(CheckMode::Error),
+            _ => None,
+        }
+    }
+}
+
+/// A problem the TypeScript compiler found in the script.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Diagnostic {
+    pub position: Position,
+    /// The compiler's code, e.g. `TS2322`.
+    pub code: String,
+    pub message: String,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Where an execution ran.
@@ -458,6 +513,9 @@ pub struct CallTrace {
 pub struct Timings {
     /// TypeScript → JavaScript.
     pub transpile_ms: f64,
+    /// The type check (0 when there was none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub check_ms: f64,
     /// Waiting for a sandbox (worker) to be free.
     pub queue_ms: f64,
     /// The script running, tool calls included.

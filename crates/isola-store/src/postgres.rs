@@ -1,9 +1,14 @@
 //! The PostgreSQL store (tokio-postgres; TLS with libpq's `sslmode` and `sslrootcert`, see
-//! [`crate::tls`]). One connection; a batch is one transaction. Migrations take an
-//! advisory lock, so nodes starting together migrate once.
+//! [`crate::tls`]). Two connections: transactions take turns on one (a journal batch is one
+//! transaction of six statements, sent together), single statements are pipelined on the other,
+//! so reads never wait for a commit. Migrations take an advisory lock, so nodes starting together
+//! migrate once.
+
+use std::collections::HashMap;
 
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls, Row, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
 
 use crate::migrations::{MIGRATIONS, VERSION_TABLE};
 use crate::sqlite::one_of;
@@ -16,7 +21,13 @@ use crate::{
 
 pub struct PostgresStore {
     location: String,
-    client: Mutex<Client>,
+    /// Transactions (a batch of the journal, a state write, a decision), one at a time.
+    writer: Mutex<Client>,
+    /// Single statements (reads, one-row writes), pipelined by tokio-postgres: no lock, and
+    /// never queued behind the writer's transaction (its commit waits for the disk).
+    reader: Client,
+    /// The batch's statements, prepared once on `writer`.
+    batch: BatchStatements,
 }
 
 /// The advisory lock migrations hold (any constant both nodes agree on).
@@ -26,42 +37,21 @@ impl PostgresStore {
     /// Connect to `url` (`postgres://user:pw@host:port/db`, or `postgres:///db?host=/run/dir`
     /// for a unix socket) and migrate.
     pub async fn connect(url: &str) -> Result<Self> {
-        let store = Self::connect_unmigrated(url).await?;
-        store.migrate(MIGRATIONS).await?;
-        Ok(store)
-    }
-
-    /// Connect to `url`, leaving the schema as it is.
-    async fn connect_unmigrated(url: &str) -> Result<Self> {
         let location = redact_password(url);
-        let failed = |message: String| StoreError::Postgres {
-            location: location.clone(),
-            message,
-        };
-        let params = tls::split(url).map_err(&failed)?;
-        let cannot =
-            |e: tokio_postgres::Error| failed(format!("cannot connect: {}", pg_message(&e)));
-        let loc = location.clone();
-        let ended = move |e: tokio_postgres::Error| {
-            tracing::error!(store = %loc, "PostgreSQL connection ended: {e}");
-        };
-        let client = if params.enabled {
-            let connector = tls::connector(&params).map_err(&failed)?;
-            let (client, connection) = tokio_postgres::connect(&params.url, connector)
-                .await
-                .map_err(cannot)?;
-            tokio::spawn(async move { connection.await.map_err(ended) });
-            client
-        } else {
-            let (client, connection) = tokio_postgres::connect(&params.url, NoTls)
-                .await
-                .map_err(cannot)?;
-            tokio::spawn(async move { connection.await.map_err(ended) });
-            client
-        };
+        let writer = open(url, &location).await?;
+        migrate(&location, &writer, MIGRATIONS).await?;
+        let reader = open(url, &location).await?;
+        let batch = BatchStatements::prepare(&writer)
+            .await
+            .map_err(|e| StoreError::Postgres {
+                location: location.clone(),
+                message: pg_message(&e),
+            })?;
         Ok(Self {
             location,
-            client: Mutex::new(client),
+            writer: Mutex::new(writer),
+            reader,
+            batch,
         })
     }
 
@@ -71,44 +61,300 @@ impl PostgresStore {
             message: pg_message(&e),
         }
     }
+}
 
-    /// Bring the database to version `migrations.len()` (always [`MIGRATIONS`], but for tests
-    /// that make an older database).
-    async fn migrate(&self, migrations: &[&str]) -> Result<()> {
-        let e = self.err();
-        let known = migrations.len() as i64;
-        let mut client = self.client.lock().await;
-        let tx = client.transaction().await.map_err(&e)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+/// A connection to `url` (its driver task spawned), TLS as `url` says.
+async fn open(url: &str, location: &str) -> Result<Client> {
+    let failed = |message: String| StoreError::Postgres {
+        location: location.to_string(),
+        message,
+    };
+    let params = tls::split(url).map_err(&failed)?;
+    let cannot = |e: tokio_postgres::Error| failed(format!("cannot connect: {}", pg_message(&e)));
+    let loc = location.to_string();
+    let ended = move |e: tokio_postgres::Error| {
+        tracing::error!(store = %loc, "PostgreSQL connection ended: {e}");
+    };
+    let client = if params.enabled {
+        let connector = tls::connector(&params).map_err(&failed)?;
+        let (client, connection) = tokio_postgres::connect(&params.url, connector)
             .await
-            .map_err(&e)?;
-        tx.batch_execute(VERSION_TABLE).await.map_err(&e)?;
-        let found: Option<i64> = tx
+            .map_err(cannot)?;
+        tokio::spawn(async move { connection.await.map_err(ended) });
+        client
+    } else {
+        let (client, connection) = tokio_postgres::connect(&params.url, NoTls)
+            .await
+            .map_err(cannot)?;
+        tokio::spawn(async move { connection.await.map_err(ended) });
+        client
+    };
+    Ok(client)
+}
+
+/// Bring the database to version `migrations.len()` (always [`MIGRATIONS`], but for tests
+/// that make an older database).
+async fn migrate(location: &str, client: &Client, migrations: &[&str]) -> Result<()> {
+    let e = |e: tokio_postgres::Error| StoreError::Postgres {
+        location: location.to_string(),
+        message: pg_message(&e),
+    };
+    let known = migrations.len() as i64;
+    // One statement at a time on this connection, so a plain BEGIN/COMMIT is the transaction.
+    client.batch_execute("BEGIN").await.map_err(e)?;
+    let done = async {
+        client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(e)?;
+        client.batch_execute(VERSION_TABLE).await.map_err(e)?;
+        let found: Option<i64> = client
             .query_one("SELECT MAX(version) FROM isola_schema", &[])
             .await
-            .map_err(&e)?
+            .map_err(e)?
             .get(0);
         let found = found.unwrap_or(0);
         if found > known {
             return Err(StoreError::SchemaTooNew {
-                location: self.location.clone(),
+                location: location.to_string(),
                 found,
                 known,
             });
         }
         for (i, sql) in migrations.iter().enumerate().skip(found as usize) {
-            tx.batch_execute(sql).await.map_err(&e)?;
-            tracing::info!(store = %self.location, version = i + 1, "store migrated");
+            client.batch_execute(sql).await.map_err(e)?;
+            tracing::info!(store = %location, version = i + 1, "store migrated");
         }
         if found < known {
-            tx.execute("DELETE FROM isola_schema", &[])
+            client
+                .execute("DELETE FROM isola_schema", &[])
                 .await
-                .map_err(&e)?;
-            tx.execute("INSERT INTO isola_schema (version) VALUES ($1)", &[&known])
+                .map_err(e)?;
+            client
+                .execute("INSERT INTO isola_schema (version) VALUES ($1)", &[&known])
                 .await
-                .map_err(&e)?;
+                .map_err(e)?;
         }
-        tx.commit().await.map_err(&e)
+        Ok(())
+    }
+    .await;
+    let end = if done.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    client.batch_execute(end).await.map_err(e)?;
+    done
+}
+
+/// A batch of the journal's writes as six statements whatever its size (each one's rows as
+/// arrays, `UNNEST`ed), prepared once and sent together: one round trip for the lot, then the
+/// commit. Their order keeps what refers to what: sessions, APIs and executions before the
+/// entries, the entries' heads, then the statuses.
+struct BatchStatements {
+    sessions: Statement,
+    apis: Statement,
+    executions: Statement,
+    entries: Statement,
+    heads: Statement,
+    statuses: Statement,
+}
+
+impl BatchStatements {
+    async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+        let (sessions, apis, executions, entries, heads, statuses) = tokio::try_join!(
+            client.prepare(
+                "INSERT INTO sessions (name, created_ms, last_ms)
+                 SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[])
+                 ON CONFLICT (name) DO UPDATE SET last_ms = GREATEST(sessions.last_ms, excluded.last_ms)"
+            ),
+            client.prepare(
+                "INSERT INTO apis (fingerprint, body) SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[])
+                 ON CONFLICT (fingerprint) DO NOTHING"
+            ),
+            client.prepare(
+                "INSERT INTO executions (id, session, origin, status, started_ms, ended_ms, code_hash, owner, summary)
+                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[],
+                                      $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::TEXT[])"
+            ),
+            client.prepare(
+                "INSERT INTO entries (exec_id, seq, kind, at_ms, body, prev, hash)
+                 SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
+                                      $6::TEXT[], $7::TEXT[])"
+            ),
+            client.prepare(
+                "UPDATE executions AS x SET entries = u.n, head = u.h
+                 FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[]) AS u(id, n, h) WHERE x.id = u.id"
+            ),
+            client.prepare(
+                "UPDATE executions AS x SET status = u.s, ended_ms = u.e, summary = COALESCE(u.m, x.summary)
+                 FROM UNNEST($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[]) AS u(id, s, e, m)
+                 WHERE x.id = u.id"
+            ),
+        )?;
+        Ok(Self {
+            sessions,
+            apis,
+            executions,
+            entries,
+            heads,
+            statuses,
+        })
+    }
+
+    /// Write `ops` in `tx`.
+    async fn run(
+        &self,
+        tx: &Transaction<'_>,
+        ops: &[WriteOp],
+    ) -> Result<(), tokio_postgres::Error> {
+        let g = Grouped::of(ops);
+        let s = &g.sessions;
+        let (s_names, s_first, s_last) = (
+            s.iter().map(|x| x.0).collect::<Vec<_>>(),
+            s.iter().map(|x| x.1).collect::<Vec<_>>(),
+            s.iter().map(|x| x.2).collect::<Vec<_>>(),
+        );
+        let a_fps: Vec<&str> = g.apis.iter().map(|a| a.0).collect();
+        let a_bodies: Vec<&str> = g.apis.iter().map(|a| a.1).collect();
+        let x = &g.executions;
+        let x_ids: Vec<&str> = x.iter().map(|r| r.id.as_str()).collect();
+        let x_sessions: Vec<Option<&str>> = x.iter().map(|r| r.session.as_deref()).collect();
+        let x_origins: Vec<&str> = x.iter().map(|r| r.origin.as_str()).collect();
+        let x_statuses: Vec<&str> = x.iter().map(|r| r.status.as_str()).collect();
+        let x_started: Vec<i64> = x.iter().map(|r| r.started_ms).collect();
+        let x_ended: Vec<Option<i64>> = x.iter().map(|r| r.ended_ms).collect();
+        let x_hashes: Vec<&str> = x.iter().map(|r| r.code_hash.as_str()).collect();
+        let x_owners: Vec<&str> = x.iter().map(|r| r.owner.as_str()).collect();
+        let x_summaries: Vec<Option<&str>> = x.iter().map(|r| r.summary.as_deref()).collect();
+        let e = &g.entries;
+        let e_ids: Vec<&str> = e.iter().map(|r| r.exec_id.as_str()).collect();
+        let e_seqs: Vec<i64> = e.iter().map(|r| r.seq).collect();
+        let e_kinds: Vec<&str> = e.iter().map(|r| r.kind.as_str()).collect();
+        let e_ats: Vec<i64> = e.iter().map(|r| r.at_ms).collect();
+        let e_bodies: Vec<&str> = e.iter().map(|r| r.body.as_str()).collect();
+        let e_prevs: Vec<&str> = e.iter().map(|r| r.prev.as_str()).collect();
+        let e_hashes: Vec<&str> = e.iter().map(|r| r.hash.as_str()).collect();
+        let h = &g.heads;
+        let h_ids: Vec<&str> = h.iter().map(|r| r.exec_id.as_str()).collect();
+        let h_counts: Vec<i64> = h.iter().map(|r| r.seq + 1).collect();
+        let h_heads: Vec<&str> = h.iter().map(|r| r.hash.as_str()).collect();
+        let t = &g.statuses;
+        let t_ids: Vec<&str> = t.iter().map(|r| r.0).collect();
+        let t_statuses: Vec<&str> = t.iter().map(|r| r.1).collect();
+        let t_ended: Vec<i64> = t.iter().map(|r| r.2).collect();
+        let t_summaries: Vec<Option<&str>> = t.iter().map(|r| r.3).collect();
+        type Params<'p> = Vec<&'p (dyn ToSql + Sync)>;
+        let sessions: Params = vec![&s_names, &s_first, &s_last];
+        let apis: Params = vec![&a_fps, &a_bodies];
+        let executions: Params = vec![
+            &x_ids,
+            &x_sessions,
+            &x_origins,
+            &x_statuses,
+            &x_started,
+            &x_ended,
+            &x_hashes,
+            &x_owners,
+            &x_summaries,
+        ];
+        let entries: Params = vec![
+            &e_ids, &e_seqs, &e_kinds, &e_ats, &e_bodies, &e_prevs, &e_hashes,
+        ];
+        let heads: Params = vec![&h_ids, &h_counts, &h_heads];
+        let statuses: Params = vec![&t_ids, &t_statuses, &t_ended, &t_summaries];
+        // Sent in this order (try_join polls its futures in order), executed in it.
+        tokio::try_join!(
+            execute_if(tx, s.len(), &self.sessions, &sessions),
+            execute_if(tx, a_fps.len(), &self.apis, &apis),
+            execute_if(tx, x.len(), &self.executions, &executions),
+            execute_if(tx, e.len(), &self.entries, &entries),
+            execute_if(tx, h.len(), &self.heads, &heads),
+            execute_if(tx, t.len(), &self.statuses, &statuses),
+        )?;
+        Ok(())
+    }
+}
+
+/// `statement` with `params`, unless it has no rows.
+async fn execute_if(
+    tx: &Transaction<'_>,
+    rows: usize,
+    statement: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    match rows {
+        0 => Ok(0),
+        _ => tx.execute(statement, params).await,
+    }
+}
+
+/// A batch's writes by kind, each statement's rows distinct (an `ON CONFLICT DO UPDATE` or an
+/// `UPDATE ... FROM` may not meet a row twice).
+#[derive(Default)]
+struct Grouped<'a> {
+    /// Name, first and last use.
+    sessions: Vec<(&'a str, i64, i64)>,
+    apis: Vec<(&'a str, &'a str)>,
+    executions: Vec<&'a ExecRow>,
+    entries: Vec<&'a EntryRow>,
+    /// Each execution's last entry.
+    heads: Vec<&'a EntryRow>,
+    /// Id, status, end, summary: the last of each execution's, with its last summary.
+    statuses: Vec<(&'a str, &'a str, i64, Option<&'a str>)>,
+}
+
+impl<'a> Grouped<'a> {
+    fn of(ops: &'a [WriteOp]) -> Self {
+        let mut g = Grouped::default();
+        // Where each session, API, head and status is in its list.
+        let mut at: HashMap<(u8, &'a str), usize> = HashMap::new();
+        for op in ops {
+            match op {
+                WriteOp::Session { name, at_ms } => match at.get(&(0, name.as_str())) {
+                    Some(&i) => {
+                        let s = &mut g.sessions[i];
+                        s.1 = s.1.min(*at_ms);
+                        s.2 = s.2.max(*at_ms);
+                    }
+                    None => {
+                        at.insert((0, name), g.sessions.len());
+                        g.sessions.push((name, *at_ms, *at_ms));
+                    }
+                },
+                WriteOp::Api { fingerprint, body } => {
+                    if at.insert((1, fingerprint), g.apis.len()).is_none() {
+                        g.apis.push((fingerprint, body));
+                    }
+                }
+                WriteOp::Execution(x) => g.executions.push(x),
+                WriteOp::Entry(en) => {
+                    g.entries.push(en);
+                    match at.get(&(2, en.exec_id.as_str())) {
+                        Some(&i) if g.heads[i].seq < en.seq => g.heads[i] = en,
+                        Some(_) => {}
+                        None => {
+                            at.insert((2, &en.exec_id), g.heads.len());
+                            g.heads.push(en);
+                        }
+                    }
+                }
+                WriteOp::Status {
+                    id,
+                    status,
+                    ended_ms,
+                    summary,
+                } => match at.get(&(3, id.as_str())) {
+                    Some(&i) => {
+                        let t = &mut g.statuses[i];
+                        t.1 = status;
+                        t.2 = *ended_ms;
+                        t.3 = summary.as_deref().or(t.3);
+                    }
+                    None => {
+                        at.insert((3, id), g.statuses.len());
+                        g.statuses.push((id, status, *ended_ms, summary.as_deref()));
+                    }
+                },
+            }
+        }
+        g
     }
 }
 
@@ -220,88 +466,6 @@ fn grant_row(r: &Row) -> GrantRow {
 const UPSERT_SESSION: &str = "INSERT INTO sessions (name, created_ms, last_ms) VALUES ($1, $2, $2)
      ON CONFLICT (name) DO UPDATE SET last_ms = GREATEST(sessions.last_ms, excluded.last_ms)";
 
-async fn apply_op(tx: &Transaction<'_>, op: &WriteOp) -> Result<(), tokio_postgres::Error> {
-    match op {
-        WriteOp::Session { name, at_ms } => {
-            tx.execute(UPSERT_SESSION, &[name, at_ms]).await?;
-        }
-        WriteOp::Execution(x) => {
-            tx.execute(
-                "INSERT INTO executions (id, session, origin, status, started_ms, ended_ms, code_hash, owner, summary)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                &[
-                    &x.id, &x.session, &x.origin, &x.status, &x.started_ms, &x.ended_ms,
-                    &x.code_hash, &x.owner, &x.summary,
-                ],
-            )
-            .await?;
-        }
-        WriteOp::Entry(en) => insert_entries(tx, &[en]).await?,
-        WriteOp::Api { fingerprint, body } => {
-            tx.execute(
-                "INSERT INTO apis (fingerprint, body) VALUES ($1, $2) ON CONFLICT (fingerprint) DO NOTHING",
-                &[fingerprint, body],
-            )
-            .await?;
-        }
-        WriteOp::Status {
-            id,
-            status,
-            ended_ms,
-            summary,
-        } => {
-            tx.execute(
-                "UPDATE executions SET status = $2, ended_ms = $3, summary = COALESCE($4, summary) WHERE id = $1",
-                &[id, status, ended_ms, summary],
-            )
-            .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Insert `entries` in one statement (their columns as arrays, `UNNEST`ed), then set each
-/// execution's count and head to its last one's in another: two round trips for a batch of any
-/// size.
-async fn insert_entries(
-    tx: &Transaction<'_>,
-    entries: &[&EntryRow],
-) -> Result<(), tokio_postgres::Error> {
-    let ids: Vec<&str> = entries.iter().map(|e| e.exec_id.as_str()).collect();
-    let seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
-    let kinds: Vec<&str> = entries.iter().map(|e| e.kind.as_str()).collect();
-    let ats: Vec<i64> = entries.iter().map(|e| e.at_ms).collect();
-    let bodies: Vec<&str> = entries.iter().map(|e| e.body.as_str()).collect();
-    let prevs: Vec<&str> = entries.iter().map(|e| e.prev.as_str()).collect();
-    let hashes: Vec<&str> = entries.iter().map(|e| e.hash.as_str()).collect();
-    tx.execute(
-        "INSERT INTO entries (exec_id, seq, kind, at_ms, body, prev, hash)
-         SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
-                              $6::TEXT[], $7::TEXT[])",
-        &[&ids, &seqs, &kinds, &ats, &bodies, &prevs, &hashes],
-    )
-    .await?;
-    // The last entry of each execution in the run.
-    let mut last: Vec<&EntryRow> = Vec::new();
-    for en in entries {
-        match last.iter_mut().find(|l| l.exec_id == en.exec_id) {
-            Some(l) if l.seq < en.seq => *l = en,
-            Some(_) => {}
-            None => last.push(en),
-        }
-    }
-    let ids: Vec<&str> = last.iter().map(|e| e.exec_id.as_str()).collect();
-    let counts: Vec<i64> = last.iter().map(|e| e.seq + 1).collect();
-    let heads: Vec<&str> = last.iter().map(|e| e.hash.as_str()).collect();
-    tx.execute(
-        "UPDATE executions AS x SET entries = u.n, head = u.h
-         FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[]) AS u(id, n, h) WHERE x.id = u.id",
-        &[&ids, &counts, &heads],
-    )
-    .await?;
-    Ok(())
-}
-
 async fn current_version(
     tx: &Transaction<'_>,
     session: &str,
@@ -333,36 +497,14 @@ impl Store for PostgresStore {
             return Ok(());
         }
         let e = self.err();
-        let mut client = self.client.lock().await;
+        let mut client = self.writer.lock().await;
         let tx = client.transaction().await.map_err(&e)?;
-        // Runs of entries (most of a batch) go as one INSERT and one UPDATE of the executions'
-        // counts and heads; other writes one at a time, in order.
-        let mut i = 0;
-        while i < ops.len() {
-            let run = ops[i..]
-                .iter()
-                .take_while(|op| matches!(op, WriteOp::Entry(_)))
-                .count();
-            if run == 0 {
-                apply_op(&tx, &ops[i]).await.map_err(&e)?;
-                i += 1;
-                continue;
-            }
-            let entries: Vec<&EntryRow> = ops[i..i + run]
-                .iter()
-                .filter_map(|op| match op {
-                    WriteOp::Entry(en) => Some(en),
-                    _ => None,
-                })
-                .collect();
-            insert_entries(&tx, &entries).await.map_err(&e)?;
-            i += run;
-        }
+        self.batch.run(&tx, &ops).await.map_err(&e)?;
         tx.commit().await.map_err(&e)
     }
 
     async fn executions(&self, q: &ExecQuery) -> Result<Vec<ExecRow>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let rows = client
             .query(
                 &format!(
@@ -379,7 +521,7 @@ impl Store for PostgresStore {
     }
 
     async fn execution(&self, id: &str) -> Result<Option<ExecRow>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let exact = client
             .query_opt(
                 &format!("SELECT {EXEC_COLUMNS} FROM executions WHERE id = $1"),
@@ -403,7 +545,7 @@ impl Store for PostgresStore {
     }
 
     async fn entries(&self, exec_id: &str) -> Result<Vec<EntryRow>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let rows = client
             .query(
                 "SELECT exec_id, seq, kind, at_ms, body, prev, hash FROM entries
@@ -427,7 +569,7 @@ impl Store for PostgresStore {
     }
 
     async fn api(&self, fingerprint: &str) -> Result<Option<String>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let row = client
             .query_opt(
                 "SELECT body FROM apis WHERE fingerprint = $1",
@@ -440,7 +582,7 @@ impl Store for PostgresStore {
 
     async fn prune(&self, before_ms: i64) -> Result<u64> {
         let e = self.err();
-        let mut client = self.client.lock().await;
+        let mut client = self.writer.lock().await;
         let tx = client.transaction().await.map_err(&e)?;
         tx.execute(
             "DELETE FROM entries WHERE exec_id IN
@@ -471,7 +613,7 @@ impl Store for PostgresStore {
     }
 
     async fn sessions(&self) -> Result<Vec<SessionRow>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let rows = client
             .query(
                 &format!("{SESSION_SELECT} ORDER BY s.last_ms DESC, s.name"),
@@ -483,7 +625,7 @@ impl Store for PostgresStore {
     }
 
     async fn session(&self, name: &str) -> Result<Option<SessionRow>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let row = client
             .query_opt(&format!("{SESSION_SELECT} WHERE s.name = $1"), &[&name])
             .await
@@ -493,7 +635,7 @@ impl Store for PostgresStore {
 
     async fn delete_session(&self, name: &str) -> Result<bool> {
         let e = self.err();
-        let mut client = self.client.lock().await;
+        let mut client = self.writer.lock().await;
         let tx = client.transaction().await.map_err(&e)?;
         tx.execute(
             "DELETE FROM entries WHERE exec_id IN (SELECT id FROM executions WHERE session = $1)",
@@ -516,7 +658,7 @@ impl Store for PostgresStore {
     }
 
     async fn state_get(&self, session: &str, key: &str) -> Result<Option<StateItem>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let row = client
             .query_opt(
                 "SELECT key, value, version, updated_ms FROM state WHERE session = $1 AND key = $2",
@@ -528,7 +670,7 @@ impl Store for PostgresStore {
     }
 
     async fn state_list(&self, session: &str, prefix: &str) -> Result<Vec<StateItem>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let rows = client
             .query(
                 "SELECT key, value, version, updated_ms FROM state
@@ -550,7 +692,7 @@ impl Store for PostgresStore {
         at_ms: i64,
     ) -> Result<i64> {
         let e = self.err();
-        let mut client = self.client.lock().await;
+        let mut client = self.writer.lock().await;
         let tx = client.transaction().await.map_err(&e)?;
         // Writers of one session take turns: the size check and the version check hold.
         tx.execute(UPSERT_SESSION, &[&session, &at_ms])
@@ -596,7 +738,7 @@ impl Store for PostgresStore {
 
     async fn state_delete(&self, session: &str, key: &str, expect: Expect) -> Result<bool> {
         let e = self.err();
-        let mut client = self.client.lock().await;
+        let mut client = self.writer.lock().await;
         let tx = client.transaction().await.map_err(&e)?;
         let found = current_version(&tx, session, key).await.map_err(&e)?;
         check_expect(session, key, expect, found)?;
@@ -613,7 +755,7 @@ impl Store for PostgresStore {
 
     async fn approval_create(&self, row: &ApprovalRow) -> Result<()> {
         check_new_approval(row)?;
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let n = client
             .execute(
                 "INSERT INTO approvals (id, kind, execution, session, subject, reasons,
@@ -643,7 +785,7 @@ impl Store for PostgresStore {
     }
 
     async fn approval(&self, id: &str, now_ms: i64) -> Result<Option<ApprovalRow>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let row = client
             .query_opt(&format!("{APPROVAL_SELECT} WHERE id = $2"), &[&now_ms, &id])
             .await
@@ -652,7 +794,7 @@ impl Store for PostgresStore {
     }
 
     async fn approvals(&self, q: &ApprovalQuery, now_ms: i64) -> Result<Vec<ApprovalRow>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let rows = client
             .query(
                 &format!(
@@ -677,7 +819,7 @@ impl Store for PostgresStore {
     ) -> Result<ApprovalRow> {
         let e = self.err();
         let status = if approve { "approved" } else { "denied" };
-        let mut client = self.client.lock().await;
+        let mut client = self.writer.lock().await;
         let tx = client.transaction().await.map_err(&e)?;
         // A concurrent decider of the same row waits for this one's row lock, then finds the
         // row no longer pending: one of them changes it.
@@ -713,7 +855,7 @@ impl Store for PostgresStore {
     }
 
     async fn approval_use(&self, id: &str, now_ms: i64) -> Result<bool> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let n = client
             .execute(
                 "UPDATE approvals SET status = 'applied'
@@ -726,7 +868,7 @@ impl Store for PostgresStore {
     }
 
     async fn grant_create(&self, row: &GrantRow) -> Result<()> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let n = client
             .execute(
                 "INSERT INTO grants (id, session, function, matcher, created_by, created_ms,
@@ -756,7 +898,7 @@ impl Store for PostgresStore {
     }
 
     async fn grants(&self, session: &str, now_ms: i64) -> Result<Vec<GrantRow>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let rows = client
             .query(
                 "SELECT id, session, function, matcher, created_by, created_ms, expires_ms, note
@@ -770,7 +912,7 @@ impl Store for PostgresStore {
     }
 
     async fn execution_claim(&self, id: &str, from: &[&str], owner: &str) -> Result<bool> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
         let n = client
             .execute(
@@ -784,7 +926,7 @@ impl Store for PostgresStore {
     }
 
     async fn node_beat(&self, owner: &str, now_ms: i64) -> Result<()> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         client
             .execute(
                 "INSERT INTO nodes (owner, seen_ms) VALUES ($1, $2)
@@ -798,7 +940,7 @@ impl Store for PostgresStore {
 
     async fn llm_calls_add(&self, rows: &[LlmCallRow]) -> Result<()> {
         let e = self.err();
-        let mut client = self.client.lock().await;
+        let mut client = self.writer.lock().await;
         let tx = client.transaction().await.map_err(&e)?;
         for r in rows {
             tx.execute(
@@ -827,7 +969,7 @@ impl Store for PostgresStore {
     }
 
     async fn llm_calls(&self, since_ms: i64, limit: i64) -> Result<Vec<LlmCallRow>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let rows = client
             .query(
                 "SELECT id, at_ms, origin, provider, model, ok, input_tokens, output_tokens,
@@ -856,7 +998,7 @@ impl Store for PostgresStore {
     }
 
     async fn token_add(&self, row: &TokenRow) -> Result<bool> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let n = client
             .execute(
                 "INSERT INTO tokens (name, hash, role, created_ms, created_by)
@@ -875,7 +1017,7 @@ impl Store for PostgresStore {
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRow>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let rows = client
             .query(
                 "SELECT name, hash, role, created_ms, created_by FROM tokens ORDER BY name",
@@ -896,7 +1038,7 @@ impl Store for PostgresStore {
     }
 
     async fn token_remove(&self, name: &str) -> Result<bool> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let n = client
             .execute("DELETE FROM tokens WHERE name = $1", &[&name])
             .await
@@ -905,7 +1047,7 @@ impl Store for PostgresStore {
     }
 
     async fn node_seen(&self, owner: &str) -> Result<Option<i64>> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let row = client
             .query_opt("SELECT seen_ms FROM nodes WHERE owner = $1", &[&owner])
             .await
@@ -914,7 +1056,7 @@ impl Store for PostgresStore {
     }
 
     async fn grant_revoke(&self, id: &str) -> Result<bool> {
-        let client = self.client.lock().await;
+        let client = &self.reader;
         let n = client
             .execute("DELETE FROM grants WHERE id = $1", &[&id])
             .await
@@ -936,9 +1078,9 @@ mod tests {
         let mut pg = PgCluster::start().unwrap();
         let url = pg.create_db("v1").unwrap();
         {
-            let old = PostgresStore::connect_unmigrated(&url).await.unwrap();
-            old.migrate(&MIGRATIONS[..1]).await.unwrap();
-            let client = old.client.lock().await;
+            let location = redact_password(&url);
+            let client = open(&url, &location).await.unwrap();
+            migrate(&location, &client, &MIGRATIONS[..1]).await.unwrap();
             client
                 .batch_execute(crate::migrations::v1::DATA)
                 .await
@@ -952,7 +1094,7 @@ mod tests {
         }
         let store = PostgresStore::connect(&url).await.unwrap();
         crate::migrations::v1::check_upgraded(&store).await;
-        let client = store.client.lock().await;
+        let client = &store.reader;
         let versions: Vec<i64> = client
             .query("SELECT version FROM isola_schema", &[])
             .await

@@ -106,6 +106,9 @@ pub struct Transpiled {
     tokens: Box<[Token]>,
     source: String,
     file_name: String,
+    /// Byte ranges of the source's top-level `export` (and `default`) keywords, blanked by
+    /// [`Transpiled::checkable`].
+    exports: Vec<(u32, u32)>,
     js_lines: OnceLock<LineIndex>,
     source_lines: OnceLock<LineIndex>,
 }
@@ -284,6 +287,8 @@ fn transpile_here(source: &str, file_name: &str) -> Result<Transpiled, SyntaxErr
         ));
     }
 
+    let exports = modules::export_keywords(&program);
+
     let semantic = SemanticBuilder::new()
         .with_check_syntax_error(true)
         .with_enum_eval(true)
@@ -348,6 +353,7 @@ fn transpile_here(source: &str, file_name: &str) -> Result<Transpiled, SyntaxErr
         tokens,
         source: source.to_owned(),
         file_name: file_name.to_owned(),
+        exports,
         js_lines: OnceLock::new(),
         source_lines: OnceLock::new(),
     })
@@ -357,6 +363,29 @@ impl Transpiled {
     /// The file name given to [`transpile`].
     pub fn file_name(&self) -> &str {
         &self.file_name
+    }
+
+    /// The script as a TypeScript compiler checks it inside a function body (which is what a
+    /// script is): the same text with its top-level `export` keywords (of an entry form's
+    /// `export default`, of type exports) blanked out, so every line and column stays put.
+    pub fn checkable(&self) -> String {
+        let mut out = String::with_capacity(self.source.len());
+        let mut at = 0;
+        for &(start, end) in &self.exports {
+            let (start, end) = (start as usize, end as usize);
+            let Some(blanked) = self.source.get(start..end) else {
+                continue;
+            };
+            out.push_str(&self.source[at..start]);
+            // One space a char (comments may sit between the keywords), terminators kept.
+            out.extend(blanked.chars().map(|c| match c {
+                '\n' | '\r' | '\u{2028}' | '\u{2029}' => c,
+                _ => ' ',
+            }));
+            at = end;
+        }
+        out.push_str(&self.source[at..]);
+        out
     }
 
     /// Map a 1-based (line, column) in [`js`](Self::js), as QuickJS reports them (column in UTF-8
@@ -421,6 +450,15 @@ impl Transpiled {
             self.original_position(found.line, found.column)
         })
     }
+}
+
+/// A position as the TypeScript compiler reports it in `text` (1-based line, 1-based column in
+/// UTF-16 units) as Isola reports positions (the column in chars).
+pub fn position_of_utf16(text: &str, line: u32, column: u32) -> (u32, u32) {
+    let index = LineIndex::new(text);
+    let line = line.clamp(1, to_u32(index.line_count()));
+    let text = index.line(text, line as usize - 1).unwrap_or("");
+    (line, char_col_of_utf16(text, column.saturating_sub(1)) + 1)
 }
 
 /// A `script.js:LINE:COL` found in a stack line: its byte range and numbers.

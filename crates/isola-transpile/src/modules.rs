@@ -116,3 +116,28 @@ fn is_type_declaration(declaration: &Declaration<'_>) -> bool {
         Declaration::TSImportEqualsDeclaration(d) => d.import_kind == ImportOrExportKind::Type,
     }
 }
+
+/// The byte ranges of the `export` (and `default`) keywords of `program`'s top-level export
+/// declarations that [`check`] lets through (entry forms, type exports): from the statement's
+/// start to its declaration's, or the whole statement when it declares nothing
+/// (`export type { T }`, `import type`).
+pub(crate) fn export_keywords(program: &Program<'_>) -> Vec<(u32, u32)> {
+    program
+        .body
+        .iter()
+        .filter_map(|statement| match statement.as_module_declaration()? {
+            ModuleDeclaration::ExportDefaultDeclaration(d) => {
+                Some((d.span.start, d.declaration.span().start))
+            }
+            ModuleDeclaration::ExportDeclaration(d) => {
+                Some((d.span.start, d.declaration.span().start))
+            }
+            ModuleDeclaration::ExportNamedDeclaration(d) => Some((d.span.start, d.span.end)),
+            ModuleDeclaration::ExportFromDeclaration(d) => Some((d.span.start, d.span.end)),
+            ModuleDeclaration::ExportAllDeclaration(d) => Some((d.span.start, d.span.end)),
+            // `import type`: a function body has no imports (and there is nothing to import).
+            ModuleDeclaration::ImportDeclaration(d) => Some((d.span.start, d.span.end)),
+            _ => None,
+        })
+        .collect()
+}

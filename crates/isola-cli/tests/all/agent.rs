@@ -932,3 +932,63 @@ fn in_plan_mode_a_script_is_applied_only_once_its_plan_is_approved() {
         }
     }
 }
+
+/// With a compiler, the agent's scripts are type-checked before they run (`isola.check.agent`
+/// is `error` by default): a script that would make a directory and then pass a number where
+/// a string goes comes back to the model as the compiler's error, nothing made; the model fixes
+/// it and the fixed one runs.
+#[test]
+fn a_script_with_a_type_error_is_fixed_before_anything_runs() {
+    let tsc = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/tsc7/node_modules/.bin/tsc");
+    assert!(tsc.exists(), "run `npm ci --prefix fixtures/tsc7`");
+    let p = Project::new().with_isola(json!({"check": {"compiler": tsc}}));
+    let d = p.data().display().to_string();
+    let buggy = format!(
+        "await fs.createDirectory({{ path: \"{d}/deployed\" }});\n\
+         return await everything.echo({{ message: 42 }});"
+    );
+    let fixed = buggy.replace("message: 42", "message: \"42\"");
+    let server = MockServer::start(vec![
+        execute(&buggy),
+        execute(&fixed),
+        Step::text("Deployed, and the echo said 42."),
+    ])
+    .unwrap();
+    let out = run(
+        &p,
+        &server,
+        "Deploy and echo 42.",
+        &["--model", "openai:gpt-4o-mini", "--json"],
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    let t = out.json();
+    let executions: Vec<&Value> = t["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["type"] == "execution")
+        .collect();
+    assert_eq!(executions.len(), 2, "{t}");
+    let first = &executions[0]["record"];
+    assert_eq!(first["error"]["kind"], "type", "{first}");
+    assert_eq!(
+        first["calls"],
+        json!([]),
+        "the refused script called something"
+    );
+    assert_eq!(executions[1]["record"]["ok"], true);
+    assert_eq!(
+        executions[1]["record"]["calls"].as_array().unwrap().len(),
+        2
+    );
+    // The model was shown the compiler's error at its line.
+    let reqs = server.requests();
+    let shown = tool_results(&reqs[1]).join("\n");
+    assert!(shown.contains("error[type]"), "{shown}");
+    assert!(shown.contains("TS2322"), "{shown}");
+    assert!(shown.contains("script.ts:2:"), "{shown}");
+    // Made by the fixed script: its call is the first `createDirectory` the server got.
+    assert!(p.data().join("deployed").is_dir());
+    assert_eq!(executions[1]["record"]["calls"][0]["ok"], true);
+}
