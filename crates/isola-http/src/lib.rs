@@ -258,7 +258,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/usage",
         op: Op::Usage,
         operation_id: "usage",
-        summary: "Over the last days: executions by day (UTC) and by origin (how many, how many failed, their tool calls, median time), and the agent's calls to models by model and by day (calls, tokens in and out, cost, latency).",
+        summary: "Over the last days: executions by day (UTC) and by origin (how many, how many failed, their tool calls, median time), tool calls by server (how many, how many failed, the error rate), and the agent's calls to models by model and by day (calls, tokens in and out, cost, latency).",
         query: &[(
             "days",
             "how many days back, today included (default 14, at most 366)",
@@ -266,7 +266,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (
             200,
-            "`{days: [{day, ok, failed, calls}], origins: [{origin, executions, failed, calls, p50Ms}], models: {byModel: [...], byDay: [...]}}`",
+            "`{days: [{day, ok, failed, calls}], origins: [{origin, executions, failed, calls, p50Ms}], servers: [{server, calls, failed, errorRate}], models: {byModel: [...], byDay: [...]}}`",
         ),
         role: Role::Viewer,
     },
@@ -1554,6 +1554,8 @@ fn usage(rows: &[ExecRow], today: i64, days: i64) -> Value {
         .map(|d| (d, Day::default()))
         .collect();
     let mut by_origin: BTreeMap<&str, Origin> = BTreeMap::new();
+    // Tool calls and failed ones by server.
+    let mut by_server: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for row in rows {
         let summary: Value = row
             .summary
@@ -1568,6 +1570,13 @@ fn usage(rows: &[ExecRow], today: i64, days: i64) -> Value {
                 false => day.ok += u64::from(row.status == "ok"),
             }
             day.calls += calls;
+        }
+        if let Some(servers) = summary["servers"].as_object() {
+            for (server, counts) in servers {
+                let n = by_server.entry(server.clone()).or_default();
+                n.0 += counts[0].as_u64().unwrap_or(0);
+                n.1 += counts[1].as_u64().unwrap_or(0);
+            }
         }
         let origin = by_origin.entry(&row.origin).or_default();
         origin.executions += 1;
@@ -1589,7 +1598,18 @@ fn usage(rows: &[ExecRow], today: i64, days: i64) -> Value {
             json!({"origin": name, "executions": o.executions, "failed": o.failed, "calls": o.calls, "p50Ms": p50})
         })
         .collect();
-    json!({"days": days, "origins": origins})
+    let servers: Vec<Value> = by_server
+        .into_iter()
+        .map(|(server, (calls, failed))| {
+            let rate = if calls == 0 {
+                0.0
+            } else {
+                failed as f64 / calls as f64
+            };
+            json!({"server": server, "calls": calls, "failed": failed, "errorRate": rate})
+        })
+        .collect();
+    json!({"days": days, "origins": origins, "servers": servers})
 }
 
 /// The agent's calls to models by model, and by day and model.

@@ -710,6 +710,16 @@ async function usagePage() {
   const byOrigin = h("table", { "aria-label": "Executions by origin" },
     h("thead", {}, h("tr", {}, ["Origin", "Executions", "Failed", "Tool calls", "Median time"].map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, usage.origins.map((o) => h("tr", {}, h("td", { title: o.origin }, o.origin), h("td", {}, o.executions), h("td", {}, o.failed), h("td", {}, o.calls), h("td", {}, duration(o.p50Ms))))));
+  const servers = usage.servers || [];
+  const mostCalls = Math.max(1, ...servers.map((x) => x.calls));
+  const byServer = h("table", { "aria-label": "Tool calls by server", id: "usage-servers" },
+    h("thead", {}, h("tr", {}, ["Server", "Tool calls", "", "Failed", "Error rate"].map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, servers.length ? servers.map((x) => {
+      const bar = h("div", { class: "hbar", title: `${x.calls} calls` });
+      bar.style.width = `${(100 * x.calls / mostCalls).toFixed(1)}%`;
+      return h("tr", {}, h("td", { title: x.server }, x.server), h("td", {}, x.calls), h("td", { class: "barcell" }, bar), h("td", {}, x.failed),
+        h("td", {}, `${(100 * x.errorRate).toFixed(1)}%`));
+    }) : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No tool calls yet."))));
   const models = usage.models || { byModel: [], byDay: [] };
   const tokensOf = (d) => d.inputTokens + d.outputTokens;
   const perDay = usage.days.map((d) => ({ day: d.day, tokens: models.byDay.filter((m) => m.day === d.day).reduce((n, m) => n + tokensOf(m), 0) }));
@@ -730,6 +740,7 @@ async function usagePage() {
   box.replaceChildren(
     h("section", { class: "panel" }, h("h2", {}, "Executions per day"), chart, h("p", { class: "hint" }, "Blue: ended ok. Red: failed.")),
     h("section", { class: "panel" }, h("h2", {}, "By origin"), byOrigin),
+    h("section", { class: "panel" }, h("h2", {}, "Tool calls by server"), byServer),
     h("section", { class: "panel" }, h("h2", {}, "Model tokens per day"), tokenChart),
     h("section", { class: "panel" }, h("h2", {}, "Calls to models"), byModel));
 }

@@ -890,8 +890,20 @@ impl Observer for JournalObserver {
 
 /// The short summary kept on the execution's row.
 fn summary(record: &ExecRecord) -> String {
+    // Calls and failed calls by server: `{"fs": [3, 1]}`.
+    let mut servers = serde_json::Map::new();
+    for call in &record.calls {
+        let counts = servers
+            .entry(call.server.clone())
+            .or_insert_with(|| serde_json::json!([0, 0]));
+        counts[0] = serde_json::json!(counts[0].as_u64().unwrap_or(0) + 1);
+        if !call.ok {
+            counts[1] = serde_json::json!(counts[1].as_u64().unwrap_or(0) + 1);
+        }
+    }
     serde_json::json!({
         "calls": record.calls.len(),
+        "servers": servers,
         "error": record.error.as_ref().map(|e| serde_json::to_value(e.kind).unwrap_or(Value::Null)),
         "message": record.error.as_ref().map(|e| e.message.chars().take(200).collect::<String>()),
         "ms": record.timings.total_ms,

@@ -187,6 +187,19 @@ fn scripts_run_through_the_api_are_journaled_and_keep_their_session_state() {
     );
     assert_eq!(usage["origins"][0]["origin"], "http:local", "{usage}");
     assert_eq!(usage["origins"][0]["executions"], 2, "{usage}");
+    // By server: state.set and state.get went to `state`, echo to `everything`, none failed.
+    let servers = usage["servers"].as_array().unwrap();
+    let of = |name: &str| servers.iter().find(|x| x["server"] == name).cloned();
+    assert_eq!(
+        of("everything").map(|x| (x["calls"].clone(), x["failed"].clone())),
+        Some((json!(1), json!(0))),
+        "{usage}"
+    );
+    assert_eq!(
+        of("state").map(|x| x["calls"].clone()),
+        Some(json!(2)),
+        "{usage}"
+    );
     let (_, sessions) = request(s.port, "GET", "/v1/sessions", "", &[]);
     assert!(
         sessions["sessions"]
