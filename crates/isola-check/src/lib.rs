@@ -8,7 +8,7 @@
 //! - `isola.d.ts`: what the sandbox provides besides the ECMAScript library (`console`,
 //!   `setTimeout`, `clearTimeout`; see `globals.d.ts`);
 //! - `api-<hash>.d.ts`: the API's declarations (what `isola types` prints), written once per
-//!   distinct API;
+//!   distinct API, the last four kept;
 //! - `check-<n>.ts`: the script inside `async function __isola_script() {` and `}`, on lines of
 //!   its own, so a diagnostic's line is the script's plus one and its column the script's.
 //!   Scripts are function bodies (top-level `return` and `await`), and only a function body
@@ -24,7 +24,6 @@
 //! in the config's directory or one above it, else `tsc` on `PATH`. When the one found is npm's
 //! `typescript` 7 launcher, its native binary is run directly (no Node start: half the time).
 
-use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -46,6 +45,8 @@ pub const MAX_CONCURRENT: usize = 2;
 const OPEN: &str = "async function __isola_script() {\n";
 /// Lines the wrapper adds before the script.
 const OPEN_LINES: u32 = 1;
+/// Distinct APIs whose declarations a checker keeps written.
+const KEPT_APIS: usize = 4;
 /// Diagnostics kept per check; the rest are counted.
 const MAX_DIAGNOSTICS: usize = 50;
 /// The most of the compiler's output read.
@@ -84,12 +85,10 @@ fn excerpt(output: &str) -> String {
     format!(": {cut}")
 }
 
-/// A compiler to run: the program and the arguments before Isola's.
+/// A compiler to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Compiler {
     pub program: PathBuf,
-    /// Arguments that come first (e.g. a `.js` launcher run with `node`).
-    pub prefix: Vec<OsString>,
 }
 
 impl Compiler {
@@ -124,33 +123,11 @@ impl Compiler {
         // Absolute: the compiler runs in the checker's directory.
         let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let program = native_of(&path).unwrap_or(path);
-        Compiler {
-            program,
-            prefix: Vec::new(),
-        }
-    }
-
-    /// `tsc --version`'s answer, e.g. `Version 7.0.2`.
-    pub async fn version(&self) -> Result<String, CheckError> {
-        let out = self
-            .command()
-            .arg("--version")
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output();
-        let out = tokio::time::timeout(Duration::from_secs(10), out)
-            .await
-            .map_err(|_| CheckError::Timeout(10_000))?
-            .map_err(|error| CheckError::Spawn {
-                program: self.program.clone(),
-                error,
-            })?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        Compiler { program }
     }
 
     fn command(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(&self.program);
-        cmd.args(&self.prefix);
         // Nothing of Isola's environment (keys, tokens) reaches the compiler.
         cmd.env_clear();
         for key in ["PATH", "HOME", "TMPDIR", "LANG"] {
@@ -256,7 +233,8 @@ pub struct Checker {
     compiler: Compiler,
     limits: CheckLimits,
     dir: tempfile::TempDir,
-    /// The declarations written, by hash (a few APIs at most: one per refresh).
+    /// The declarations' files, oldest first (at most [`KEPT_APIS`]: an upstream server that
+    /// changes its tool list again and again cannot fill the disk).
     written: Mutex<Vec<String>>,
     next: AtomicU64,
     turns: Semaphore,
@@ -332,6 +310,12 @@ impl Checker {
             std::fs::write(&partial, declarations).map_err(CheckError::Files)?;
             std::fs::rename(&partial, self.dir.path().join(&name)).map_err(CheckError::Files)?;
             written.push(name.clone());
+            if written.len() > KEPT_APIS {
+                // The oldest API's: a check still on it (the API changed under it) fails as
+                // a compiler error, never as a verdict.
+                let old = written.remove(0);
+                let _ = std::fs::remove_file(self.dir.path().join(old));
+            }
         }
         Ok(name)
     }

@@ -244,3 +244,29 @@ fn a_configured_compiler_that_is_not_there_is_an_error() {
     let found = Compiler::find(None, &nested).unwrap().unwrap();
     assert_eq!(found.program, dir.path().join("node_modules/.bin/tsc"));
 }
+
+#[tokio::test]
+async fn a_checker_keeps_a_few_apis_written_not_every_one() {
+    // An upstream server that changes its tool list again and again: each distinct API is a
+    // file, and only the last few stay.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("count.txt");
+    let checker = Checker::new(
+        fake(
+            dir.path(),
+            &format!("ls api-*.d.ts | wc -l > {}; exit 0", out.display()),
+        ),
+        CheckLimits::default(),
+    )
+    .unwrap();
+    for i in 0..8 {
+        let api = format!("declare namespace s{i} {{ function f(): Promise<void>; }}\n");
+        checker.check("return 1;\n", &api).await.unwrap();
+    }
+    let count: u32 = std::fs::read_to_string(&out)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(count, 4);
+}
